@@ -1,0 +1,60 @@
+//! Counters every part of the daemon updates and the CLI (`xacct -t`) and SIGUSR1 report.
+//! Relaxed atomics: each counter is monotonic and read only for reporting.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use xacct_wire::DecodeError;
+
+/// Per-source (capture handle / collector socket) counters.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Frames or datagrams handed to us by the kernel/libpcap.
+    pub received: AtomicU64,
+    /// Dropped by the kernel or libpcap before we saw them (pcap_stats ps_drop + ps_ifdrop).
+    pub kernel_dropped: AtomicU64,
+    /// Frames that failed to decode, by reason (index = `DecodeError as usize` order of ALL).
+    pub malformed: [AtomicU64; DecodeError::ALL.len()],
+    /// Non-IP frames that no plugin accounts (pmacctd ignores them too).
+    pub non_ip: AtomicU64,
+    /// Dropped because a worker queue was full (never silent).
+    pub queue_dropped: AtomicU64,
+    /// Records that reached the workers.
+    pub processed: AtomicU64,
+    /// Set once a finite source (pcap file) has been read to its end and drained.
+    pub finished: std::sync::atomic::AtomicBool,
+}
+
+impl SourceStats {
+    pub fn count_malformed(&self, e: DecodeError) {
+        let i = DecodeError::ALL.iter().position(|x| *x == e).unwrap_or(0);
+        self.malformed[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// `(reason, count)` pairs for reasons with a non-zero count.
+    pub fn malformed_by_reason(&self) -> Vec<(&'static str, u64)> {
+        DecodeError::ALL
+            .iter()
+            .zip(&self.malformed)
+            .map(|(e, c)| (e.name(), c.load(Relaxed)))
+            .filter(|(_, c)| *c > 0)
+            .collect()
+    }
+}
+
+/// Per-plugin counters.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Records that passed the plugin's filter and were folded into its table.
+    pub accounted: AtomicU64,
+    /// Records rejected by the plugin's `aggregate_filter`.
+    pub filtered: AtomicU64,
+    /// Entries written out (print) or currently held (memory).
+    pub entries_written: AtomicU64,
+    /// Refreshes (shard swaps) completed.
+    pub refreshes: AtomicU64,
+    /// Write errors (print file could not be written, …).
+    pub write_errors: AtomicU64,
+}

@@ -1,0 +1,10 @@
+//! Pure decoders for what xacct reads off the wire.
+//!
+//! Everything here takes a byte slice and returns a typed result: no IO, no allocation on the
+//! hot path, no `unsafe`, and no input can make it panic (the decoders are fuzzed). Errors carry
+//! a reason that the daemon counts, so malformed input is always visible to the operator.
+#![forbid(unsafe_code)]
+
+pub mod packet;
+
+pub use packet::{decode, DecodeError, LinkType, PacketSummary, L3};
