@@ -1,1 +1,43 @@
-//! (being written)
+//! Plugins: each runs on its own thread, owns its merged table and, at its refresh, pulls the
+//! workers' shards through [`Harvest`]. memory serves the table to the `xacct` client over a
+//! Unix socket; print writes formatted/CSV/JSON output.
+
+use std::sync::Arc;
+use xacct_core::aggregate::{Projector, Table};
+use xacct_core::config::PluginConfig;
+use xacct_core::stats::{PluginStats, SourceStats};
+
+pub mod memory;
+pub mod print;
+
+/// Provided by the daemon. Collecting swaps every worker's shard of this plugin for an empty
+/// one between batches, so no record is lost or counted twice across a refresh.
+pub trait Harvest: Send {
+    /// Folds every worker's current shard for this plugin into `into`, emptying the shards.
+    /// Blocks until every live worker has answered.
+    fn harvest_into(&mut self, into: &mut Table);
+}
+
+/// Everything a plugin thread gets from the daemon.
+pub struct PluginContext {
+    pub config: PluginConfig,
+    pub projector: Projector,
+    pub harvest: Box<dyn Harvest>,
+    pub stats: Arc<PluginStats>,
+    /// The daemon's sources, for status queries (`xacct -t`) and logs.
+    pub sources: Vec<(String, Arc<SourceStats>)>,
+    /// Receives (or disconnects) when the daemon stops: the plugin does a final harvest and
+    /// flush, then returns.
+    pub shutdown: crossbeam_channel::Receiver<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{plugin}: {what}: {source}")]
+    Io {
+        plugin: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
