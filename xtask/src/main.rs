@@ -1,1 +1,155 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's own set-up, demo, CI and perf entry points, so a fresh
+//! machine needs nothing but these commands.
+//!
+//! - `setup`: installs the Debian packages the build and tests need (only what is missing).
+//! - `demo`:  setup, release build, then runs xacctd end to end on an embedded default config
+//!            (two memory tables and a print plugin over a generated pcap) and queries it.
+//! - `ci`:    setup, then builds and runs the whole test suite.
+//! - `perf`:  runs perf/capacity.sh.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian packages: libpcap for capture, pmacct as the reference implementation the tests
+/// compare against, iproute2 for the namespace/veth tests, tcpdump/tshark as independent
+/// decoders.
+const DEB_PACKAGES: &[&str] = &["libpcap-dev", "pmacct", "iproute2", "tcpdump", "tshark", "pkg-config", "python3-dpkt"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let st = cmd.status().with_context(|| format!("spawn {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = DEB_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("setup: all Debian packages present");
+        return Ok(());
+    }
+    eprintln!("setup: installing {missing:?}");
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn wait_for(path: &Path, needle: &str, timeout: Duration) -> Result<()> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if std::fs::read_to_string(path).map(|s| s.contains(needle)).unwrap_or(false) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("timed out waiting for '{needle}' in {}", path.display())
+}
+
+fn demo() -> Result<()> {
+    setup()?;
+    run(cargo().args(["build", "--release", "-p", "xacctd", "-p", "xacct", "-p", "xacct-perf"]))?;
+    let bin = root().join("target/release");
+    let dir = root().join("target/demo");
+    std::fs::create_dir_all(&dir)?;
+    let pcap = dir.join("demo.pcap");
+    run(Command::new(bin.join("xacct-gen")).args(["--kind", "mixed", "--packets", "200000", "--flows", "5000"]).arg(&pcap))?;
+    let nets = dir.join("networks.lst");
+    std::fs::write(&nets, "! demo networks\n65001,10.0.0.0/16\n65002,192.168.0.0/16\n65003,2001:db8::/32\n")?;
+    let conf = dir.join("xacctd.conf");
+    let out_pipe = dir.join("acct_out.pipe");
+    let in_pipe = dir.join("acct_in.pipe");
+    let csv = dir.join("by_proto.csv");
+    // The seed's memory example, plus a print plugin: no database server needed.
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: memory[a], memory[b], print[p]\nnetworks_file: {}\n!\naggregate[a]: src_host\nimt_path[a]: {}\naggregate_filter[a]: src net 10.0.0.0/16\n!\naggregate[b]: dst_net\nimt_path[b]: {}\naggregate_filter[b]: dst net 10.0.0.0/16\n!\naggregate[p]: proto,dst_port\nprint_output[p]: csv\nprint_output_file[p]: {}\nprint_refresh_time[p]: 60\n",
+            pcap.display(),
+            nets.display(),
+            out_pipe.display(),
+            in_pipe.display(),
+            csv.display()
+        ),
+    )?;
+    println!("--- configuration ({}):\n{}", conf.display(), std::fs::read_to_string(&conf)?);
+    let log = dir.join("xacctd.log");
+    let mut child = Command::new(bin.join("xacctd"))
+        .arg("-f")
+        .arg(&conf)
+        .stderr(std::fs::File::create(&log)?)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start xacctd")?;
+    let res = (|| -> Result<()> {
+        wait_for(&log, "finished reading", Duration::from_secs(60))?;
+        for (what, pipe) in [("outbound (src_host, src net 10.0.0.0/16), top 10 by bytes", &out_pipe), ("inbound (dst_net)", &in_pipe)] {
+            println!("--- xacct -p {} -s -T bytes,10   [{what}]", pipe.display());
+            run(Command::new(bin.join("xacct")).arg("-p").arg(pipe).args(["-s", "-T", "bytes,10"]))?;
+        }
+        println!("--- xacct -p {} -s -O csv | head", in_pipe.display());
+        let out = Command::new(bin.join("xacct")).arg("-p").arg(&in_pipe).args(["-s", "-O", "csv"]).output()?;
+        for l in String::from_utf8_lossy(&out.stdout).lines().take(8) {
+            println!("{l}");
+        }
+        Ok(())
+    })();
+    nix_kill_term(child.id());
+    let st = child.wait()?;
+    res?;
+    if !st.success() {
+        bail!("xacctd exited with {st}; log in {}", log.display());
+    }
+    println!("--- print plugin output after the final flush ({}):", csv.display());
+    for l in std::fs::read_to_string(&csv).unwrap_or_default().lines().take(10) {
+        println!("{l}");
+    }
+    println!("--- xacctd log: {}\ndemo ok", log.display());
+    Ok(())
+}
+
+fn nix_kill_term(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+fn ci() -> Result<()> {
+    setup()?;
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cmd = std::env::args().nth(1).unwrap_or_default();
+    match cmd.as_str() {
+        "setup" => setup(),
+        "demo" => demo(),
+        "ci" => ci(),
+        "perf" => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
+        _ => bail!("usage: cargo xtask <setup|demo|ci|perf>"),
+    }
+}

@@ -1,1 +1,374 @@
-//! (being written)
+//! `networks_file` and `ports_file`: the maps that turn addresses into nets/masks/ASes and
+//! keep only interesting ports.
+//!
+//! pmacctd 1.7.7 behaviour these follow (checked by running it):
+//! - A host in no listed net gets net `0.0.0.0` (IPv4) or `::` (IPv6), mask 0, AS 0.
+//! - When a prefix is listed twice, the first line wins.
+//! - ASes come from the file only with `pmacctd_as: file` (see
+//!   [`crate::config::GlobalConfig::as_from_networks_file`]); nets and masks whenever a
+//!   networks_file is set.
+//! - pmacctd refuses to start when a plugin aggregates on nets, masks or ASes without a
+//!   networks_file, and so does our config parser; [`Networks::resolve_none`] exists for
+//!   callers that resolve records without any map.
+//! - pmacctd's IPv6 lookups are broken (a file with only IPv6 prefixes matches nothing, and
+//!   with IPv4 prefixes present any IPv6 address matches some IPv6 prefix, not the longest);
+//!   we do a real longest-prefix match for IPv6 too.
+//! - ports_file: the source and the destination port are each zeroed when not listed.
+
+use crate::record::{Addr, Record};
+use std::net::IpAddr;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("{file}: {why}")]
+    Io { file: String, why: String },
+    #[error("{file}:{line}: {why}")]
+    Syntax { file: String, line: usize, why: String },
+}
+
+fn read(path: &Path) -> Result<String, MapError> {
+    std::fs::read_to_string(path).map_err(|e| MapError::Io { file: path.display().to_string(), why: e.to_string() })
+}
+
+/// Non-comment lines with their 1-based numbers. `!` starts a comment line, as in pmacct.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('!'))
+}
+
+/// What a networks_file line says about its prefix besides the prefix itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetInfo {
+    /// Origin AS (0 when not given).
+    pub asn: u32,
+    /// Peer AS (`<peer_as>_<as>`; 0 when not given).
+    pub peer_as: u32,
+    /// BGP next-hop (`None` when not given).
+    pub nexthop: Addr,
+}
+
+/// Longest-prefix match over one address family, as one hash map per prefix length present,
+/// probed from the longest length down.
+///
+/// Hand-written rather than a trie crate because networks files list tens to thousands of
+/// prefixes over a handful of distinct lengths: a lookup is then a few masked hash probes on
+/// integer keys (no pointer chasing), the maps are hashbrown's which the crate already uses,
+/// and no new dependency is needed.
+#[derive(Debug, Clone, Default)]
+struct Lpm<K> {
+    /// Distinct prefix lengths, longest first, each with its prefixes (network bits only).
+    tables: Vec<(u8, hashbrown::HashMap<K, NetInfo>)>,
+}
+
+trait Bits: Copy + Eq + std::hash::Hash {
+    const WIDTH: u8;
+    fn mask(self, len: u8) -> Self;
+}
+
+impl Bits for u32 {
+    const WIDTH: u8 = 32;
+    fn mask(self, len: u8) -> u32 {
+        self.checked_shr(u32::from(32 - len.min(32))).map_or(0, |_| self & (u32::MAX.checked_shl(u32::from(32 - len.min(32))).unwrap_or(0)))
+    }
+}
+
+impl Bits for u128 {
+    const WIDTH: u8 = 128;
+    fn mask(self, len: u8) -> u128 {
+        self & u128::MAX.checked_shl(u32::from(128 - len.min(128))).unwrap_or(0)
+    }
+}
+
+impl<K: Bits> Lpm<K> {
+    /// Keeps the first entry for a prefix, as pmacctd does.
+    fn insert(&mut self, net: K, len: u8, info: NetInfo) {
+        let key = net.mask(len);
+        let pos = match self.tables.iter().position(|(l, _)| *l <= len) {
+            Some(p) if self.tables.get(p).is_some_and(|(l, _)| *l == len) => p,
+            Some(p) => {
+                self.tables.insert(p, (len, hashbrown::HashMap::new()));
+                p
+            }
+            None => {
+                self.tables.push((len, hashbrown::HashMap::new()));
+                self.tables.len() - 1
+            }
+        };
+        if let Some((_, map)) = self.tables.get_mut(pos) {
+            map.entry(key).or_insert(info);
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, addr: K) -> Option<(u8, &NetInfo)> {
+        self.tables.iter().find_map(|(len, map)| map.get(&addr.mask(*len)).map(|i| (*len, i)))
+    }
+
+    fn len(&self) -> usize {
+        self.tables.iter().map(|(_, m)| m.len()).sum()
+    }
+}
+
+/// A parsed `networks_file`.
+#[derive(Debug, Clone, Default)]
+pub struct Networks {
+    v4: Lpm<u32>,
+    v6: Lpm<u128>,
+}
+
+impl Networks {
+    /// Parses lines `[<nexthop>,][[<peer_as>_]<as>,]<net>/<len>`; `!` starts a comment line.
+    pub fn parse(text: &str, file_name: &str) -> Result<Networks, MapError> {
+        let mut n = Networks::default();
+        for (line, l) in lines(text) {
+            let err = |why: String| MapError::Syntax { file: file_name.to_string(), line, why };
+            let fields: Vec<&str> = l.split(',').map(str::trim).collect();
+            let (nexthop, as_field, net) = match fields.as_slice() {
+                [net] => (None, None, *net),
+                // Two fields: the first is a next-hop if it is an address, else an AS.
+                [first, net] if first.parse::<IpAddr>().is_ok() => (Some(*first), None, *net),
+                [asf, net] => (None, Some(*asf), *net),
+                [nh, asf, net] => (Some(*nh), Some(*asf), *net),
+                _ => return Err(err(format!("'{l}' is not [<nexthop>,][[<peer_as>_]<as>,]<net>/<len>"))),
+            };
+            let nexthop = match nexthop {
+                Some(s) => Addr::from(s.parse::<IpAddr>().map_err(|_| err(format!("bad next-hop address '{s}'")))?),
+                None => Addr::None,
+            };
+            let parse_as = |s: &str| s.parse::<u32>().map_err(|_| err(format!("bad AS number '{s}'")));
+            let (peer_as, asn) = match as_field {
+                Some(f) => match f.split_once('_') {
+                    Some((p, a)) => (parse_as(p)?, parse_as(a)?),
+                    None => (0, parse_as(f)?),
+                },
+                None => (0, 0),
+            };
+            let (addr, len) = net.split_once('/').ok_or_else(|| err(format!("'{net}' is not <net>/<len>")))?;
+            let addr: IpAddr = addr.trim().parse().map_err(|_| err(format!("bad network address '{addr}'")))?;
+            let len: u8 = len.trim().parse().map_err(|_| err(format!("bad prefix length '{len}'")))?;
+            let info = NetInfo { asn, peer_as, nexthop };
+            match addr {
+                IpAddr::V4(a) if len <= 32 => n.v4.insert(u32::from(a), len, info),
+                IpAddr::V6(a) if len <= 128 => n.v6.insert(u128::from(a), len, info),
+                _ => return Err(err(format!("prefix length {len} is too long for {addr}"))),
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn load(path: &Path) -> Result<Networks, MapError> {
+        Networks::parse(&read(path)?, &path.display().to_string())
+    }
+
+    /// Number of distinct prefixes.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Longest-prefix match of one address: (network address, mask length, line info).
+    pub fn lookup(&self, a: Addr) -> Option<(Addr, u8, NetInfo)> {
+        match a {
+            Addr::None => None,
+            Addr::V4(b) => self.v4.lookup(u32::from_be_bytes(b)).map(|(len, i)| (a.masked(len), len, *i)),
+            Addr::V6(b) => self.v6.lookup(u128::from_be_bytes(b)).map(|(len, i)| (a.masked(len), len, *i)),
+        }
+    }
+
+    /// Fills src/dst net, mask and AS by longest-prefix match; unmatched hosts get the zero
+    /// address of their family, mask 0, AS 0 (as pmacctd prints them).
+    #[inline]
+    pub fn resolve(&self, r: &mut Record) {
+        (r.src_net, r.src_mask, r.src_as) = self.resolve_one(r.src_ip);
+        (r.dst_net, r.dst_mask, r.dst_as) = self.resolve_one(r.dst_ip);
+        r.nets_resolved = true;
+    }
+
+    #[inline]
+    fn resolve_one(&self, a: Addr) -> (Addr, u8, u32) {
+        match self.lookup(a) {
+            Some((net, len, info)) => (net, len, info.asn),
+            None => unmatched(a),
+        }
+    }
+
+    /// Resolution without any networks_file: every host is in no net.
+    pub fn resolve_none(r: &mut Record) {
+        (r.src_net, r.src_mask, r.src_as) = unmatched(r.src_ip);
+        (r.dst_net, r.dst_mask, r.dst_as) = unmatched(r.dst_ip);
+        r.nets_resolved = true;
+    }
+}
+
+fn unmatched(a: Addr) -> (Addr, u8, u32) {
+    (a.masked(0), 0, 0)
+}
+
+/// A parsed `ports_file`: a 65536-bit set (8 KiB), so that a lookup is one bit test.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    bits: Vec<u64>,
+}
+
+impl Ports {
+    /// One port a line; `!` starts a comment line.
+    pub fn parse(text: &str, file_name: &str) -> Result<Ports, MapError> {
+        let mut bits = vec![0u64; 1024];
+        for (line, l) in lines(text) {
+            let port: u16 = l.parse().map_err(|_| MapError::Syntax {
+                file: file_name.to_string(),
+                line,
+                why: format!("'{l}' is not a port number (0-65535)"),
+            })?;
+            if let Some(w) = bits.get_mut(usize::from(port >> 6)) {
+                *w |= 1 << (port & 63);
+            }
+        }
+        Ok(Ports { bits })
+    }
+
+    pub fn load(path: &Path) -> Result<Ports, MapError> {
+        Ports::parse(&read(path)?, &path.display().to_string())
+    }
+
+    #[inline]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits.get(usize::from(port >> 6)).is_some_and(|w| w & (1 << (port & 63)) != 0)
+    }
+
+    /// Zeroes the source and the destination port, each when not listed.
+    #[inline]
+    pub fn apply(&self, r: &mut Record) {
+        if !self.contains(r.src_port) {
+            r.src_port = 0;
+        }
+        if !self.contains(r.dst_port) {
+            r.dst_port = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Addr {
+        Addr::from(s.parse::<IpAddr>().unwrap())
+    }
+
+    fn rec(src: &str, dst: &str) -> Record {
+        Record { src_ip: a(src), dst_ip: a(dst), ..Record::default() }
+    }
+
+    const NETS: &str = "! test\n\
+        10.0.0.0/8\n\
+        65001,10.0.1.0/24\n\
+        1.2.3.4,65002,192.168.0.0/16\n\
+        \n\
+        65100_65003,2001:db8::/32\n\
+        65004, 2001:db8:1::/48\n\
+        65005,10.0.1.0/24\n";
+
+    #[test]
+    fn lpm_v4_matches_pmacctd() {
+        let n = Networks::parse(NETS, "nets.lst").unwrap();
+        assert_eq!(n.len(), 5);
+        let mut r = rec("10.0.1.5", "192.168.1.1");
+        n.resolve(&mut r);
+        assert!(r.nets_resolved);
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("10.0.1.0"), 24, 65001), "first duplicate wins");
+        assert_eq!((r.dst_net, r.dst_mask, r.dst_as), (a("192.168.0.0"), 16, 65002));
+        let mut r = rec("10.1.2.3", "8.8.8.8");
+        n.resolve(&mut r);
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("10.0.0.0"), 8, 0));
+        assert_eq!((r.dst_net, r.dst_mask, r.dst_as), (a("0.0.0.0"), 0, 0));
+        assert_eq!(n.lookup(a("192.168.3.3")).map(|m| m.2.nexthop), Some(a("1.2.3.4")));
+    }
+
+    #[test]
+    fn lpm_v6_is_longest_match() {
+        let n = Networks::parse(NETS, "nets.lst").unwrap();
+        let mut r = rec("2001:db8::1", "2001:db8:1::5");
+        n.resolve(&mut r);
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("2001:db8::"), 32, 65003));
+        assert_eq!((r.dst_net, r.dst_mask, r.dst_as), (a("2001:db8:1::"), 48, 65004));
+        assert_eq!(n.lookup(a("2001:db8::1")).map(|m| m.2.peer_as), Some(65100));
+        let mut r = rec("2001:db9::1", "::1");
+        n.resolve(&mut r);
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("::"), 0, 0));
+        assert_eq!(r.dst_net.to_string(), "::");
+        // An IPv6-only file works too.
+        let n = Networks::parse("2001:db8::/32\n", "v6.lst").unwrap();
+        assert_eq!(n.lookup(a("2001:db8:ffff::1")).map(|m| m.1), Some(32));
+    }
+
+    #[test]
+    fn default_route_and_host_routes() {
+        let n = Networks::parse("0.0.0.0/0\n7,10.0.0.9/32\n10.0.0.0/30\n", "x").unwrap();
+        assert_eq!(n.lookup(a("10.0.0.9")).map(|m| (m.0, m.1, m.2.asn)), Some((a("10.0.0.9"), 32, 7)));
+        assert_eq!(n.lookup(a("10.0.0.3")).map(|m| m.1), Some(30));
+        assert_eq!(n.lookup(a("11.0.0.3")).map(|m| (m.0, m.1)), Some((a("0.0.0.0"), 0)));
+        assert_eq!(n.lookup(Addr::None), None);
+        // Host bits in a listed net are ignored, like pmacct.
+        let n = Networks::parse("10.0.1.77/24\n", "x").unwrap();
+        assert_eq!(n.lookup(a("10.0.1.1")).map(|m| m.0), Some(a("10.0.1.0")));
+    }
+
+    #[test]
+    fn non_ip_and_resolve_none() {
+        let n = Networks::parse(NETS, "nets.lst").unwrap();
+        let mut r = Record { src_as: 9, src_mask: 3, ..Record::default() };
+        n.resolve(&mut r);
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (Addr::None, 0, 0));
+        let mut r = rec("10.0.1.5", "2001:db8::1");
+        Networks::resolve_none(&mut r);
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("0.0.0.0"), 0, 0));
+        assert_eq!(r.dst_net, a("::"));
+        assert!(r.nets_resolved);
+    }
+
+    #[test]
+    fn network_errors_name_file_and_line() {
+        let cases = [
+            ("10.0.0.0/33", "prefix length 33"),
+            ("10.0.0.0", "not <net>/<len>"),
+            ("abc,10.0.0.0/8", "bad AS number 'abc'"),
+            ("1_x,10.0.0.0/8", "bad AS number 'x'"),
+            ("1.2.3.4,5,6,10.0.0.0/8", "is not [<nexthop>"),
+            ("1.2.3.400,5,10.0.0.0/8", "bad next-hop"),
+            ("10.0.0.0/x", "bad prefix length"),
+            ("2001:db8::/129", "prefix length 129"),
+        ];
+        for (line, why) in cases {
+            let text = format!("! c\n10.0.0.0/8\n{line}\n");
+            let e = Networks::parse(&text, "/etc/n.lst").unwrap_err().to_string();
+            assert!(e.starts_with("/etc/n.lst:3: "), "{e}");
+            assert!(e.contains(why), "{e} lacks {why}");
+        }
+        let e = Networks::load(Path::new("/nonexistent/n.lst")).unwrap_err();
+        assert!(matches!(e, MapError::Io { .. }));
+        assert!(e.to_string().starts_with("/nonexistent/n.lst: "));
+    }
+
+    #[test]
+    fn ports_zero_unlisted_both_directions() {
+        let p = Ports::parse("! x\n80\n 53 \n65535\n", "p.lst").unwrap();
+        let mut r = Record { src_port: 1000, dst_port: 80, ..Record::default() };
+        p.apply(&mut r);
+        assert_eq!((r.src_port, r.dst_port), (0, 80));
+        let mut r = Record { src_port: 53, dst_port: 5353, ..Record::default() };
+        p.apply(&mut r);
+        assert_eq!((r.src_port, r.dst_port), (53, 0));
+        assert!(p.contains(65535) && !p.contains(65534) && !p.contains(0));
+        for bad in ["65536", "-1", "http", "80 81"] {
+            let e = Ports::parse(&format!("22\n{bad}\n"), "p.lst").unwrap_err().to_string();
+            assert!(e.starts_with("p.lst:2: "), "{e}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Deterministic traffic mixes. A seed gives the same frames every time, so pmacctd and xacctd
+//! can be compared on identical input and perf runs are repeatable.
+
+use anyhow::{Context, Result};
+use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
+use std::path::Path;
+
+/// Layer 4 of a frame to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    Tcp { sport: u16, dport: u16, flags: u8 },
+    Udp { sport: u16, dport: u16 },
+    Icmp { ty: u8, code: u8 },
+}
+
+/// Network layer of a frame to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    V4 { src: [u8; 4], dst: [u8; 4], tos: u8 },
+    V6 { src: [u8; 16], dst: [u8; 16], tclass: u8 },
+}
+
+/// Everything needed to build one Ethernet frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameSpec {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// 0, 1 or 2 VLAN ids (outer first).
+    pub vlans: Vec<u16>,
+    pub l3: L3,
+    pub l4: L4,
+    pub payload: usize,
+}
+
+/// A captured frame with its timestamp (seconds, microseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub ts_sec: i64,
+    pub ts_usec: i64,
+    pub data: Vec<u8>,
+}
+
+/// Builds the frame bytes for `s`. Frames shorter than Ethernet's 60-byte minimum are padded
+/// (padding is not part of the IP length, as on a real wire).
+pub fn build(s: &FrameSpec) -> Vec<u8> {
+    let payload = vec![0x5au8; s.payload];
+    let eth = PacketBuilder::ethernet2(s.src_mac, s.dst_mac);
+    let mut out = Vec::with_capacity(64 + s.payload);
+    macro_rules! finish {
+        ($ip:expr) => {{
+            let ip = $ip;
+            match s.l4 {
+                L4::Tcp { sport, dport, flags } => {
+                    let mut b = ip.tcp(sport, dport, 1000, 65535);
+                    if flags & 0x01 != 0 { b = b.fin(); }
+                    if flags & 0x02 != 0 { b = b.syn(); }
+                    if flags & 0x04 != 0 { b = b.rst(); }
+                    if flags & 0x08 != 0 { b = b.psh(); }
+                    if flags & 0x10 != 0 { b = b.ack(1); }
+                    if flags & 0x20 != 0 { b = b.urg(0); }
+                    b.write(&mut out, &payload).expect("write to Vec");
+                }
+                L4::Udp { sport, dport } => ip.udp(sport, dport).write(&mut out, &payload).expect("write to Vec"),
+                L4::Icmp { ty, code } => match s.l3 {
+                    L3::V4 { .. } => ip.icmpv4_raw(ty, code, [0; 4]).write(&mut out, &payload).expect("write to Vec"),
+                    L3::V6 { .. } => ip.icmpv6_raw(ty, code, [0; 4]).write(&mut out, &payload).expect("write to Vec"),
+                },
+            }
+        }};
+    }
+    macro_rules! l3 {
+        ($l2:expr) => {{
+            match s.l3 {
+                L3::V4 { src, dst, tos } => {
+                    let mut b = $l2.ipv4(src, dst, 64);
+                    if tos != 0 {
+                        // etherparse has no builder setter for TOS; rebuild the header.
+                        let mut h = Ipv4Header::new(0, 64, IpNumber(0), src, dst).expect("valid v4 header");
+                        h.dscp = etherparse::IpDscp::try_new(tos >> 2).expect("6-bit dscp");
+                        h.ecn = etherparse::IpEcn::try_new(tos & 3).expect("2-bit ecn");
+                        b = $l2.ip(etherparse::IpHeaders::Ipv4(h, Default::default()));
+                    }
+                    finish!(b)
+                }
+                L3::V6 { src, dst, tclass } => {
+                    let _ = tclass;
+                    finish!($l2.ipv6(src, dst, 64))
+                }
+            }
+        }};
+    }
+    match s.vlans.as_slice() {
+        [] => l3!(eth),
+        [v] => l3!(eth.single_vlan(etherparse::VlanId::try_new(*v).expect("12-bit vlan"))),
+        [o, i, ..] => l3!(eth.double_vlan(
+            etherparse::VlanId::try_new(*o).expect("12-bit vlan"),
+            etherparse::VlanId::try_new(*i).expect("12-bit vlan")
+        )),
+    }
+    if out.len() < 60 {
+        out.resize(60, 0);
+    }
+    out
+}
+
+/// An ARP request frame (non-IP traffic).
+pub fn arp(src_mac: [u8; 6], sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&sip);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tip);
+    f.resize(60, 0);
+    f
+}
+
+/// Splits a v4 UDP/TCP frame's IP payload into two fragments (first with the L4 header).
+pub fn fragment_v4(frame: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let eth = 14;
+    if frame.len() < eth + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = ((frame[eth] & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([frame[eth + 2], frame[eth + 3]]) as usize;
+    let body = frame.get(eth + ihl..eth + total)?;
+    if body.len() < 16 {
+        return None;
+    }
+    let cut = 8 * (body.len() / 16).max(1);
+    let mk = |part: &[u8], off: usize, more: bool| {
+        let mut f = frame[..eth + ihl].to_vec();
+        f.extend_from_slice(part);
+        let tl = (ihl + part.len()) as u16;
+        f[eth + 2..eth + 4].copy_from_slice(&tl.to_be_bytes());
+        let fo = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+        f[eth + 6..eth + 8].copy_from_slice(&fo.to_be_bytes());
+        f[eth + 10] = 0;
+        f[eth + 11] = 0;
+        let mut sum = 0u32;
+        for c in f[eth..eth + ihl].chunks(2) {
+            sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[eth + 10..eth + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        f
+    };
+    Some((mk(&body[..cut], 0, true), mk(&body[cut..], cut, false)))
+}
+
+/// xorshift64*: tiny, deterministic, good enough to spread synthetic traffic.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn mac(i: u64) -> [u8; 6] {
+    [0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]
+}
+
+/// A realistic mix: hosts inside 10.0.0.0/16 talking to outside hosts and each other, TCP with
+/// varied flags, UDP, ICMP, IPv6, single and double VLAN tags, a few fragments and ARP.
+/// `flows` bounds the number of distinct 5-tuples.
+pub fn mixed(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(n);
+    let t0 = 1_700_000_000i64;
+    while out.len() < n {
+        let f = rng.below(flows);
+        let mut fr = Rng::new(f ^ seed.rotate_left(17));
+        let inside = [10, 0, fr.below(4) as u8, 1 + fr.below(200) as u8];
+        let outside = [192, 168, fr.below(3) as u8, 1 + fr.below(250) as u8];
+        let (src, dst) = if fr.below(2) == 0 { (inside, outside) } else { (outside, inside) };
+        let kind = fr.below(100);
+        let vlans = match fr.below(10) {
+            0..=5 => vec![],
+            6..=8 => vec![10 + fr.below(3) as u16],
+            _ => vec![100, 200 + fr.below(2) as u16],
+        };
+        let l4 = match kind {
+            0..=54 => {
+                let flags = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04][rng.below(6) as usize];
+                L4::Tcp { sport: 1024 + fr.below(60000) as u16, dport: [80, 443, 22, 25][fr.below(4) as usize], flags }
+            }
+            55..=84 => L4::Udp { sport: 1024 + fr.below(60000) as u16, dport: [53, 123, 5353, 4789][fr.below(4) as usize] },
+            _ => L4::Icmp { ty: 8, code: 0 },
+        };
+        let l3 = if fr.below(8) == 0 {
+            let mut s6 = [0u8; 16];
+            let mut d6 = [0u8; 16];
+            s6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            d6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            s6[15] = src[3];
+            d6[15] = dst[3];
+            d6[14] = 1;
+            L3::V6 { src: s6, dst: d6, tclass: 0 }
+        } else {
+            L3::V4 { src, dst, tos: [0, 0, 0, 0x10, 0xb8][fr.below(5) as usize] }
+        };
+        let spec = FrameSpec {
+            src_mac: mac(u32::from_be_bytes(src) as u64),
+            dst_mac: mac(u32::from_be_bytes(dst) as u64),
+            vlans,
+            l3,
+            l4,
+            payload: [0usize, 10, 100, 500, 1400][rng.below(5) as usize],
+        };
+        let ts_sec = t0 + (out.len() as i64) / 1000;
+        let data = build(&spec);
+        if rng.below(200) == 0 && spec.vlans.is_empty() {
+            if let Some((a, b)) = fragment_v4(&data) {
+                out.push(Frame { ts_sec, ts_usec: 0, data: a });
+                out.push(Frame { ts_sec, ts_usec: 1, data: b });
+                continue;
+            }
+        }
+        if rng.below(500) == 0 {
+            out.push(Frame { ts_sec, ts_usec: 0, data: arp(spec.src_mac, src, dst) });
+            continue;
+        }
+        out.push(Frame { ts_sec, ts_usec: (out.len() % 1000) as i64, data });
+    }
+    out.truncate(n);
+    out
+}
+
+/// Minimum-size (64 bytes on the wire, 60 captured) TCP/IPv4 frames over `flows` 5-tuples.
+pub fn small64(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let f = rng.below(flows) as u32;
+            let spec = FrameSpec {
+                src_mac: mac(1),
+                dst_mac: mac(2),
+                vlans: vec![],
+                l3: L3::V4 { src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(), dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(), tos: 0 },
+                l4: L4::Tcp { sport: 1024 + (f % 50000) as u16, dport: 80, flags: 0x10 },
+                payload: 0,
+            };
+            Frame { ts_sec: 1_700_000_000 + (i / 10_000) as i64, ts_usec: (i % 1_000_000) as i64, data: build(&spec) }
+        })
+        .collect()
+}
+
+/// Writes Ethernet frames to a pcap file through libpcap.
+pub fn write_pcap(path: &Path, frames: &[Frame]) -> Result<()> {
+    write_pcap_linktype(path, frames, pcap::Linktype::ETHERNET)
+}
+
+/// Writes frames of any link type to a pcap file through libpcap.
+pub fn write_pcap_linktype(path: &Path, frames: &[Frame], link: pcap::Linktype) -> Result<()> {
+    let cap = pcap::Capture::dead(link).context("pcap dead handle")?;
+    let mut out = cap.savefile(path).with_context(|| format!("create {}", path.display()))?;
+    for f in frames {
+        let header = pcap::PacketHeader {
+            ts: libc_timeval(f.ts_sec, f.ts_usec),
+            caplen: f.data.len() as u32,
+            len: f.data.len() as u32,
+        };
+        out.write(&pcap::Packet::new(&header, &f.data));
+    }
+    out.flush().context("flush pcap")?;
+    Ok(())
+}
+
+fn libc_timeval(sec: i64, usec: i64) -> pcap::TimeVal {
+    pcap::TimeVal { tv_sec: sec as _, tv_usec: usec as _ }
+}

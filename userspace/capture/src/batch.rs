@@ -1,0 +1,141 @@
+//! Frame batches: one contiguous buffer plus per-frame metadata, so a worker touches one
+//! allocation per few hundred frames and channel traffic is per batch, not per packet.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use xacct_core::stats::SourceStats;
+use xacct_wire::LinkType;
+
+/// Where a frame sits in [`Batch::buf`] and what libpcap said about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub off: u32,
+    pub caplen: u32,
+    /// Original length on the wire.
+    pub wire_len: u32,
+    /// Capture timestamp, seconds since the epoch.
+    pub ts: i64,
+}
+
+/// A batch of frames from one source.
+#[derive(Debug)]
+pub struct Batch {
+    pub link: LinkType,
+    /// Index of the source in the daemon's source list (its stats are counted there).
+    pub source: usize,
+    pub buf: Vec<u8>,
+    pub frames: Vec<FrameMeta>,
+}
+
+/// Frames per batch: large enough to amortise channel hand-offs, small enough to keep latency
+/// and cache footprint low.
+pub const BATCH_FRAMES: usize = 256;
+
+impl Batch {
+    pub fn new(link: LinkType, source: usize) -> Batch {
+        Batch { link, source, buf: Vec::with_capacity(BATCH_FRAMES * 128), frames: Vec::with_capacity(BATCH_FRAMES) }
+    }
+
+    pub fn push(&mut self, data: &[u8], wire_len: u32, ts: i64) {
+        let off = self.buf.len() as u32;
+        self.buf.extend_from_slice(data);
+        self.frames.push(FrameMeta { off, caplen: data.len() as u32, wire_len, ts });
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.frames.len() >= BATCH_FRAMES
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.frames.clear();
+    }
+
+    /// The frame bytes for `m` (metadata from this batch).
+    #[inline]
+    pub fn data(&self, m: &FrameMeta) -> &[u8] {
+        let start = m.off as usize;
+        self.buf.get(start..start + m.caplen as usize).unwrap_or(&[])
+    }
+}
+
+/// What to do when every worker queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Wait (pcap files: reading slower is lossless).
+    Block,
+    /// Drop the batch and count it in `queue_dropped` (live capture: keep draining the kernel
+    /// ring so drops show up here, counted, rather than as silent ring overruns).
+    DropAndCount,
+}
+
+/// Distributes batches over the workers round-robin and recycles empty batches.
+pub struct BatchSink {
+    workers: Vec<Sender<Batch>>,
+    recycle: Receiver<Batch>,
+    next: usize,
+    mode: SinkMode,
+    stats: Arc<SourceStats>,
+}
+
+impl BatchSink {
+    pub fn new(workers: Vec<Sender<Batch>>, recycle: Receiver<Batch>, mode: SinkMode, stats: Arc<SourceStats>) -> BatchSink {
+        BatchSink { workers, recycle, next: 0, mode, stats }
+    }
+
+    /// An empty batch to fill: a recycled one when available.
+    pub fn empty(&self, link: LinkType, source: usize) -> Batch {
+        match self.recycle.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b.link = link;
+                b.source = source;
+                b
+            }
+            Err(_) => Batch::new(link, source),
+        }
+    }
+
+    /// Sends a batch to a worker. Returns false when no worker is left (daemon stopping).
+    pub fn send(&mut self, batch: Batch) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let n = self.workers.len();
+        if n == 0 {
+            return false;
+        }
+        let mut batch = batch;
+        // Try every worker once without blocking, starting with the next in turn.
+        for i in 0..n {
+            let w = (self.next + i) % n;
+            match self.workers[w].try_send(batch) {
+                Ok(()) => {
+                    self.next = (w + 1) % n;
+                    return true;
+                }
+                Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => batch = b,
+            }
+        }
+        match self.mode {
+            SinkMode::Block => {
+                let w = self.next;
+                self.next = (w + 1) % n;
+                self.workers[w].send(batch).is_ok()
+            }
+            SinkMode::DropAndCount => {
+                self.stats.queue_dropped.fetch_add(batch.len() as u64, Relaxed);
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! libpcap sources: a live interface (non-blocking reads polled with a timeout, since a
+//! blocking read can hang forever on an idle link) or a pcap savefile.
+
+use crate::batch::{Batch, BatchSink};
+use pcap::{Active, Capture, Offline};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xacct_core::stats::SourceStats;
+use xacct_wire::LinkType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open interface '{iface}': {source}")]
+    OpenLive { iface: String, source: pcap::Error },
+    #[error("cannot open pcap file '{}': {source}", path.display())]
+    OpenFile { path: PathBuf, source: pcap::Error },
+    #[error("pcap_filter '{expr}' rejected by libpcap: {source}")]
+    Filter { expr: String, source: pcap::Error },
+    #[error("unsupported link type {dlt} ({name}) on {what}")]
+    LinkType { dlt: i32, name: String, what: String },
+    #[error("reading from {what}: {source}")]
+    Read { what: String, source: pcap::Error },
+}
+
+/// Why a source stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceEnd {
+    /// A pcap file was read to its end.
+    EndOfFile,
+    /// The daemon asked the source to stop.
+    Stopped,
+    /// Every worker is gone.
+    WorkersGone,
+}
+
+enum Handle {
+    Live(Capture<Active>),
+    File(Capture<Offline>),
+}
+
+/// One libpcap capture handle.
+pub struct PcapSource {
+    handle: Handle,
+    link: LinkType,
+    what: String,
+}
+
+fn link_of(dlt: pcap::Linktype, what: &str) -> Result<LinkType, CaptureError> {
+    LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::LinkType {
+        dlt: dlt.0,
+        name: dlt.get_name().unwrap_or_else(|_| "?".into()),
+        what: what.to_string(),
+    })
+}
+
+impl PcapSource {
+    /// Opens a live interface in non-blocking mode.
+    pub fn open_live(iface: &str, snaplen: u32, promisc: bool, filter: Option<&str>) -> Result<PcapSource, CaptureError> {
+        let err = |source| CaptureError::OpenLive { iface: iface.to_string(), source };
+        let cap = Capture::from_device(iface)
+            .map_err(err)?
+            .snaplen(snaplen as i32)
+            .promisc(promisc)
+            .immediate_mode(true)
+            .buffer_size(32 << 20)
+            .timeout(100)
+            .open()
+            .map_err(err)?;
+        let mut cap = cap.setnonblock().map_err(err)?;
+        if let Some(expr) = filter {
+            cap.filter(expr, true).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
+        }
+        let what = format!("interface {iface}");
+        let link = link_of(cap.get_datalink(), &what)?;
+        Ok(PcapSource { handle: Handle::Live(cap), link, what })
+    }
+
+    /// Opens a pcap savefile.
+    pub fn open_file(path: &Path, filter: Option<&str>) -> Result<PcapSource, CaptureError> {
+        let mut cap = Capture::from_file(path).map_err(|source| CaptureError::OpenFile { path: path.to_path_buf(), source })?;
+        if let Some(expr) = filter {
+            cap.filter(expr, true).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
+        }
+        let what = format!("pcap file {}", path.display());
+        let link = link_of(cap.get_datalink(), &what)?;
+        Ok(PcapSource { handle: Handle::File(cap), link, what })
+    }
+
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.what
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(self.handle, Handle::File(_))
+    }
+
+    /// Reads until end of file, `stop`, or the workers going away, batching frames into `sink`.
+    pub fn run(&mut self, id: usize, sink: &mut BatchSink, stop: &AtomicBool, stats: &SourceStats) -> Result<SourceEnd, CaptureError> {
+        let link = self.link;
+        let mut batch = sink.empty(link, id);
+        let mut last_stats = Instant::now();
+        loop {
+            if stop.load(Relaxed) {
+                let _ = flush(sink, &mut batch, link, id, stats);
+                return Ok(SourceEnd::Stopped);
+            }
+            let next = match &mut self.handle {
+                Handle::Live(c) => c.next_packet(),
+                Handle::File(c) => c.next_packet(),
+            };
+            match next {
+                Ok(p) => {
+                    let ts = p.header.ts.tv_sec as i64;
+                    batch.push(p.data, p.header.len, ts);
+                    if batch.is_full() && !flush(sink, &mut batch, link, id, stats) {
+                        return Ok(SourceEnd::WorkersGone);
+                    }
+                }
+                Err(pcap::Error::NoMorePackets) => {
+                    flush(sink, &mut batch, link, id, stats);
+                    return Ok(SourceEnd::EndOfFile);
+                }
+                Err(pcap::Error::TimeoutExpired) => {
+                    // Idle link: hand over what we have so counts do not wait for a full batch,
+                    // then wait for the descriptor (bounded, so `stop` is seen promptly).
+                    if !flush(sink, &mut batch, link, id, stats) {
+                        return Ok(SourceEnd::WorkersGone);
+                    }
+                    if let Handle::Live(c) = &self.handle {
+                        let mut fds = [nix::poll::PollFd::new(c.as_fd(), nix::poll::PollFlags::POLLIN)];
+                        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+                    }
+                }
+                Err(e) => return Err(CaptureError::Read { what: self.what.clone(), source: e }),
+            }
+            if last_stats.elapsed() > Duration::from_millis(500) {
+                self.update_kernel_drops(stats);
+                last_stats = Instant::now();
+            }
+        }
+    }
+
+    /// Copies libpcap's drop counters (kernel ring + interface) into `stats`.
+    pub fn update_kernel_drops(&mut self, stats: &SourceStats) {
+        if let Handle::Live(c) = &mut self.handle {
+            if let Ok(s) = c.stats() {
+                stats.kernel_dropped.store(s.dropped as u64 + s.if_dropped as u64, Relaxed);
+            }
+        }
+    }
+}
+
+/// Sends the current batch (if any) and takes a fresh one. False when the workers are gone.
+fn flush(sink: &mut BatchSink, batch: &mut Batch, link: LinkType, id: usize, stats: &SourceStats) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    stats.received.fetch_add(batch.len() as u64, Relaxed);
+    let full = std::mem::replace(batch, sink.empty(link, id));
+    sink.send(full)
+}
+
+/// Shared handle so the daemon can ask a running source to stop.
+pub type StopFlag = Arc<AtomicBool>;

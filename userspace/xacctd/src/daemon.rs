@@ -1,0 +1,324 @@
+//! Lifecycle: configuration → workers, plugins, sources; signals; shutdown with a final flush.
+//!
+//! Shutdown order is what makes the final flush exact: sources stop and drop their batch
+//! senders → workers drain every queued batch → plugins are told to stop and do their last
+//! harvest → workers exit when the last harvest handle is dropped.
+
+use crate::pipeline::{Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{bounded, unbounded, Sender};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use xacct_capture::{BatchSink, PcapSource, SinkMode, SourceEnd};
+use xacct_core::aggregate::Projector;
+use xacct_core::config::{Config, PluginKind};
+use xacct_core::filter::Filter;
+use xacct_core::maps::{Networks, Ports};
+use xacct_core::stats::{PluginStats, SourceStats};
+use xacct_plugins::PluginContext;
+
+/// Batches a worker may have queued: bounds memory and latency; a full queue blocks a file
+/// reader and is counted as `queue_dropped` for a live interface.
+const WORKER_QUEUE_BATCHES: usize = 64;
+
+enum Event {
+    Signal(i32),
+    SourceDone { name: String, end: Result<SourceEnd, String> },
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("XACCT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match &config.global.logfile {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open logfile {}", path.display()))?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init().ok();
+        }
+        None => {
+            builder.with_writer(std::io::stderr).try_init().ok();
+        }
+    }
+    Ok(())
+}
+
+struct PidFile(Option<PathBuf>);
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn load_maps(config: &Config) -> Result<(HashMap<PathBuf, Arc<Networks>>, HashMap<PathBuf, Arc<Ports>>)> {
+    let mut nets = HashMap::new();
+    let mut ports = HashMap::new();
+    for p in &config.plugins {
+        if let Some(path) = &p.networks_file {
+            if !nets.contains_key(path) {
+                let n = Networks::load(path).with_context(|| format!("plugin {}", p.name))?;
+                nets.insert(path.clone(), Arc::new(n));
+            }
+        }
+        if let Some(path) = &p.ports_file {
+            if !ports.contains_key(path) {
+                let n = Ports::load(path).with_context(|| format!("plugin {}", p.name))?;
+                ports.insert(path.clone(), Arc::new(n));
+            }
+        }
+    }
+    Ok((nets, ports))
+}
+
+/// Runs the daemon until a signal or (without `pcap_savefile_wait`) the end of the pcap file.
+pub fn run(config: Config) -> Result<()> {
+    if config.global.daemonize {
+        // Before any thread exists: fork() keeps only the calling thread.
+        nix::unistd::daemon(true, false).context("daemonize")?;
+    }
+    init_logging(&config)?;
+    tracing::info!("xacctd {} starting", env!("CARGO_PKG_VERSION"));
+    for o in &config.ignored {
+        tracing::info!("{o}: accepted for compatibility; has no effect in xacct");
+    }
+    let _pidfile = match &config.global.pidfile {
+        Some(p) => {
+            std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("cannot write pidfile {}", p.display()))?;
+            PidFile(Some(p.clone()))
+        }
+        None => PidFile(None),
+    };
+
+    // Signals first, so a TERM during start-up is not lost.
+    let (ev_tx, ev_rx) = unbounded::<Event>();
+    {
+        use signal_hook::consts::*;
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP]).context("installing signal handlers")?;
+        let tx = ev_tx.clone();
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for s in signals.forever() {
+                if tx.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    }
+
+    // Sources.
+    let g = &config.global;
+    let mut sources: Vec<PcapSource> = Vec::new();
+    if let Some(file) = &g.pcap_savefile {
+        sources.push(PcapSource::open_file(file, g.pcap_filter.as_deref())?);
+    } else {
+        let iface = match &g.interface {
+            Some(i) => i.clone(),
+            None => {
+                let d = pcap::Device::lookup().ok().flatten().context("no interface or pcap_savefile configured, and libpcap found no default device")?;
+                tracing::info!("no interface configured: using libpcap's default device {}", d.name);
+                d.name
+            }
+        };
+        sources.push(PcapSource::open_live(&iface, g.snaplen, g.promisc, g.pcap_filter.as_deref())?);
+    }
+    let source_stats: Vec<Arc<SourceStats>> = sources.iter().map(|_| Arc::new(SourceStats::default())).collect();
+    let source_names: Vec<String> = sources.iter().map(|s| s.describe().to_string()).collect();
+    for s in &sources {
+        tracing::info!("capturing from {} (link type {:?}) with libpcap", s.describe(), s.link());
+    }
+
+    // Plugins' worker-side specs.
+    let (nets, ports) = load_maps(&config)?;
+    let mut specs = Vec::new();
+    let mut plugin_stats = Vec::new();
+    for p in &config.plugins {
+        let projector = Projector::new(&p.aggregate, p.print_history.is_some());
+        let filter = match &p.aggregate_filter {
+            Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
+            None => None,
+        };
+        let stats = Arc::new(PluginStats::default());
+        plugin_stats.push(stats.clone());
+        specs.push(PluginSpec {
+            name: p.name.clone(),
+            projector,
+            filter,
+            history: p.print_history,
+            networks: p.networks_file.as_ref().and_then(|f| nets.get(f).cloned()),
+            ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
+            stats,
+        });
+        tracing::info!("plugin {}/{}: aggregate {}", p.name, p.kind.name(), p.aggregate);
+    }
+    let specs = Arc::new(specs);
+    let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
+
+    // Workers, pinned one per core.
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let nworkers = g.workers.unwrap_or(cores.len().max(1));
+    let shared_sources = Arc::new(source_stats.clone());
+    let (recycle_tx, recycle_rx) = bounded(WORKER_QUEUE_BATCHES * nworkers * 2);
+    let mut data_txs = Vec::new();
+    let mut ctl_txs: Vec<Sender<Ctl>> = Vec::new();
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    for i in 0..nworkers {
+        let (dtx, drx) = bounded(WORKER_QUEUE_BATCHES);
+        let (ctx, crx) = unbounded();
+        data_txs.push(dtx);
+        ctl_txs.push(ctx);
+        let w = Worker::new(specs.clone(), shared_sources.clone(), sampling);
+        let core = cores.get(i % cores.len().max(1)).copied();
+        let recycle = recycle_tx.clone();
+        workers.push(std::thread::Builder::new().name(format!("worker{i}")).spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(c);
+            }
+            w.run(drx, crx, recycle);
+        })?);
+    }
+    drop(recycle_tx);
+    tracing::info!("{nworkers} worker(s) started");
+
+    // Plugin threads.
+    let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
+    let mut plugins: Vec<(String, JoinHandle<Result<(), xacct_plugins::PluginError>>)> = Vec::new();
+    let named_sources: Vec<(String, Arc<SourceStats>)> = source_names.iter().cloned().zip(source_stats.iter().cloned()).collect();
+    for (i, p) in config.plugins.iter().enumerate() {
+        let ctx = PluginContext {
+            config: p.clone(),
+            projector: specs[i].projector.clone(),
+            harvest: Box::new(ShardHarvest::new(i, specs[i].projector.words(), ctl_txs.clone())),
+            stats: plugin_stats[i].clone(),
+            sources: named_sources.clone(),
+            shutdown: shutdown_rx.clone(),
+        };
+        let kind = p.kind;
+        let name = format!("{}/{}", p.name, kind.name());
+        let h = std::thread::Builder::new().name(name.clone()).spawn(move || match kind {
+            PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
+            PluginKind::Print => xacct_plugins::print::run_print(ctx),
+        })?;
+        plugins.push((name, h));
+    }
+    drop(shutdown_rx);
+
+    // Source threads.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut source_threads = Vec::new();
+    let file_mode = sources.iter().all(|s| s.is_file());
+    for (id, mut src) in sources.into_iter().enumerate() {
+        let mode = if src.is_file() { SinkMode::Block } else { SinkMode::DropAndCount };
+        let stats = source_stats[id].clone();
+        let mut sink = BatchSink::new(data_txs.clone(), recycle_rx.clone(), mode, stats.clone());
+        let stop = stop.clone();
+        let tx = ev_tx.clone();
+        let name = source_names[id].clone();
+        source_threads.push(std::thread::Builder::new().name(format!("source{id}")).spawn(move || {
+            let end = src.run(id, &mut sink, &stop, &stats);
+            src.update_kernel_drops(&stats);
+            drop(sink); // closes this source's share of the worker queues
+            // "finished" means every frame read has been accounted by a worker.
+            while stats.processed.load(Relaxed) + stats.queue_dropped.load(Relaxed) < stats.received.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stats.finished.store(true, Relaxed);
+            let _ = tx.send(Event::SourceDone { name, end: end.map_err(|e| e.to_string()) });
+        })?);
+    }
+    drop(data_txs);
+    drop(recycle_rx);
+    drop(ev_tx);
+
+    // Control loop.
+    let mut live_sources = source_threads.len();
+    let mut failed = None;
+    for ev in ev_rx.iter() {
+        match ev {
+            Event::Signal(s) if s == signal_hook::consts::SIGTERM || s == signal_hook::consts::SIGINT => {
+                tracing::info!("signal {s}: flushing and shutting down");
+                break;
+            }
+            Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &specs),
+            Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => tracing::info!("SIGUSR2: no reloadable maps configured"),
+            Event::Signal(_) => {} // SIGHUP: log files are reopened per write (append mode)
+            Event::SourceDone { name, end } => {
+                live_sources -= 1;
+                match end {
+                    Ok(SourceEnd::EndOfFile) => tracing::info!("{name}: finished reading"),
+                    Ok(e) => tracing::info!("{name}: stopped ({e:?})"),
+                    Err(e) => {
+                        tracing::error!("{name}: {e}");
+                        failed = Some(e);
+                    }
+                }
+                if live_sources == 0 {
+                    if failed.is_some() {
+                        break;
+                    }
+                    if !(file_mode && config.global.pcap_savefile_wait) {
+                        tracing::info!("all sources finished: flushing and shutting down");
+                        break;
+                    }
+                    tracing::info!("pcap_savefile_wait: keeping tables until a signal arrives");
+                }
+            }
+        }
+    }
+
+    stop.store(true, Relaxed);
+    for t in source_threads {
+        let _ = t.join();
+    }
+    drop(shutdown_tx);
+    for (name, h) in plugins {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("plugin {name}: {e}"),
+            Err(_) => tracing::error!("plugin {name} panicked"),
+        }
+    }
+    drop(ctl_txs);
+    for w in workers {
+        let _ = w.join();
+    }
+    log_stats(&named_sources, &specs);
+    tracing::info!("shutdown complete");
+    if let Some(e) = failed {
+        bail!("capture failed: {e}");
+    }
+    Ok(())
+}
+
+fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
+    for (name, s) in sources {
+        tracing::info!(
+            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {}",
+            s.received.load(Relaxed),
+            s.processed.load(Relaxed),
+            s.kernel_dropped.load(Relaxed),
+            s.queue_dropped.load(Relaxed),
+            s.malformed_total(),
+            s.malformed_by_reason(),
+            s.non_ip.load(Relaxed),
+        );
+    }
+    for p in specs {
+        tracing::info!(
+            "plugin {}: accounted {} filtered {} refreshes {} entries_written {}",
+            p.name,
+            p.stats.accounted.load(Relaxed),
+            p.stats.filtered.load(Relaxed),
+            p.stats.refreshes.load(Relaxed),
+            p.stats.entries_written.load(Relaxed),
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! Workers and shards.
+//!
+//! Every worker owns one shard (a [`Table`]) of every plugin, so the per-packet path takes no
+//! lock and shares no cache line with another core. A plugin's refresh sends each worker a
+//! [`Ctl::Harvest`] carrying an empty spare table; the worker handles control messages only
+//! between batches, swaps the spare in and sends the full shard back. A record is therefore in
+//! exactly one shard or one harvested table at any time: none lost, none counted twice.
+
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use xacct_capture::Batch;
+use xacct_core::aggregate::{KeyBuf, Projector, Table, MAX_KEY_WORDS};
+use xacct_core::filter::Filter;
+use xacct_core::history::History;
+use xacct_core::maps::{Networks, Ports};
+use xacct_core::record::Record;
+use xacct_core::stats::{PluginStats, SourceStats};
+
+/// What a worker needs to account records for one plugin.
+#[derive(Clone)]
+pub struct PluginSpec {
+    pub name: String,
+    pub projector: Projector,
+    pub filter: Option<Filter>,
+    pub history: Option<History>,
+    pub networks: Option<Arc<Networks>>,
+    pub ports: Option<Arc<Ports>>,
+    pub stats: Arc<PluginStats>,
+}
+
+impl PluginSpec {
+    fn accounts_non_ip(&self) -> bool {
+        self.projector.aggregate().accounts_non_ip()
+    }
+}
+
+/// Packet sampling: keep one packet in `rate`, optionally scaling counters back up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampling {
+    pub rate: u32,
+    pub renormalize: bool,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { rate: 1, renormalize: false }
+    }
+}
+
+/// Control messages a worker handles between batches.
+pub enum Ctl {
+    /// Swap plugin `plugin`'s shard for `spare` and send the full one to `reply`.
+    Harvest { plugin: usize, spare: Table, reply: Sender<Table> },
+}
+
+/// One worker: its shards and what it needs to fill them.
+pub struct Worker {
+    specs: Arc<Vec<PluginSpec>>,
+    shards: Vec<Table>,
+    sources: Arc<Vec<Arc<SourceStats>>>,
+    sampling: Sampling,
+    skip: u32,
+}
+
+impl Worker {
+    pub fn new(specs: Arc<Vec<PluginSpec>>, sources: Arc<Vec<Arc<SourceStats>>>, sampling: Sampling) -> Worker {
+        let shards = specs.iter().map(|s| Table::with_words(s.projector.words())).collect();
+        Worker { specs, shards, sources, sampling, skip: 0 }
+    }
+
+    /// Decodes and accounts every frame of `batch`.
+    pub fn process_batch(&mut self, batch: &Batch) {
+        let Some(src) = self.sources.get(batch.source).cloned() else { return };
+        for m in &batch.frames {
+            let data = batch.data(m);
+            let p = match xacct_wire::decode(batch.link, data, m.wire_len) {
+                Ok(p) => p,
+                Err(e) => {
+                    src.count_malformed(e);
+                    continue;
+                }
+            };
+            if self.sampling.rate > 1 {
+                // Systematic 1-in-N sampling per worker: deterministic, so tests and replays
+                // give repeatable numbers.
+                self.skip += 1;
+                if self.skip < self.sampling.rate {
+                    continue;
+                }
+                self.skip = 0;
+            }
+            let mut r = Record::from_packet(&p, m.ts);
+            if self.sampling.rate > 1 && self.sampling.renormalize {
+                r.packets *= self.sampling.rate as u64;
+                r.bytes *= self.sampling.rate as u64;
+            }
+            if !self.account(&r) && !r.is_ip() {
+                src.non_ip.fetch_add(1, Relaxed);
+            }
+        }
+        src.processed.fetch_add(batch.len() as u64, Relaxed);
+    }
+
+    /// Folds `r` into every plugin shard whose filter takes it. Returns whether any did.
+    #[inline]
+    pub fn account(&mut self, r: &Record) -> bool {
+        let mut k1: KeyBuf = [0; MAX_KEY_WORDS];
+        let mut k2: KeyBuf = [0; MAX_KEY_WORDS];
+        let mut taken = false;
+        for (spec, shard) in self.specs.iter().zip(self.shards.iter_mut()) {
+            if !r.is_ip() && !spec.accounts_non_ip() {
+                continue;
+            }
+            if let Some(f) = &spec.filter {
+                if !f.matches(r) {
+                    spec.stats.filtered.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+            // Maps edit a per-plugin copy: plugins may use different networks/ports files.
+            let mut local;
+            let rec = if spec.networks.is_some() || spec.ports.is_some() {
+                local = *r;
+                if let Some(n) = &spec.networks {
+                    n.resolve(&mut local);
+                }
+                if let Some(p) = &spec.ports {
+                    p.apply(&mut local);
+                }
+                &local
+            } else {
+                r
+            };
+            let bin = spec.history.as_ref().map_or(0, |h| h.bin_start(rec.ts));
+            let c = spec.projector.counters(rec);
+            let n = spec.projector.pack(rec, bin, &mut k1, &mut k2);
+            shard.add(&k1, &c);
+            if n == 2 {
+                shard.add(&k2, &c);
+            }
+            spec.stats.accounted.fetch_add(1, Relaxed);
+            taken = true;
+        }
+        taken
+    }
+
+    fn handle(&mut self, c: Ctl) {
+        match c {
+            Ctl::Harvest { plugin, mut spare, reply } => {
+                if let Some(shard) = self.shards.get_mut(plugin) {
+                    spare.clear();
+                    std::mem::swap(shard, &mut spare);
+                }
+                let _ = reply.send(spare);
+            }
+        }
+    }
+
+    /// Runs until the control channel closes. Control messages are served between batches;
+    /// after the data channel closes (sources done) the worker keeps serving harvests.
+    pub fn run(mut self, data: Receiver<Batch>, ctl: Receiver<Ctl>, recycle: Sender<Batch>) {
+        let mut data_open = true;
+        loop {
+            while let Ok(c) = ctl.try_recv() {
+                self.handle(c);
+            }
+            if data_open {
+                select! {
+                    recv(ctl) -> c => match c {
+                        Ok(c) => self.handle(c),
+                        Err(_) => return,
+                    },
+                    recv(data) -> b => match b {
+                        Ok(b) => {
+                            self.process_batch(&b);
+                            let _ = recycle.try_send(b);
+                        }
+                        Err(_) => data_open = false,
+                    },
+                }
+            } else {
+                match ctl.recv() {
+                    Ok(c) => self.handle(c),
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// A plugin's view of the workers: swaps out and merges their shards for that plugin.
+pub struct ShardHarvest {
+    plugin: usize,
+    words: usize,
+    workers: Vec<Sender<Ctl>>,
+    spares: Vec<Table>,
+}
+
+impl ShardHarvest {
+    pub fn new(plugin: usize, words: usize, workers: Vec<Sender<Ctl>>) -> ShardHarvest {
+        ShardHarvest { plugin, words, workers, spares: Vec::new() }
+    }
+}
+
+impl xacct_plugins::Harvest for ShardHarvest {
+    fn harvest_into(&mut self, into: &mut Table) {
+        let (tx, rx) = bounded(self.workers.len());
+        let mut asked = 0;
+        for w in &self.workers {
+            let spare = self.spares.pop().unwrap_or_else(|| Table::with_words(self.words));
+            if w.send(Ctl::Harvest { plugin: self.plugin, spare, reply: tx.clone() }).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(tx);
+        for mut t in rx.iter().take(asked) {
+            if into.is_empty() && into.capacity() <= t.capacity() {
+                // Cheaper than merging: take the shard whole, keep the old table as a spare.
+                std::mem::swap(into, &mut t);
+            } else {
+                into.merge_from(&t);
+            }
+            t.clear();
+            self.spares.push(t);
+        }
+    }
+}
+
+impl Worker {
+    /// Swaps plugin `plugin`'s shard with `into` (for harnesses that drive a worker directly).
+    pub fn swap_shard(&mut self, plugin: usize, into: &mut Table) {
+        if let Some(s) = self.shards.get_mut(plugin) {
+            std::mem::swap(s, into);
+        }
+    }
+}
