@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Debian packages: libpcap for capture, pmacct as the reference implementation the tests
 /// compare against, iproute2 for the namespace/veth tests, tcpdump/tshark as independent
-/// decoders.
+/// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs).
 const DEB_PACKAGES: &[&str] = &["libpcap-dev", "pmacct", "iproute2", "tcpdump", "tshark", "pkg-config", "python3-dpkt"];
 
 fn root() -> PathBuf {

@@ -63,6 +63,7 @@ fn main() -> Result<()> {
             filter: filter.clone(),
             history: None,
             networks: None,
+            as_from_networks: false,
             ports: None,
             stats: Arc::new(PluginStats::default()),
         };

@@ -203,12 +203,6 @@ impl Aggregate {
         })
     }
 
-    /// Whether the aggregate has only L2 primitives: pmacctd then accounts non-IP frames too.
-    pub fn accounts_non_ip(&self) -> bool {
-        self.prims
-            .iter()
-            .all(|p| matches!(p, Primitive::SrcMac | Primitive::DstMac | Primitive::Vlan | Primitive::Etype | Primitive::SumMac | Primitive::Tag | Primitive::Tag2))
-    }
 }
 
 impl fmt::Display for Aggregate {

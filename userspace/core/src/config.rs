@@ -5,7 +5,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::history::History;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a directive came from, for error messages ("file:line: key: …").
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -34,13 +34,25 @@ pub enum ConfigError {
     #[error("{origin}: not supported yet in xacct ({why})")]
     NotSupportedYet { origin: Origin, why: String },
     #[error("{origin}: bad value '{value}': {why}")]
-    BadValue { origin: Origin, value: String, why: String },
+    BadValue {
+        origin: Origin,
+        value: String,
+        why: String,
+    },
     #[error("{origin}: key does not apply to plugin '{plugin}' of type {kind}")]
-    WrongPlugin { origin: Origin, plugin: String, kind: String },
+    WrongPlugin {
+        origin: Origin,
+        plugin: String,
+        kind: String,
+    },
     #[error("{origin}: no plugin named '{plugin}' is declared in 'plugins'")]
     NoSuchPlugin { origin: Origin, plugin: String },
     #[error("{file}:{line}: syntax error: {why}")]
-    Syntax { file: String, line: usize, why: String },
+    Syntax {
+        file: String,
+        line: usize,
+        why: String,
+    },
     #[error("{path}: {why}")]
     Io { path: String, why: String },
 }
@@ -97,7 +109,7 @@ pub struct PluginConfig {
 }
 
 /// Daemon-wide settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GlobalConfig {
     /// `interface` / `pcap_interface` (`-i`).
     pub interface: Option<String>,
@@ -105,7 +117,7 @@ pub struct GlobalConfig {
     pub pcap_savefile: Option<PathBuf>,
     pub pcap_savefile_wait: bool,
     pub pcap_filter: Option<String>,
-    /// `snaplen` (`-L`), default 128 like pmacctd... see parsing for the actual default.
+    /// `snaplen` (`-L`), default 128 like pmacctd (CONFIG-KEYS).
     pub snaplen: u32,
     /// `promisc`, default true.
     pub promisc: bool,
@@ -120,6 +132,30 @@ pub struct GlobalConfig {
     pub renormalize: bool,
     /// Worker threads (new key `workers`, default: one per core).
     pub workers: Option<usize>,
+    /// `pmacctd_as: file`. pmacctd fills src_as/dst_as from the networks_file only when this
+    /// is set; otherwise ASes stay 0 even with a networks_file (checked on pmacctd 1.7.7).
+    pub as_from_networks_file: bool,
+}
+
+impl Default for GlobalConfig {
+    /// pmacctd's defaults.
+    fn default() -> Self {
+        GlobalConfig {
+            interface: None,
+            pcap_savefile: None,
+            pcap_savefile_wait: false,
+            pcap_filter: None,
+            snaplen: 128,
+            promisc: true,
+            daemonize: false,
+            pidfile: None,
+            logfile: None,
+            sampling_rate: 1,
+            renormalize: false,
+            workers: None,
+            as_from_networks_file: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -128,4 +164,698 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// Keys accepted for compatibility that do nothing in xacct's design (logged once at start).
     pub ignored: Vec<Origin>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+/// Which plugins a key can be set on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applies {
+    /// Daemon-wide; cannot be scoped to a plugin.
+    Global,
+    /// Any plugin type.
+    AnyPlugin,
+    Only(PluginKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Implemented(Applies),
+    /// Accepted and recorded in `Config::ignored`.
+    Ignored,
+    /// A pmacct key that a later xacct issue implements.
+    Later,
+}
+
+/// Keys this parser implements.
+fn implemented(key: &str) -> Option<Applies> {
+    use Applies::*;
+    Some(match key {
+        "interface"
+        | "pcap_interface"
+        | "pcap_savefile"
+        | "pcap_savefile_wait"
+        | "pcap_filter"
+        | "snaplen"
+        | "promisc"
+        | "plugins"
+        | "daemonize"
+        | "pidfile"
+        | "logfile"
+        | "sampling_rate"
+        | "pmacctd_renormalize"
+        | "pmacctd_net"
+        | "pmacctd_as"
+        | "workers" => Global,
+        "aggregate" | "aggregate_filter" | "networks_file" | "ports_file" => AnyPlugin,
+        "imt_path" => Only(PluginKind::Memory),
+        "print_output"
+        | "print_output_file"
+        | "print_output_separator"
+        | "print_refresh_time"
+        | "print_history"
+        | "print_history_roundoff" => Only(PluginKind::Print),
+        _ => return None,
+    })
+}
+
+/// pmacct buffer/tuning keys: xacct sizes its own queues and tables, so these mean nothing.
+const IGNORED: &[&str] = &[
+    "imt_buckets",
+    "imt_mem_pools_number",
+    "imt_mem_pools_size",
+    "maps_entries",
+    "maps_index",
+    "maps_row_len",
+    "networks_cache_entries",
+    "pcap_buffer_size",
+    "plugin_buffer_size",
+    "plugin_pipe_backlog",
+    "plugin_pipe_size",
+    "plugin_pipe_zmq",
+    "plugin_pipe_zmq_hwm",
+    "plugin_pipe_zmq_profile",
+    "plugin_pipe_zmq_retry",
+    "pmacctd_conntrack_buffer_size",
+    "pmacctd_flow_buffer_buckets",
+    "pmacctd_flow_buffer_size",
+    "pmacctd_frag_buffer_size",
+    "pmacctd_pipe_size",
+    "print_cache_entries",
+    "print_max_writers",
+    "thread_stack",
+];
+
+/// Families of pmacct keys (CONFIG-KEYS of pmacct 1.7.7 plus older names) that later xacct
+/// issues implement or that belong to daemons/plugins xacct does not have yet.
+const LATER_PREFIXES: &[&str] = &[
+    "sql_",
+    "nfacctd_",
+    "sfacctd_",
+    "nfprobe_",
+    "sfprobe_",
+    "tee_",
+    "amqp_",
+    "kafka_",
+    "bgp_",
+    "bmp_",
+    "telemetry_",
+    "isis_",
+    "rpki_",
+    "uacctd_",
+    "classifier_",
+    "avro_",
+    "redis_",
+    "geoip",
+    "tmp_",
+    "mongo_",
+];
+
+/// The remaining pmacct keys (CONFIG-KEYS of pmacct 1.7.7, plus a few older or xacct names).
+const LATER: &[&str] = &[
+    "aggregate_primitives",
+    "capture_method",
+    "classifiers",
+    "cluster_id",
+    "cluster_name",
+    "core_proc_name",
+    "debug",
+    "debug_internal_msg",
+    "dtls_path",
+    "files_gid",
+    "files_uid",
+    "files_umask",
+    "flow_to_rd_map",
+    "maps_refresh",
+    "networks_file_filter",
+    "networks_file_no_lpm",
+    "networks_mask",
+    "networks_no_mask_if_zero",
+    "pcap_arista_trailer_flag_value",
+    "pcap_arista_trailer_offset",
+    "pcap_direction",
+    "pcap_ifindex",
+    "pcap_interface_wait",
+    "pcap_interfaces_map",
+    "pcap_protocol",
+    "pcap_savefile_delay",
+    "pcap_savefile_replay",
+    "plugin_exit_any",
+    "pmacctd_ext_sampling_rate",
+    "pmacctd_flow_lifetime",
+    "pmacctd_flow_tcp_lifetime",
+    "pmacctd_force_frag_handling",
+    "pmacctd_nonroot",
+    "pmacctd_stitching",
+    "pmacctd_time_new",
+    "post_tag",
+    "post_tag2",
+    "pre_tag2_filter",
+    "pre_tag_filter",
+    "pre_tag_label_filter",
+    "pre_tag_map",
+    "print_history_offset",
+    "print_latest_file",
+    "print_markers",
+    "print_num_protos",
+    "print_output_custom_cfg_file",
+    "print_output_custom_lib",
+    "print_output_file_append",
+    "print_output_lock_file",
+    "print_preprocess",
+    "print_preprocess_type",
+    "print_startup_delay",
+    "print_trigger_exec",
+    "print_write_empty_file",
+    "proc_priority",
+    "propagate_signals",
+    "refresh_maps",
+    "sampling_map",
+    "syslog",
+    "timestamps_rfc3339",
+    "timestamps_secs",
+    "timestamps_since_epoch",
+    "timestamps_utc",
+    "tunnel_0",
+    "use_ip_next_hop",
+];
+
+fn classify(key: &str) -> Option<Class> {
+    if let Some(a) = implemented(key) {
+        Some(Class::Implemented(a))
+    } else if IGNORED.contains(&key) {
+        Some(Class::Ignored)
+    } else if LATER.contains(&key) || LATER_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        Some(Class::Later)
+    } else {
+        None
+    }
+}
+
+/// Plugin types pmacct has and xacct will have.
+const LATER_PLUGINS: &[&str] = &[
+    "mysql", "pgsql", "sqlite3", "nfprobe", "sfprobe", "tee", "kafka", "amqp", "mongodb",
+];
+
+/// One `key[scope]: value` line (or command-line override).
+#[derive(Debug, Clone)]
+struct Directive {
+    /// Lower-case key without scope.
+    key: String,
+    scope: Option<String>,
+    value: String,
+    origin: Origin,
+}
+
+/// Per-plugin state that needs more than one key to resolve.
+#[derive(Debug, Default)]
+struct Pending {
+    aggregate: Option<Origin>,
+    networks_file: Option<Origin>,
+    ports_file: Option<Origin>,
+    history: Option<(String, Origin)>,
+    roundoff: Option<(String, Origin)>,
+}
+
+fn bad(d: &Directive, why: impl Into<String>) -> ConfigError {
+    ConfigError::BadValue {
+        origin: d.origin.clone(),
+        value: d.value.clone(),
+        why: why.into(),
+    }
+}
+
+fn not_yet(origin: &Origin, why: impl Into<String>) -> ConfigError {
+    ConfigError::NotSupportedYet {
+        origin: origin.clone(),
+        why: why.into(),
+    }
+}
+
+fn parse_bool(d: &Directive) -> Result<bool, ConfigError> {
+    match d.value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(bad(d, "expected true or false")),
+    }
+}
+
+/// A positive integer no larger than `max`.
+fn parse_count<T: std::str::FromStr + PartialOrd + Default + std::fmt::Display>(
+    d: &Directive,
+    max: T,
+) -> Result<T, ConfigError> {
+    match d.value.parse::<T>() {
+        Ok(n) if n > T::default() && n <= max => Ok(n),
+        _ => Err(bad(d, format!("expected a whole number from 1 to {max}"))),
+    }
+}
+
+fn parse_filter(d: &Directive) -> Result<String, ConfigError> {
+    crate::filter::Filter::parse(&d.value).map_err(|e| bad(d, e.to_string()))?;
+    Ok(d.value.clone())
+}
+
+fn parse_aggregate(d: &Directive) -> Result<Aggregate, ConfigError> {
+    Aggregate::parse(&d.value).map_err(|e| match e {
+        crate::aggregate::AggregateError::NotSupported(_) => not_yet(&d.origin, e.to_string()),
+        _ => bad(d, e.to_string()),
+    })
+}
+
+fn default_aggregate(origin: &Origin) -> Result<Aggregate, ConfigError> {
+    Aggregate::parse("src_host").map_err(|e| ConfigError::BadValue {
+        origin: origin.clone(),
+        value: "src_host".into(),
+        why: e.to_string(),
+    })
+}
+
+/// Splits one config line; `Ok(None)` for blank and comment lines.
+fn parse_line(raw: &str, file: &str, line: usize) -> Result<Option<Directive>, ConfigError> {
+    let l = raw.trim();
+    if l.is_empty() || l.starts_with('!') {
+        return Ok(None);
+    }
+    let syntax = |why: String| ConfigError::Syntax {
+        file: file.to_string(),
+        line,
+        why,
+    };
+    // The first ':' separates key and value: values (IPv6 addresses, filters) may hold more.
+    let (k, v) = l
+        .split_once(':')
+        .ok_or_else(|| syntax(format!("expected 'key: value', got '{l}'")))?;
+    let k = k.trim();
+    let (key, scope) = match k.split_once('[') {
+        Some((key, rest)) => {
+            let name = rest
+                .strip_suffix(']')
+                .map(str::trim)
+                .filter(|n| !n.is_empty() && !n.contains(['[', ']']))
+                .ok_or_else(|| syntax(format!("bad plugin scope in '{k}': expected key[name]")))?;
+            (key.trim(), Some(name.to_string()))
+        }
+        None => (k, None),
+    };
+    if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == ']') {
+        return Err(syntax(format!("bad key '{k}'")));
+    }
+    Ok(Some(Directive {
+        key: key.to_ascii_lowercase(),
+        scope,
+        value: v.trim().to_string(),
+        origin: Origin {
+            file: file.to_string(),
+            line,
+            key: k.to_string(),
+        },
+    }))
+}
+
+/// `memory[a], print[b], memory` → (name, kind); unnamed → "default".
+fn parse_plugins(d: &Directive) -> Result<Vec<(String, PluginKind)>, ConfigError> {
+    let mut out: Vec<(String, PluginKind)> = Vec::new();
+    for item in d.value.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(bad(d, "empty plugin in the list"));
+        }
+        let (kind, name) = match item.split_once('[') {
+            Some((kind, rest)) => {
+                let name = rest
+                    .strip_suffix(']')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty() && !n.contains(['[', ']']))
+                    .ok_or_else(|| bad(d, format!("'{item}' is not type[name]")))?;
+                (kind.trim().to_ascii_lowercase(), name.to_string())
+            }
+            None => (item.to_ascii_lowercase(), "default".to_string()),
+        };
+        let kind = match kind.as_str() {
+            "memory" => PluginKind::Memory,
+            "print" => PluginKind::Print,
+            k if LATER_PLUGINS.contains(&k) => {
+                return Err(not_yet(&d.origin, format!("plugin type '{k}'")))
+            }
+            k => return Err(bad(d, format!("unknown plugin type '{k}'"))),
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(bad(d, format!("plugin name '{name}' is declared twice")));
+        }
+        out.push((name, kind));
+    }
+    Ok(out)
+}
+
+fn applies_to(a: Applies, kind: PluginKind) -> bool {
+    match a {
+        Applies::Global => false,
+        Applies::AnyPlugin => true,
+        Applies::Only(k) => k == kind,
+    }
+}
+
+fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> {
+    match d.key.as_str() {
+        "interface" | "pcap_interface" => g.interface = Some(d.value.clone()),
+        "pcap_savefile" => g.pcap_savefile = Some(PathBuf::from(&d.value)),
+        "pcap_savefile_wait" => g.pcap_savefile_wait = parse_bool(d)?,
+        "pcap_filter" => g.pcap_filter = Some(parse_filter(d)?),
+        // libpcap's own ceiling (MAXIMUM_SNAPLEN).
+        "snaplen" => g.snaplen = parse_count(d, 262_144u32)?,
+        "promisc" => g.promisc = parse_bool(d)?,
+        "daemonize" => g.daemonize = parse_bool(d)?,
+        "pidfile" => g.pidfile = Some(PathBuf::from(&d.value)),
+        "logfile" => g.logfile = Some(PathBuf::from(&d.value)),
+        "sampling_rate" => g.sampling_rate = parse_count(d, u32::MAX)?,
+        "pmacctd_renormalize" => g.renormalize = parse_bool(d)?,
+        "workers" => g.workers = Some(parse_count(d, 4096usize)?),
+        "pmacctd_net" | "pmacctd_as" => {
+            let v = d.value.to_ascii_lowercase();
+            match v.as_str() {
+                "file" => {
+                    if d.key == "pmacctd_as" {
+                        g.as_from_networks_file = true;
+                    }
+                }
+                "mask" | "igp" | "bgp" | "bmp" | "longest" | "netflow" | "sflow" => {
+                    return Err(not_yet(
+                        &d.origin,
+                        format!("'{v}' (only 'file' is supported)"),
+                    ))
+                }
+                _ => return Err(bad(d, "expected file")),
+            }
+        }
+        // `plugins` is read before anything else.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn apply_plugin(
+    p: &mut PluginConfig,
+    pend: &mut Pending,
+    d: &Directive,
+) -> Result<(), ConfigError> {
+    match d.key.as_str() {
+        "aggregate" => {
+            p.aggregate = parse_aggregate(d)?;
+            pend.aggregate = Some(d.origin.clone());
+        }
+        "aggregate_filter" => p.aggregate_filter = Some(parse_filter(d)?),
+        "networks_file" => {
+            p.networks_file = Some(PathBuf::from(&d.value));
+            pend.networks_file = Some(d.origin.clone());
+        }
+        "ports_file" => {
+            p.ports_file = Some(PathBuf::from(&d.value));
+            pend.ports_file = Some(d.origin.clone());
+        }
+        "imt_path" => p.imt_path = PathBuf::from(&d.value),
+        "print_output" => {
+            p.print_output = match d.value.to_ascii_lowercase().as_str() {
+                "formatted" => OutputFormat::Formatted,
+                "csv" => OutputFormat::Csv,
+                "json" => OutputFormat::Json,
+                v @ ("event_formatted" | "event_csv" | "avro" | "avro_json" | "custom") => {
+                    return Err(not_yet(&d.origin, format!("print_output '{v}'")))
+                }
+                _ => return Err(bad(d, "expected formatted, csv or json")),
+            }
+        }
+        "print_output_file" => p.print_output_file = Some(d.value.clone()),
+        "print_output_separator" => {
+            // Values are trimmed, so tab and space are spelled \t and \s, as in pmacct.
+            p.print_output_separator = match d.value.as_str() {
+                "\\t" => "\t".to_string(),
+                "\\s" => " ".to_string(),
+                v if v.chars().count() == 1 => v.to_string(),
+                _ => return Err(bad(d, "expected one character, \\t or \\s")),
+            }
+        }
+        "print_refresh_time" => p.print_refresh_time = parse_count(d, u64::from(u32::MAX))?,
+        "print_history" => pend.history = Some((d.value.clone(), d.origin.clone())),
+        "print_history_roundoff" => pend.roundoff = Some((d.value.clone(), d.origin.clone())),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn new_plugin(name: &str, kind: PluginKind, origin: &Origin) -> Result<PluginConfig, ConfigError> {
+    Ok(PluginConfig {
+        name: name.to_string(),
+        kind,
+        aggregate: default_aggregate(origin)?,
+        aggregate_filter: None,
+        networks_file: None,
+        ports_file: None,
+        imt_path: PathBuf::from("/tmp/collect.pipe"),
+        print_output: OutputFormat::Formatted,
+        print_output_file: None,
+        print_output_separator: ",".to_string(),
+        print_refresh_time: 60,
+        print_history: None,
+        origin: origin.clone(),
+    })
+}
+
+/// Cross-key checks and map loading once every key of a plugin is known.
+fn finish_plugin(
+    p: &mut PluginConfig,
+    pend: Pending,
+    loaded: &mut Vec<PathBuf>,
+    ignored: &mut Vec<Origin>,
+) -> Result<(), ConfigError> {
+    let bad_at = |origin: &Origin, value: &str, why: String| ConfigError::BadValue {
+        origin: origin.clone(),
+        value: value.to_string(),
+        why,
+    };
+    match (&pend.history, &pend.roundoff) {
+        (Some((h, ho)), r) => {
+            if let Some((rv, ro)) = r {
+                // Blame the roundoff line for a roundoff that is wrong on its own.
+                History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
+            }
+            p.print_history = Some(
+                History::parse(h, r.as_ref().map(|(v, _)| v.as_str()))
+                    .map_err(|e| bad_at(ho, h, e))?,
+            );
+        }
+        (None, Some((rv, ro))) => {
+            History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
+            // pmacct's print plugin also aligns its refresh to the roundoff; xacct does not.
+            ignored.push(ro.clone());
+        }
+        (None, None) => {}
+    }
+    if let (Some(path), Some(o)) = (&p.networks_file, &pend.networks_file) {
+        if !loaded.contains(path) {
+            crate::maps::Networks::load(path)
+                .map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
+            loaded.push(path.clone());
+        }
+    }
+    if let (Some(path), Some(o)) = (&p.ports_file, &pend.ports_file) {
+        if !loaded.contains(path) {
+            crate::maps::Ports::load(path)
+                .map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
+            loaded.push(path.clone());
+        }
+    }
+    // pmacctd refuses to start in this case too.
+    if p.aggregate.needs_nets() && p.networks_file.is_none() {
+        let o = pend.aggregate.unwrap_or_else(|| p.origin.clone());
+        return Err(bad_at(
+            &o,
+            &p.aggregate.to_string(),
+            "net, mask and AS primitives need a networks_file".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads a pmacct-style configuration file; `overrides` come from command-line flags.
+    pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Config::parse_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// A daemon started with flags only (no `-f`).
+    pub fn from_overrides(overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+        Config::parse_str("", "command line", overrides)
+    }
+
+    /// Parses configuration text. `file_name` is used in messages; `overrides` are
+    /// `(key, value)` pairs from command-line flags, which beat the file and apply unscoped.
+    ///
+    /// Precedence for a plugin key: override > `key[plugin]` > `key` > default, whatever the
+    /// order of the lines; among equals, the later line wins.
+    pub fn parse_str(
+        text: &str,
+        file_name: &str,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut file = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            if let Some(d) = parse_line(raw, file_name, i + 1)? {
+                file.push(d);
+            }
+        }
+        let cli: Vec<Directive> = overrides
+            .iter()
+            .map(|(k, v)| Directive {
+                key: k.trim().to_ascii_lowercase(),
+                scope: None,
+                value: v.trim().to_string(),
+                origin: Origin {
+                    file: "command line".to_string(),
+                    line: 0,
+                    key: k.trim().to_string(),
+                },
+            })
+            .collect();
+
+        // Classify every key first, so that the first bad key in the file is the one reported.
+        let mut ignored = Vec::new();
+        let mut classes = Vec::with_capacity(file.len() + cli.len());
+        for d in file.iter().chain(&cli) {
+            let class = classify(&d.key).ok_or_else(|| ConfigError::UnknownKey {
+                origin: d.origin.clone(),
+            })?;
+            match class {
+                Class::Later => return Err(not_yet(&d.origin, format!("pmacct key '{}'", d.key))),
+                Class::Ignored => ignored.push(d.origin.clone()),
+                Class::Implemented(_) if d.value.is_empty() => return Err(bad(d, "empty value")),
+                Class::Implemented(Applies::Global) if d.scope.is_some() => {
+                    return Err(ConfigError::Syntax {
+                        file: d.origin.file.clone(),
+                        line: d.origin.line,
+                        why: format!(
+                            "'{}' is daemon-wide and cannot be set for one plugin",
+                            d.key
+                        ),
+                    })
+                }
+                Class::Implemented(_) => {}
+            }
+            classes.push(class);
+        }
+        let applies = |i: usize| match classes.get(i) {
+            Some(Class::Implemented(a)) => Some(*a),
+            _ => None,
+        };
+        let (file_classes, cli_start) = (0..file.len(), file.len());
+
+        // Plugins: the last `plugins` on the command line, else in the file, else pmacctd's
+        // default of one memory plugin.
+        let decl = cli
+            .iter()
+            .rev()
+            .chain(file.iter().rev())
+            .find(|d| d.key == "plugins");
+        let mut plugins = Vec::new();
+        match decl {
+            Some(d) => {
+                for (name, kind) in parse_plugins(d)? {
+                    plugins.push(new_plugin(&name, kind, &d.origin)?);
+                }
+            }
+            None => {
+                let origin = Origin {
+                    file: file_name.to_string(),
+                    line: 0,
+                    key: "plugins".to_string(),
+                };
+                plugins.push(new_plugin("default", PluginKind::Memory, &origin)?);
+            }
+        }
+
+        // Scoped keys must name a declared plugin of a type they apply to.
+        for (i, d) in file.iter().enumerate() {
+            let Some(scope) = &d.scope else { continue };
+            let p = plugins.iter().find(|p| &p.name == scope).ok_or_else(|| {
+                ConfigError::NoSuchPlugin {
+                    origin: d.origin.clone(),
+                    plugin: scope.clone(),
+                }
+            })?;
+            if let Some(a) = applies(i) {
+                if !applies_to(a, p.kind) {
+                    return Err(ConfigError::WrongPlugin {
+                        origin: d.origin.clone(),
+                        plugin: p.name.clone(),
+                        kind: p.kind.name().to_string(),
+                    });
+                }
+            }
+        }
+
+        let mut global = GlobalConfig::default();
+        for (i, d) in file.iter().chain(&cli).enumerate() {
+            if applies(i) == Some(Applies::Global) {
+                apply_global(&mut global, d)?;
+            }
+        }
+
+        let mut used = vec![false; file.len() + cli.len()];
+        let mut loaded = Vec::new();
+        for p in plugins.iter_mut() {
+            let mut pend = Pending::default();
+            let unscoped = file_classes
+                .clone()
+                .filter(|&i| file.get(i).is_some_and(|d| d.scope.is_none()));
+            let name = p.name.clone();
+            let scoped = file_classes
+                .clone()
+                .filter(|&i| file.get(i).and_then(|d| d.scope.as_ref()) == Some(&name));
+            let order: Vec<usize> = unscoped
+                .chain(scoped)
+                .chain(cli_start..cli_start + cli.len())
+                .collect();
+            for i in order {
+                let (Some(a), Some(d)) =
+                    (applies(i), file.get(i).or_else(|| cli.get(i - cli_start)))
+                else {
+                    continue;
+                };
+                if applies_to(a, p.kind) {
+                    apply_plugin(p, &mut pend, d)?;
+                    if let Some(u) = used.get_mut(i) {
+                        *u = true;
+                    }
+                }
+            }
+            finish_plugin(p, pend, &mut loaded, &mut ignored)?;
+        }
+
+        // Unscoped keys for a plugin type that is not configured still get their values
+        // checked, so that a typo does not wait for the day that plugin is added.
+        for (i, d) in file.iter().chain(&cli).enumerate() {
+            if let (Some(Applies::Only(kind)), false) =
+                (applies(i), used.get(i).copied().unwrap_or(true))
+            {
+                let mut scratch = new_plugin("scratch", kind, &d.origin)?;
+                apply_plugin(&mut scratch, &mut Pending::default(), d)?;
+            }
+        }
+
+        Ok(Config {
+            global,
+            plugins,
+            ignored,
+        })
+    }
+
+    /// The plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<&PluginConfig> {
+        self.plugins.iter().find(|p| p.name == name)
+    }
 }

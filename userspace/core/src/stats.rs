@@ -17,6 +17,8 @@ pub struct SourceStats {
     pub non_ip: AtomicU64,
     /// Dropped because a worker queue was full (never silent).
     pub queue_dropped: AtomicU64,
+    /// Later IP fragments whose first fragment never came (accounted with ports 0).
+    pub fragment_orphans: AtomicU64,
     /// Records that reached the workers.
     pub processed: AtomicU64,
     /// Set once a finite source (pcap file) has been read to its end and drained.

@@ -1,8 +1,40 @@
-//! Packet header decoding: link layer → (802.1Q/QinQ) → IPv4/IPv6 → TCP/UDP/ICMP/ICMPv6.
+//! Packet header decoding: link layer → (802.1Q/802.1ad/QinQ) → IPv4/IPv6 → TCP/UDP/ICMP/ICMPv6.
 //!
 //! CONTRACT (used by xacct-core; keep stable):
 //! `decode(link, frame, wire_len)` returns a [`PacketSummary`] describing the packet the way
 //! pmacctd accounts it (bytes = IP total length, not the frame length).
+//!
+//! # pmacctd 1.7.7 behaviour this follows (each checked on a pcap with the Debian package)
+//! - Bytes: IPv4 total length, IPv6 payload length + 40; the frame length and caplen never count.
+//! - QinQ: `vlan` is the OUTERMOST id (0x8100/0x8100 with ids 300/400 reports 300).
+//! - TCP/UDP need their 4 port bytes captured: with fewer pmacctd does not account the packet
+//!   at all (we return `TruncatedTcp`/`TruncatedUdp`). With the ports but a TCP header cut
+//!   before the flags byte, the packet counts with its ports and flags 0.
+//! - ICMP/ICMPv6 and every other protocol count even with no L4 byte captured; ICMP ports are 0.
+//!   So `DecodeError::TruncatedIcmp` is never returned (kept so counter tables stay stable).
+//! - SCTP, UDP-Lite, … get ports 0 (pmacctd reads ports for TCP and UDP only).
+//! - IPv4 AH is not skipped (proto = 51, ports 0); IPv6 AH is skipped like the other extension
+//!   headers. IPv6 ESP (50) and no-next-header (59) end the chain and become `proto`.
+//! - Fragments: pmacctd keeps a fragment table and gives later fragments the ports of their first
+//!   fragment (it even holds later fragments back until the first one arrives, and never counts
+//!   them if it does not). That is state, so it belongs to the caller: `decode` marks
+//!   `is_later_fragment`, leaves the ports 0 and exposes `frag_id`.
+//! - Non-IP frames (ARP, LLDP, …) are not accounted by pmacctd at all, not even with an L2-only
+//!   aggregate such as `src_mac,dst_mac` or `none`. `decode` still returns them (`L3::None`,
+//!   `ip_len` = frame length on the wire) and leaves that choice to the caller.
+//!
+//! # Where xacct deliberately differs
+//! - pmacctd 1.7.7 drops 802.1ad (0x88a8) and 0x9100 tagged frames entirely; we decode them.
+//! - pmacctd counts garbage headers (IHL < 5, a version nibble that contradicts the EtherType,
+//!   a total length below the header length) with whatever bytes it finds; we return a reason.
+//! - An IPv4 total length or IPv6 payload length of 0 (Linux BIG TCP / GSO super-packets, or a
+//!   jumbogram) counts the wire length from the IP header on, where pmacctd counts 0 / 40.
+//! - pmacctd 1.7.7 cannot read SLL2 (276) or LINKTYPE_IPV4/IPV6 (228/229) savefiles.
+//!
+//! # How it stays panic-free without bounds checks everywhere
+//! Every header is taken as a fixed-size array (`&[u8; N]`) through `slice::first_chunk`, which
+//! is the only length check; fields are then read with constant indexes into that array, which
+//! the compiler checks at build time, so there is no runtime bounds check and nothing can panic.
 
 /// pcap link-layer types we accept (DLT values as in pcap files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +114,13 @@ pub struct PacketSummary {
     /// Offset of the L3 header inside the frame (for payload classifiers and BPF fallback).
     pub l3_offset: u16,
     /// Offset of the L4 payload inside the frame (0 when unknown).
+    /// Offset of the L4 payload inside the frame: just past the TCP/UDP/ICMP header, or just
+    /// past the IP header (and IPv6 extension headers) for protocols we do not parse. 0 when
+    /// unknown: non-IP frames, later fragments, an L4 header the snaplen cut.
     pub payload_offset: u16,
+    /// IPv4 identification / IPv6 fragment-header identification when `is_fragment` (0
+    /// otherwise): with the addresses and `proto` it keys the caller's fragment table.
+    pub frag_id: u32,
 }
 
 /// Why a frame could not be (fully) decoded. Each reason has its own counter in the daemon.
@@ -108,6 +146,8 @@ pub enum DecodeError {
     TruncatedTcp,
     #[error("UDP header truncated")]
     TruncatedUdp,
+    /// Never returned by [`decode`]: pmacctd accounts ICMP packets whatever the snaplen left
+    /// of their header (type and code then read as 0). Kept so counter tables stay stable.
     #[error("ICMP header truncated")]
     TruncatedIcmp,
 }
@@ -146,9 +186,241 @@ impl DecodeError {
     }
 }
 
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_8021Q: u16 = 0x8100;
+const ETHERTYPE_8021AD: u16 = 0x88a8;
+/// Pre-standard QinQ outer tag still sent by some switches.
+const ETHERTYPE_QINQ_9100: u16 = 0x9100;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// The `N` bytes at `at`, or `None` when the capture ends before them.
+#[inline(always)]
+fn chunk<const N: usize>(frame: &[u8], at: usize) -> Option<&[u8; N]> {
+    frame.get(at..)?.first_chunk::<N>()
+}
+
+#[inline(always)]
+fn be16(hi: u8, lo: u8) -> u16 {
+    u16::from_be_bytes([hi, lo])
+}
+
+/// Offsets are `u16` to keep the summary small; only a pathological stack of headers (thousands
+/// of VLAN tags or IPv6 extension headers) can pass 64 KiB, and then the offset is unknown (0).
+#[inline(always)]
+fn off16(at: usize) -> u16 {
+    u16::try_from(at).unwrap_or(0)
+}
+
 /// Decodes one captured frame. `wire_len` is the original length on the wire (pcap `len`),
 /// which may exceed `frame.len()` when the snaplen cut the capture.
 pub fn decode(link: LinkType, frame: &[u8], wire_len: u32) -> Result<PacketSummary, DecodeError> {
-    let _ = (link, frame, wire_len);
-    Err(DecodeError::TruncatedLink) // placeholder until the decoder lands (same commit series)
+    let mut s = PacketSummary::default();
+    let (mut etype, mut at) = match link {
+        LinkType::Ethernet => {
+            let h: &[u8; 14] = chunk(frame, 0).ok_or(DecodeError::TruncatedLink)?;
+            let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, t0, t1] = *h;
+            s.dst_mac = [d0, d1, d2, d3, d4, d5];
+            s.src_mac = [s0, s1, s2, s3, s4, s5];
+            (be16(t0, t1), 14)
+        }
+        LinkType::LinuxSll => {
+            // packet type(2) ARPHRD type(2) address length(2) address(8) protocol(2); the one
+            // address is the sender's, so there is no destination MAC (pmacctd prints zeros).
+            let h: &[u8; 16] = chunk(frame, 0).ok_or(DecodeError::TruncatedLink)?;
+            let [_, _, _, _, l0, l1, a0, a1, a2, a3, a4, a5, _, _, p0, p1] = *h;
+            if be16(l0, l1) == 6 {
+                s.src_mac = [a0, a1, a2, a3, a4, a5];
+            }
+            (be16(p0, p1), 16)
+        }
+        LinkType::LinuxSll2 => {
+            // protocol(2) reserved(2) ifindex(4) ARPHRD type(2) packet type(1) address length(1)
+            // address(8)
+            let h: &[u8; 20] = chunk(frame, 0).ok_or(DecodeError::TruncatedLink)?;
+            let [p0, p1, _, _, _, _, _, _, _, _, _, halen, a0, a1, a2, a3, a4, a5, _, _] = *h;
+            if halen == 6 {
+                s.src_mac = [a0, a1, a2, a3, a4, a5];
+            }
+            (be16(p0, p1), 20)
+        }
+        LinkType::Raw => {
+            let &[b0] = chunk(frame, 0).ok_or(DecodeError::TruncatedLink)?;
+            // The EtherType is synthesised so that callers (and `ip`/`ip6` filters) see the same
+            // value whatever the link type.
+            match b0 >> 4 {
+                4 => (ETHERTYPE_IPV4, 0),
+                6 => (ETHERTYPE_IPV6, 0),
+                _ => return Err(DecodeError::BadIpVersion),
+            }
+        }
+        LinkType::Ipv4 => (ETHERTYPE_IPV4, 0),
+        LinkType::Ipv6 => (ETHERTYPE_IPV6, 0),
+    };
+
+    // Each tag consumes 4 bytes of a finite frame, so the loop ends.
+    while matches!(etype, ETHERTYPE_8021Q | ETHERTYPE_8021AD | ETHERTYPE_QINQ_9100) {
+        let &[c0, c1, t0, t1] = chunk(frame, at).ok_or(DecodeError::TruncatedVlan)?;
+        if s.vlan_depth == 0 {
+            s.vlan = be16(c0, c1) & 0x0fff;
+        }
+        s.vlan_depth = s.vlan_depth.saturating_add(1);
+        etype = be16(t0, t1);
+        at += 4;
+    }
+    s.etype = etype;
+    s.l3_offset = off16(at);
+
+    match etype {
+        ETHERTYPE_IPV4 => decode_ipv4(&mut s, frame, at, wire_len)?,
+        ETHERTYPE_IPV6 => decode_ipv6(&mut s, frame, at, wire_len)?,
+        _ => s.ip_len = wire_len,
+    }
+    Ok(s)
+}
+
+fn decode_ipv4(s: &mut PacketSummary, frame: &[u8], at: usize, wire_len: u32) -> Result<(), DecodeError> {
+    // The version is checked first so that a wrong guess of the link type reads as such
+    // rather than as a truncated header.
+    let &[b0] = chunk(frame, at).ok_or(DecodeError::TruncatedIpv4)?;
+    if b0 >> 4 != 4 {
+        return Err(DecodeError::BadIpVersion);
+    }
+    let h: &[u8; 20] = chunk(frame, at).ok_or(DecodeError::TruncatedIpv4)?;
+    let hlen = usize::from(h[0] & 0x0f) * 4;
+    if hlen < 20 {
+        return Err(DecodeError::BadIpv4HeaderLen);
+    }
+    // Options must be captured too: the L4 header starts after them.
+    if frame.len().saturating_sub(at) < hlen {
+        return Err(DecodeError::TruncatedIpv4);
+    }
+    let total = be16(h[2], h[3]);
+    s.ip_len = if total == 0 {
+        wire_len.saturating_sub(at as u32)
+    } else if usize::from(total) < hlen {
+        return Err(DecodeError::BadIpv4TotalLen);
+    } else {
+        u32::from(total)
+    };
+    s.tos = h[1];
+    s.proto = h[9];
+    s.l3 = L3::V4 { src: [h[12], h[13], h[14], h[15]], dst: [h[16], h[17], h[18], h[19]] };
+    let frag = be16(h[6], h[7]);
+    let offset = frag & 0x1fff;
+    let more = frag & 0x2000 != 0;
+    s.is_later_fragment = offset != 0;
+    s.is_fragment = more || offset != 0;
+    if s.is_fragment {
+        s.frag_id = u32::from(be16(h[4], h[5]));
+    }
+    decode_l4(s, frame, at + hlen, IPPROTO_ICMP)
+}
+
+fn decode_ipv6(s: &mut PacketSummary, frame: &[u8], at: usize, wire_len: u32) -> Result<(), DecodeError> {
+    let &[b0] = chunk(frame, at).ok_or(DecodeError::TruncatedIpv6)?;
+    if b0 >> 4 != 6 {
+        return Err(DecodeError::BadIpVersion);
+    }
+    let h: &[u8; 40] = chunk(frame, at).ok_or(DecodeError::TruncatedIpv6)?;
+    s.tos = (h[0] << 4) | (h[1] >> 4);
+    let plen = be16(h[4], h[5]);
+    s.ip_len = if plen == 0 { wire_len.saturating_sub(at as u32).max(40) } else { u32::from(plen) + 40 };
+    let (Some(src), Some(dst)) = (chunk::<16>(h, 8), chunk::<16>(h, 24)) else {
+        return Err(DecodeError::TruncatedIpv6); // unreachable: h is 40 bytes
+    };
+    s.l3 = L3::V6 { src: *src, dst: *dst };
+
+    // Every extension header is at least 8 bytes long, so the walk ends with the frame.
+    let mut next = h[6];
+    let mut at = at + 40;
+    loop {
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let &[nh, units] = chunk(frame, at).ok_or(DecodeError::BadIpv6ExtHeader)?;
+                next = nh;
+                (usize::from(units) + 1) * 8
+            }
+            IPPROTO_AH => {
+                let &[nh, units] = chunk(frame, at).ok_or(DecodeError::BadIpv6ExtHeader)?;
+                next = nh;
+                (usize::from(units) + 2) * 4
+            }
+            IPPROTO_FRAGMENT => {
+                let f: &[u8; 8] = chunk(frame, at).ok_or(DecodeError::BadIpv6ExtHeader)?;
+                next = f[0];
+                let frag = be16(f[2], f[3]);
+                let offset = frag >> 3;
+                let more = frag & 1 != 0;
+                // Assigned, not OR-ed: with several fragment headers (never legitimate) the
+                // last one describes the packet, and the fields stay consistent.
+                s.is_later_fragment = offset != 0;
+                s.is_fragment = more || offset != 0;
+                s.frag_id = if s.is_fragment { u32::from_be_bytes([f[4], f[5], f[6], f[7]]) } else { 0 };
+                8
+            }
+            _ => break,
+        };
+        if frame.len().saturating_sub(at) < len {
+            return Err(DecodeError::BadIpv6ExtHeader);
+        }
+        at += len;
+        if s.is_later_fragment {
+            // What follows is the middle of the upper-layer packet; `next` is its protocol.
+            break;
+        }
+    }
+    s.proto = next;
+    decode_l4(s, frame, at, IPPROTO_ICMPV6)
+}
+
+/// Reads ports / flags / ICMP type from the upper-layer header at `at` (which the callers have
+/// checked is within the frame). `icmp` is the ICMP protocol number of this IP version.
+fn decode_l4(s: &mut PacketSummary, frame: &[u8], at: usize, icmp: u8) -> Result<(), DecodeError> {
+    if s.is_later_fragment {
+        return Ok(());
+    }
+    let l4 = frame.get(at..).unwrap_or_default();
+    match s.proto {
+        IPPROTO_TCP => {
+            let &[p0, p1, p2, p3] = chunk(l4, 0).ok_or(DecodeError::TruncatedTcp)?;
+            s.src_port = be16(p0, p1);
+            s.dst_port = be16(p2, p3);
+            if let Some(h) = chunk::<14>(l4, 0) {
+                s.tcp_flags = h[13];
+                let doff = usize::from(h[12] >> 4) * 4;
+                if doff >= 20 && doff <= l4.len() {
+                    s.payload_offset = off16(at + doff);
+                }
+            }
+        }
+        IPPROTO_UDP => {
+            let &[p0, p1, p2, p3] = chunk(l4, 0).ok_or(DecodeError::TruncatedUdp)?;
+            s.src_port = be16(p0, p1);
+            s.dst_port = be16(p2, p3);
+            if l4.len() >= 8 {
+                s.payload_offset = off16(at + 8);
+            }
+        }
+        p if p == icmp => {
+            if let Some(&[t, c]) = chunk(l4, 0) {
+                s.icmp_type = t;
+                s.icmp_code = c;
+            }
+            if l4.len() >= 8 {
+                s.payload_offset = off16(at + 8);
+            }
+        }
+        _ => s.payload_offset = off16(at),
+    }
+    Ok(())
 }

@@ -154,6 +154,7 @@ pub fn run(config: Config) -> Result<()> {
             filter,
             history: p.print_history,
             networks: p.networks_file.as_ref().and_then(|f| nets.get(f).cloned()),
+            as_from_networks: g.as_from_networks_file,
             ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
             stats,
         });
@@ -170,12 +171,13 @@ pub fn run(config: Config) -> Result<()> {
     let mut data_txs = Vec::new();
     let mut ctl_txs: Vec<Sender<Ctl>> = Vec::new();
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let shared = crate::pipeline::Shared::new(nworkers);
     for i in 0..nworkers {
         let (dtx, drx) = bounded(WORKER_QUEUE_BATCHES);
         let (ctx, crx) = unbounded();
         data_txs.push(dtx);
         ctl_txs.push(ctx);
-        let w = Worker::new(specs.clone(), shared_sources.clone(), sampling);
+        let w = Worker::with_shared(specs.clone(), shared_sources.clone(), sampling, shared.clone());
         let core = cores.get(i % cores.len().max(1)).copied();
         let recycle = recycle_tx.clone();
         workers.push(std::thread::Builder::new().name(format!("worker{i}")).spawn(move || {

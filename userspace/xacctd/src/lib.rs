@@ -7,4 +7,5 @@
 //! - [`daemon`]: config → sources, workers, plugins, signals, shutdown with a final flush.
 
 pub mod daemon;
+pub mod frag;
 pub mod pipeline;

@@ -6,9 +6,10 @@
 //! between batches, swaps the spare in and sends the full shard back. A record is therefore in
 //! exactly one shard or one harvested table at any time: none lost, none counted twice.
 
+use crate::frag::{FragKey, FragTable};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use xacct_capture::Batch;
 use xacct_core::aggregate::{KeyBuf, Projector, Table, MAX_KEY_WORDS};
 use xacct_core::filter::Filter;
@@ -25,14 +26,10 @@ pub struct PluginSpec {
     pub filter: Option<Filter>,
     pub history: Option<History>,
     pub networks: Option<Arc<Networks>>,
+    /// `pmacctd_as: file`: ASes come from the networks_file; otherwise they stay 0 (pmacctd).
+    pub as_from_networks: bool,
     pub ports: Option<Arc<Ports>>,
     pub stats: Arc<PluginStats>,
-}
-
-impl PluginSpec {
-    fn accounts_non_ip(&self) -> bool {
-        self.projector.aggregate().accounts_non_ip()
-    }
 }
 
 /// Packet sampling: keep one packet in `rate`, optionally scaling counters back up.
@@ -61,12 +58,33 @@ pub struct Worker {
     sources: Arc<Vec<Arc<SourceStats>>>,
     sampling: Sampling,
     skip: u32,
+    frags: Arc<Shared>,
+    orphans: Vec<Record>,
+}
+
+/// State the workers of one daemon share (off the common per-packet path).
+#[derive(Default)]
+pub struct Shared {
+    frags: Mutex<FragTable>,
+    /// Workers whose data channel is still open; the last to see it close drains the
+    /// fragment table so held fragments are accounted before the final flush.
+    open_inputs: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(workers: usize) -> Arc<Shared> {
+        Arc::new(Shared { frags: Mutex::default(), open_inputs: AtomicUsize::new(workers) })
+    }
 }
 
 impl Worker {
     pub fn new(specs: Arc<Vec<PluginSpec>>, sources: Arc<Vec<Arc<SourceStats>>>, sampling: Sampling) -> Worker {
+        Worker::with_shared(specs, sources, sampling, Shared::new(1))
+    }
+
+    pub fn with_shared(specs: Arc<Vec<PluginSpec>>, sources: Arc<Vec<Arc<SourceStats>>>, sampling: Sampling, frags: Arc<Shared>) -> Worker {
         let shards = specs.iter().map(|s| Table::with_words(s.projector.words())).collect();
-        Worker { specs, shards, sources, sampling, skip: 0 }
+        Worker { specs, shards, sources, sampling, skip: 0, frags, orphans: Vec::new() }
     }
 
     /// Decodes and accounts every frame of `batch`.
@@ -90,16 +108,69 @@ impl Worker {
                 }
                 self.skip = 0;
             }
+            if matches!(p.l3, xacct_wire::L3::None) {
+                // pmacctd accounts no non-IP frame, whatever the aggregate; we count them.
+                src.non_ip.fetch_add(1, Relaxed);
+                continue;
+            }
             let mut r = Record::from_packet(&p, m.ts);
             if self.sampling.rate > 1 && self.sampling.renormalize {
                 r.packets *= self.sampling.rate as u64;
                 r.bytes *= self.sampling.rate as u64;
             }
-            if !self.account(&r) && !r.is_ip() {
-                src.non_ip.fetch_add(1, Relaxed);
+            if p.is_fragment {
+                self.fragment(&p, r, &src);
+            } else {
+                self.account(&r);
             }
         }
         src.processed.fetch_add(batch.len() as u64, Relaxed);
+    }
+
+    /// Gives later fragments their datagram's ports (see [`crate::frag`]).
+    fn fragment(&mut self, p: &xacct_wire::PacketSummary, mut r: Record, src: &SourceStats) {
+        let key = FragKey { src: r.src_ip, dst: r.dst_ip, proto: r.proto, id: p.frag_id };
+        let mut orphans = std::mem::take(&mut self.orphans);
+        let released = {
+            let mut t = self.frags.frags.lock().unwrap_or_else(|e| e.into_inner());
+            if p.is_later_fragment {
+                match t.later(key, &r, &mut orphans) {
+                    Some((sp, dp)) => {
+                        r.src_port = sp;
+                        r.dst_port = dp;
+                        vec![r]
+                    }
+                    None => Vec::new(),
+                }
+            } else {
+                let mut v = t.first(key, &r, &mut orphans);
+                v.push(r);
+                v
+            }
+        };
+        for q in &released {
+            self.account(q);
+        }
+        self.account_orphans(&mut orphans, src);
+        self.orphans = orphans;
+    }
+
+    fn account_orphans(&mut self, orphans: &mut Vec<Record>, src: &SourceStats) {
+        src.fragment_orphans.fetch_add(orphans.len() as u64, Relaxed);
+        for o in orphans.drain(..) {
+            self.account(&o);
+        }
+    }
+
+    /// Called when this worker's input closed: the last worker accounts held fragments.
+    fn input_closed(&mut self) {
+        if self.frags.open_inputs.fetch_sub(1, Relaxed) == 1 {
+            let mut orphans = Vec::new();
+            self.frags.frags.lock().unwrap_or_else(|e| e.into_inner()).drain(&mut orphans);
+            if let Some(src) = self.sources.first().cloned() {
+                self.account_orphans(&mut orphans, &src);
+            }
+        }
     }
 
     /// Folds `r` into every plugin shard whose filter takes it. Returns whether any did.
@@ -109,9 +180,6 @@ impl Worker {
         let mut k2: KeyBuf = [0; MAX_KEY_WORDS];
         let mut taken = false;
         for (spec, shard) in self.specs.iter().zip(self.shards.iter_mut()) {
-            if !r.is_ip() && !spec.accounts_non_ip() {
-                continue;
-            }
             if let Some(f) = &spec.filter {
                 if !f.matches(r) {
                     spec.stats.filtered.fetch_add(1, Relaxed);
@@ -124,6 +192,10 @@ impl Worker {
                 local = *r;
                 if let Some(n) = &spec.networks {
                     n.resolve(&mut local);
+                    if !spec.as_from_networks {
+                        local.src_as = 0;
+                        local.dst_as = 0;
+                    }
                 }
                 if let Some(p) = &spec.ports {
                     p.apply(&mut local);
@@ -176,7 +248,10 @@ impl Worker {
                             self.process_batch(&b);
                             let _ = recycle.try_send(b);
                         }
-                        Err(_) => data_open = false,
+                        Err(_) => {
+                            data_open = false;
+                            self.input_closed();
+                        }
                     },
                 }
             } else {

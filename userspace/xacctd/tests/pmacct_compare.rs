@@ -112,7 +112,10 @@ const AGGREGATES: &[(&str, &str)] = &[
 
 fn config(pcap: &Path, dir: &Path, tag: &str, nets: &Path, plugins: &[(&str, &str)], extra: &str) -> PathBuf {
     let mut c = format!(
-        "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nnetworks_file: {}\n{extra}plugins: {}\n",
+        // pmacct's memory table refuses new entries once its default 16 memory pools are full
+        // ("Unable to allocate more memory pools"); give the reference enough. xacctd accepts
+        // the key and logs that it has no effect (its tables grow as needed).
+        "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nnetworks_file: {}\nimt_mem_pools_number: 4096\n{extra}plugins: {}\n",
         pcap.display(),
         nets.display(),
         plugins.iter().map(|(n, _)| format!("memory[{n}]")).collect::<Vec<_>>().join(", ")
@@ -129,16 +132,23 @@ fn compare(pcap: &Path, dir: &Path, plugins: &[(&str, &str)], pm_extra: &str, xa
     let nets = dir.join("networks.lst");
     std::fs::write(&nets, "! test networks\n65001,10.0.0.0/16\n10.0.1.0/24\n65002,192.168.0.0/16\n65003,2001:db8::/32\n")
         .expect("networks file");
-    let pm_conf = config(pcap, dir, "pm", &nets, plugins, pm_extra);
+    // xacctd runs every plugin in one daemon (that is the point); pmacctd 1.7.7's core dies
+    // with several memory plugins reading a savefile, so it gets one process per plugin.
     let xa_conf = config(pcap, dir, "xa", &nets, plugins, xa_extra);
-    let (pm_log, xa_log) = (dir.join("pm.log"), dir.join("xa.log"));
-    let mut pm = start(Path::new("pmacctd"), &pm_conf, &pm_log);
+    let xa_log = dir.join("xa.log");
     let mut xa = start(&xacctd_bin(), &xa_conf, &xa_log);
+    let mut pms = Vec::new();
+    for p in plugins {
+        let tag = format!("pm{}", p.0);
+        let conf = config(pcap, dir, &tag, &nets, std::slice::from_ref(p), pm_extra);
+        let log = dir.join(format!("{tag}.log"));
+        pms.push((start(Path::new("pmacctd"), &conf, &log), log, dir.join(format!("{tag}_{}.pipe", p.0))));
+    }
     wait_for_log(&xa_log, "finished reading", &mut xa.child, Duration::from_secs(60));
-    wait_for_log(&pm_log, "finished reading PCAP capture file", &mut pm.child, Duration::from_secs(60));
     let mut failures = Vec::new();
-    for (n, agg) in plugins {
-        let want = query_stable(Path::new("pmacct"), &dir.join(format!("pm_{n}.pipe")));
+    for ((n, agg), (pm, pm_log, pm_pipe)) in plugins.iter().zip(pms.iter_mut()) {
+        wait_for_log(pm_log, "finished reading PCAP capture file", &mut pm.child, Duration::from_secs(60));
+        let want = query_stable(Path::new("pmacct"), pm_pipe);
         let got = query(&xacct_bin(), &dir.join(format!("xa_{n}.pipe")));
         let (wh, wr) = table(&want);
         let (gh, gr) = table(&got);
@@ -156,7 +166,7 @@ fn compare(pcap: &Path, dir: &Path, plugins: &[(&str, &str)], pm_extra: &str, xa
         }
     }
     drop(xa);
-    drop(pm);
+    drop(pms);
     assert!(failures.is_empty(), "tables differ:\n{}", failures.join("\n"));
 }
 

@@ -1,0 +1,628 @@
+//! pmacct-style configuration: syntax, scoping, overrides, defaults and every error kind.
+
+use std::path::{Path, PathBuf};
+use xacct_core::config::{Config, ConfigError, OutputFormat, PluginKind};
+use xacct_core::Primitive;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse_str(text, "/etc/x.conf", &[])
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(c) => panic!("accepted: {text}\n{c:?}"),
+        Err(e) => e,
+    }
+}
+
+fn ov(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The PNRG configuration from the seed's slides.
+const PNRG: &str = "!\n\
+! pmacctd\n\
+!\n\
+interface: eth0\n\
+plugins: memory[in], memory[out]\n\
+aggregate[out]: src_host\n\
+aggregate[in]: dst_host\n\
+aggregate_filter[out]: src net 10.0.0.0/8\n\
+aggregate_filter[in]: dst net 10.0.0.0/8\n\
+imt_path[out]: /tmp/pmacct_out.pipe\n\
+imt_path[in]: /tmp/pmacct_in.pipe\n";
+
+#[test]
+fn seed_pnrg_config() {
+    let c = parse(PNRG).unwrap();
+    assert_eq!(c.global.interface.as_deref(), Some("eth0"));
+    assert_eq!(c.plugins.len(), 2);
+    let (i, o) = (c.plugin("in").unwrap(), c.plugin("out").unwrap());
+    assert_eq!((i.kind, o.kind), (PluginKind::Memory, PluginKind::Memory));
+    assert_eq!(i.aggregate.primitives(), &[Primitive::DstHost]);
+    assert_eq!(o.aggregate.primitives(), &[Primitive::SrcHost]);
+    assert_eq!(i.aggregate_filter.as_deref(), Some("dst net 10.0.0.0/8"));
+    assert_eq!(o.aggregate_filter.as_deref(), Some("src net 10.0.0.0/8"));
+    assert_eq!(i.imt_path, Path::new("/tmp/pmacct_in.pipe"));
+    assert_eq!(o.imt_path, Path::new("/tmp/pmacct_out.pipe"));
+    assert_eq!(i.origin.line, 5);
+    assert!(c.ignored.is_empty());
+}
+
+#[test]
+fn seed_sample_config_with_mysql_is_not_supported_yet() {
+    // The seed's "sample configuration" slide, verbatim apart from the networks file.
+    let text = "daemonize: true\n\
+interface: eth0\n\
+plugins: memory[a], memory[b], mysql[c]\n\
+!\n\
+aggregate[a]: src_host\n";
+    let e = err(text);
+    assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:3: plugins: not supported yet in xacct (plugin type 'mysql')"
+    );
+}
+
+#[test]
+fn seed_sample_config_without_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let nets = dir.path().join("networks.lst");
+    std::fs::write(&nets, "10.0.0.0/16\n").unwrap();
+    let text = format!(
+        "daemonize: true\n\
+interface: eth0\n\
+plugins: memory[a], memory[b]\n\
+networks_file: {}\n\
+!\n\
+aggregate[a]: src_host\n\
+imt_path[a]: /tmp/acct_out.pipe\n\
+aggregate_filter[a]: src net 10.0.0.0/16\n\
+!\n\
+aggregate[b]: dst_host\n\
+imt_path[b]: /tmp/acct_in.pipe\n\
+aggregate_filter[b]: dst net 10.0.0.0/16\n",
+        nets.display()
+    );
+    let c = parse(&text).unwrap();
+    assert!(c.global.daemonize);
+    let (a, b) = (c.plugin("a").unwrap(), c.plugin("b").unwrap());
+    assert_eq!(a.networks_file.as_deref(), Some(nets.as_path()));
+    assert_eq!(b.networks_file.as_deref(), Some(nets.as_path()));
+    assert_eq!(a.imt_path, Path::new("/tmp/acct_out.pipe"));
+    assert_eq!(b.aggregate_filter.as_deref(), Some("dst net 10.0.0.0/16"));
+}
+
+#[test]
+fn seed_sql_example_is_not_supported_yet() {
+    let e = err("interface: eth0\nplugins: pgsql[out], pgsql[in]\n");
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:2: plugins: not supported yet in xacct (plugin type 'pgsql')"
+    );
+    let e = err("plugins: memory[c]\naggregate[c]: sum_host\nsql_db[c]: pmacct\n");
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:3: sql_db[c]: not supported yet in xacct (pmacct key 'sql_db')"
+    );
+    let e = err("plugins: memory\nsql_history: 10m\n");
+    assert!(matches!(e, ConfigError::NotSupportedYet { .. }));
+}
+
+#[test]
+fn print_plugin_config() {
+    let text = "plugins: print[p]\n\
+aggregate[p]: src_host, dst_host, src_port, dst_port, proto\n\
+print_output[p]: csv\n\
+print_output_file[p]: /tmp/out-%Y%m%d-%H:%M.csv\n\
+print_output_separator: \\t\n\
+print_refresh_time: 300\n\
+print_history[p]: 1h\n\
+print_history_roundoff[p]: h\n";
+    let c = parse(text).unwrap();
+    let p = c.plugin("p").unwrap();
+    assert_eq!(p.kind, PluginKind::Print);
+    assert_eq!(p.print_output, OutputFormat::Csv);
+    // Split at the first ':' only.
+    assert_eq!(
+        p.print_output_file.as_deref(),
+        Some("/tmp/out-%Y%m%d-%H:%M.csv")
+    );
+    assert_eq!(p.print_output_separator, "\t");
+    assert_eq!(p.print_refresh_time, 300);
+    let h = p.print_history.unwrap();
+    assert_eq!(h.bin_len(0), 3600);
+    // Roundoff h: hourly bins anchored at midnight.
+    assert_eq!(h.bin_start(1_700_000_000), 1_699_999_200);
+}
+
+#[test]
+fn defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.plugins.len(), 1);
+    let p = &c.plugins[0];
+    assert_eq!((p.name.as_str(), p.kind), ("default", PluginKind::Memory));
+    assert_eq!(p.aggregate.primitives(), &[Primitive::SrcHost]);
+    assert_eq!(p.imt_path, Path::new("/tmp/collect.pipe"));
+    assert_eq!(p.print_output, OutputFormat::Formatted);
+    assert_eq!(p.print_output_separator, ",");
+    assert_eq!(p.print_refresh_time, 60);
+    assert!(p.print_history.is_none() && p.aggregate_filter.is_none());
+    let g = &c.global;
+    assert_eq!((g.snaplen, g.promisc, g.sampling_rate), (128, true, 1));
+    assert!(!g.daemonize && !g.renormalize && !g.pcap_savefile_wait && !g.as_from_networks_file);
+    assert_eq!(g.workers, None);
+    let c = parse("plugins: memory, print[p]\n").unwrap();
+    let names: Vec<_> = c
+        .plugins
+        .iter()
+        .map(|p| (p.name.as_str(), p.kind))
+        .collect();
+    assert_eq!(
+        names,
+        [("default", PluginKind::Memory), ("p", PluginKind::Print)]
+    );
+}
+
+#[test]
+fn duplicate_and_unknown_plugins() {
+    let e = err("plugins: memory, print\n");
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:1: plugins: bad value 'memory, print': plugin name 'default' is declared twice"
+    );
+    let e = err("plugins: memory[a], print[a]\n");
+    assert!(e.to_string().contains("'a' is declared twice"), "{e}");
+    let e = err("plugins: memry[a]\n");
+    assert!(
+        matches!(e, ConfigError::BadValue { .. })
+            && e.to_string().contains("unknown plugin type 'memry'"),
+        "{e}"
+    );
+    let e = err("plugins: memory[a], , print\n");
+    assert!(matches!(e, ConfigError::BadValue { .. }), "{e}");
+    for t in ["nfprobe", "sfprobe", "tee", "sqlite3", "kafka", "amqp"] {
+        assert!(
+            matches!(
+                err(&format!("plugins: {t}[x]\n")),
+                ConfigError::NotSupportedYet { .. }
+            ),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn global_settings() {
+    let text = "Daemonize: yes\n\
+PCAP_INTERFACE: eth1\n\
+pcap_savefile: /tmp/x.pcap\n\
+pcap_savefile_wait: true\n\
+pcap_filter: not host 2001:db8::1\n\
+snaplen: 1500\n\
+promisc: false\n\
+pidfile: /run/x.pid\n\
+logfile: /var/log/x.log\n\
+sampling_rate: 10\n\
+pmacctd_renormalize: 1\n\
+workers: 4\n";
+    let g = parse(text).unwrap().global;
+    assert!(g.daemonize && g.pcap_savefile_wait && g.renormalize && !g.promisc);
+    assert_eq!(g.interface.as_deref(), Some("eth1"));
+    assert_eq!(g.pcap_savefile, Some(PathBuf::from("/tmp/x.pcap")));
+    assert_eq!(g.pcap_filter.as_deref(), Some("not host 2001:db8::1"));
+    assert_eq!((g.snaplen, g.sampling_rate, g.workers), (1500, 10, Some(4)));
+    assert_eq!(g.pidfile, Some(PathBuf::from("/run/x.pid")));
+    assert_eq!(g.logfile, Some(PathBuf::from("/var/log/x.log")));
+    // `interface` is the older name of the same key; the later line wins.
+    assert_eq!(
+        parse("pcap_interface: a\ninterface: b\n")
+            .unwrap()
+            .global
+            .interface
+            .as_deref(),
+        Some("b")
+    );
+}
+
+#[test]
+fn bad_values_name_file_line_and_key() {
+    let cases = [
+        ("promisc: maybe", "/etc/x.conf:2: promisc: bad value 'maybe': expected true or false"),
+        ("snaplen: 0", "/etc/x.conf:2: snaplen: bad value '0': expected a whole number from 1 to 262144"),
+        ("snaplen: 12x", "/etc/x.conf:2: snaplen: bad value '12x': expected a whole number from 1 to 262144"),
+        ("workers: -1", "/etc/x.conf:2: workers: bad value '-1': expected a whole number from 1 to 4096"),
+        ("sampling_rate: 0", "/etc/x.conf:2: sampling_rate: bad value '0': expected a whole number from 1 to 4294967295"),
+        ("print_refresh_time[p]: soon", "/etc/x.conf:2: print_refresh_time[p]: bad value 'soon': expected a whole number from 1 to 4294967295"),
+        ("print_output[p]: xml", "/etc/x.conf:2: print_output[p]: bad value 'xml': expected formatted, csv or json"),
+        ("print_output_separator: ;;", "/etc/x.conf:2: print_output_separator: bad value ';;': expected one character, \\t or \\s"),
+        ("aggregate: src_host, bogus", "/etc/x.conf:2: aggregate: bad value 'src_host, bogus': unknown aggregation primitive 'bogus'"),
+        ("aggregate[p]: sum_host, src_port", "/etc/x.conf:2: aggregate[p]: bad value 'sum_host, src_port': 'sum_host' must be the only primitive of its aggregate"),
+        ("pmacctd_net: magic", "/etc/x.conf:2: pmacctd_net: bad value 'magic': expected file"),
+        ("imt_path:", "/etc/x.conf:2: imt_path: bad value '': empty value"),
+        ("print_history[p]: 10x", "/etc/x.conf:2: print_history[p]: bad value '10x': unknown time unit 'x' (expected s, m, h, d, w or M)"),
+    ];
+    for (line, msg) in cases {
+        let e = err(&format!("plugins: print[p], memory[m]\n{line}\n"));
+        assert!(matches!(e, ConfigError::BadValue { .. }), "{line}: {e:?}");
+        assert_eq!(e.to_string(), msg);
+    }
+}
+
+#[test]
+fn history_and_roundoff_errors_blame_their_own_line() {
+    let e = err("plugins: print[p]\nprint_history: 1h\nprint_history_roundoff: x\n");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/x.conf:3: print_history_roundoff: bad value 'x'"),
+        "{e}"
+    );
+    let e = err("plugins: print[p]\nprint_history: 1M\nprint_history_roundoff: w\n");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/x.conf:2: print_history: bad value '1M'"),
+        "{e}"
+    );
+    // A roundoff without history does nothing in xacct: recorded as ignored.
+    let c = parse("plugins: print[p]\nprint_history_roundoff: m\n").unwrap();
+    assert_eq!(c.ignored.len(), 1);
+    assert_eq!(c.ignored[0].line, 2);
+}
+
+#[test]
+fn aggregate_not_supported_yet() {
+    let e = err("aggregate: src_host, class\n");
+    assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/x.conf:1: aggregate: not supported yet in xacct"),
+        "{e}"
+    );
+}
+
+#[test]
+fn filter_errors_map_to_bad_value() {
+    let expr = "src net 10.0.0.0/8 and (";
+    let fe = xacct_core::filter::Filter::parse(expr).unwrap_err();
+    for key in ["pcap_filter", "aggregate_filter"] {
+        let e = err(&format!("! c\n{key}: {expr}\n"));
+        assert_eq!(
+            e.to_string(),
+            format!("/etc/x.conf:2: {key}: bad value '{expr}': {fe}")
+        );
+    }
+}
+
+#[test]
+fn unknown_key() {
+    let e = err("plugins: memory\n\nfoo_bar: 1\n");
+    assert_eq!(
+        e,
+        ConfigError::UnknownKey {
+            origin: origin("/etc/x.conf", 3, "foo_bar")
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:3: foo_bar: unknown configuration key"
+    );
+    let e = err("aggregat[a]: src_host\n");
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:1: aggregat[a]: unknown configuration key"
+    );
+}
+
+fn origin(file: &str, line: usize, key: &str) -> xacct_core::config::Origin {
+    xacct_core::config::Origin {
+        file: file.into(),
+        line,
+        key: key.into(),
+    }
+}
+
+#[test]
+fn pmacct_keys_for_later_issues() {
+    for key in [
+        "pre_tag_map",
+        "pre_tag_filter",
+        "pre_tag2_filter",
+        "classifiers",
+        "nfacctd_port",
+        "sfacctd_port",
+        "nfprobe_receiver",
+        "sfprobe_receiver",
+        "tee_receivers",
+        "maps_refresh",
+        "capture_method",
+        "sql_table",
+        "sql_history_since_epoch",
+        "bgp_daemon",
+        "syslog",
+        "debug",
+        "networks_mask",
+        "timestamps_utc",
+    ] {
+        let e = err(&format!("plugins: memory[a]\n{key}: x\n"));
+        assert_eq!(
+            e,
+            ConfigError::NotSupportedYet {
+                origin: origin("/etc/x.conf", 2, key),
+                why: format!("pmacct key '{key}'")
+            },
+            "{key}"
+        );
+    }
+    let e = err("plugins: memory[a]\npre_tag_filter[a]: 10\n");
+    assert_eq!(e.to_string(), "/etc/x.conf:2: pre_tag_filter[a]: not supported yet in xacct (pmacct key 'pre_tag_filter')");
+    let e = err("pmacctd_as: bgp\n");
+    assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
+    let e = err("print_output: event_csv\nplugins: print\n");
+    assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
+}
+
+#[test]
+fn tuning_keys_are_ignored_and_recorded() {
+    let c = parse(
+        "plugins: memory[foo]\n\
+aggregate[foo]: src_host, dst_host\n\
+imt_buckets: 65537\n\
+imt_mem_pools_size[foo]: 65536\n\
+plugin_buffer_size: 10240\n\
+Plugin_Pipe_Size: 1024000\n\
+pmacctd_flow_buffer_size: 1\n",
+    )
+    .unwrap();
+    let got: Vec<(usize, &str)> = c.ignored.iter().map(|o| (o.line, o.key.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "imt_buckets"),
+            (4, "imt_mem_pools_size[foo]"),
+            (5, "plugin_buffer_size"),
+            (6, "Plugin_Pipe_Size"),
+            (7, "pmacctd_flow_buffer_size")
+        ]
+    );
+    // A scoped ignored key must still name a declared plugin.
+    assert!(matches!(
+        err("imt_buckets[x]: 1\n"),
+        ConfigError::NoSuchPlugin { .. }
+    ));
+}
+
+#[test]
+fn scoped_beats_unscoped_regardless_of_order() {
+    let c = parse(
+        "plugins: memory[a], memory[b], print[c]\n\
+imt_path[a]: /tmp/a.pipe\n\
+aggregate[b]: dst_host\n\
+imt_path: /tmp/all.pipe\n\
+aggregate: src_port\n\
+print_output: json\n",
+    )
+    .unwrap();
+    let (a, b, cc) = (
+        c.plugin("a").unwrap(),
+        c.plugin("b").unwrap(),
+        c.plugin("c").unwrap(),
+    );
+    assert_eq!(a.imt_path, Path::new("/tmp/a.pipe"));
+    assert_eq!(b.imt_path, Path::new("/tmp/all.pipe"));
+    assert_eq!(a.aggregate.primitives(), &[Primitive::SrcPort]);
+    assert_eq!(b.aggregate.primitives(), &[Primitive::DstHost]);
+    assert_eq!(cc.aggregate.primitives(), &[Primitive::SrcPort]);
+    // Unscoped plugin keys apply to the plugins of matching type only.
+    assert_eq!(cc.imt_path, Path::new("/tmp/collect.pipe"));
+    assert_eq!(cc.print_output, OutputFormat::Json);
+    assert_eq!(a.print_output, OutputFormat::Formatted);
+    // Same scope twice: the later line wins.
+    let c = parse("plugins: memory[a]\naggregate[a]: src_port\naggregate[a]: dst_port\n").unwrap();
+    assert_eq!(c.plugins[0].aggregate.primitives(), &[Primitive::DstPort]);
+}
+
+#[test]
+fn unscoped_key_for_absent_plugin_type_is_still_checked() {
+    let e = err("plugins: memory[a]\nprint_output: xml\n");
+    assert!(matches!(e, ConfigError::BadValue { .. }), "{e:?}");
+    assert!(parse("plugins: memory[a]\nprint_output: csv\n").is_ok());
+}
+
+#[test]
+fn wrong_plugin_and_no_such_plugin() {
+    let base = "plugins: memory[a], print[b]\n";
+    let e = err(&format!("{base}imt_path[b]: /tmp/x.pipe\n"));
+    assert_eq!(
+        e,
+        ConfigError::WrongPlugin {
+            origin: origin("/etc/x.conf", 2, "imt_path[b]"),
+            plugin: "b".into(),
+            kind: "print".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:2: imt_path[b]: key does not apply to plugin 'b' of type print"
+    );
+    let e = err(&format!("{base}print_output[a]: csv\n"));
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:2: print_output[a]: key does not apply to plugin 'a' of type memory"
+    );
+    let e = err(&format!("{base}aggregate[zz]: src_host\n"));
+    assert_eq!(
+        e,
+        ConfigError::NoSuchPlugin {
+            origin: origin("/etc/x.conf", 2, "aggregate[zz]"),
+            plugin: "zz".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:2: aggregate[zz]: no plugin named 'zz' is declared in 'plugins'"
+    );
+    // Scoped lines before the plugins line are fine.
+    assert!(parse("aggregate[a]: dst_host\nplugins: memory[a]\n").is_ok());
+}
+
+#[test]
+fn syntax_errors() {
+    let cases = [
+        ("just words", 2, "expected 'key: value'"),
+        ("aggregate[a: src_host", 2, "bad plugin scope"),
+        ("aggregate[]: src_host", 2, "bad plugin scope"),
+        (": value", 2, "bad key"),
+        ("daemonize[a]: true", 2, "'daemonize' is daemon-wide"),
+        ("plugins[a]: memory", 2, "'plugins' is daemon-wide"),
+    ];
+    for (line, n, why) in cases {
+        let e = err(&format!("plugins: memory[a]\n{line}\n"));
+        match &e {
+            ConfigError::Syntax { file, line, why: w } => {
+                assert_eq!((file.as_str(), *line), ("/etc/x.conf", n));
+                assert!(w.contains(why), "{e}");
+            }
+            _ => panic!("{line}: {e:?}"),
+        }
+        assert!(
+            e.to_string().starts_with("/etc/x.conf:2: syntax error: "),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn comments_blank_lines_whitespace_and_case() {
+    let c =
+        parse("  ! comment\n\n\t\n   AGGREGATE[A] :  dst_host , src_port  \nplugins: Memory[A]\n")
+            .unwrap();
+    let a = c.plugin("A").unwrap();
+    assert_eq!(
+        a.aggregate.primitives(),
+        &[Primitive::DstHost, Primitive::SrcPort]
+    );
+    // Plugin names are case-sensitive, unlike keys.
+    assert!(matches!(
+        err("plugins: memory[A]\naggregate[a]: dst_host\n"),
+        ConfigError::NoSuchPlugin { .. }
+    ));
+}
+
+#[test]
+fn overrides_beat_the_file() {
+    let text = "plugins: memory[a], print[b]\n\
+aggregate[a]: dst_host\n\
+imt_path[a]: /tmp/a.pipe\n\
+print_refresh_time[b]: 10\n\
+snaplen: 200\n";
+    let o = ov(&[
+        ("aggregate", "src_port"),
+        ("imt_path", "/tmp/cli.pipe"),
+        ("print_refresh_time", "5"),
+        ("snaplen", "96"),
+        ("daemonize", "true"),
+        ("interface", "eth9"),
+        ("pcap_savefile", "/tmp/y.pcap"),
+        ("pidfile", "/tmp/p.pid"),
+        ("pmacctd_renormalize", "true"),
+    ]);
+    let c = Config::parse_str(text, "/etc/x.conf", &o).unwrap();
+    let (a, b) = (c.plugin("a").unwrap(), c.plugin("b").unwrap());
+    assert_eq!(a.aggregate.primitives(), &[Primitive::SrcPort]);
+    assert_eq!(b.aggregate.primitives(), &[Primitive::SrcPort]);
+    assert_eq!(a.imt_path, Path::new("/tmp/cli.pipe"));
+    assert_eq!(b.print_refresh_time, 5);
+    let g = &c.global;
+    assert_eq!((g.snaplen, g.daemonize, g.renormalize), (96, true, true));
+    assert_eq!(g.interface.as_deref(), Some("eth9"));
+    assert_eq!(g.pcap_savefile, Some(PathBuf::from("/tmp/y.pcap")));
+    assert_eq!(g.pidfile, Some(PathBuf::from("/tmp/p.pid")));
+
+    // -P replaces the file's plugins; scoped file keys must then name the new ones.
+    let c = Config::parse_str(
+        "plugins: memory[a]\n",
+        "/etc/x.conf",
+        &ov(&[("plugins", "print[z]")]),
+    )
+    .unwrap();
+    assert_eq!(c.plugins.len(), 1);
+    assert_eq!(
+        (c.plugins[0].name.as_str(), c.plugins[0].kind),
+        ("z", PluginKind::Print)
+    );
+    assert_eq!(c.plugins[0].origin.file, "command line");
+    let e = Config::parse_str(
+        "plugins: memory[a]\naggregate[a]: src_host\n",
+        "/etc/x.conf",
+        &ov(&[("plugins", "print[z]")]),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::NoSuchPlugin { .. }), "{e:?}");
+}
+
+#[test]
+fn override_errors_name_the_command_line() {
+    let e = Config::parse_str("", "/etc/x.conf", &ov(&[("aggregate", "bogus")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command line: aggregate: bad value 'bogus': unknown aggregation primitive 'bogus'"
+    );
+    let e = Config::from_overrides(&ov(&[("snaplen", "x")])).unwrap_err();
+    match e {
+        ConfigError::BadValue { origin, .. } => assert_eq!(origin, origin_cli("snaplen")),
+        e => panic!("{e:?}"),
+    }
+    let e = Config::from_overrides(&ov(&[("nope", "x")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command line: nope: unknown configuration key"
+    );
+}
+
+fn origin_cli(key: &str) -> xacct_core::config::Origin {
+    origin("command line", 0, key)
+}
+
+#[test]
+fn from_overrides_alone() {
+    let c = Config::from_overrides(&ov(&[
+        ("interface", "lo"),
+        ("plugins", "memory[m]"),
+        ("aggregate", "src_host,dst_host"),
+    ]))
+    .unwrap();
+    assert_eq!(c.global.interface.as_deref(), Some("lo"));
+    assert_eq!(c.plugins[0].name, "m");
+    assert_eq!(
+        c.plugins[0].aggregate.primitives(),
+        &[Primitive::SrcHost, Primitive::DstHost]
+    );
+    let c = Config::from_overrides(&[]).unwrap();
+    assert_eq!(
+        (c.plugins.len(), c.plugins[0].kind),
+        (1, PluginKind::Memory)
+    );
+}
+
+#[test]
+fn load_reads_files_and_reports_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pmacctd.conf");
+    std::fs::write(&path, "plugins: memory[x]\nbogus: 1\n").unwrap();
+    let e = Config::load(&path, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}:2: bogus: unknown configuration key", path.display())
+    );
+    std::fs::write(&path, PNRG).unwrap();
+    assert_eq!(Config::load(&path, &[]).unwrap().plugins.len(), 2);
+    let e = Config::load(Path::new("/nonexistent/x.conf"), &[]).unwrap_err();
+    assert!(
+        matches!(&e, ConfigError::Io { path, .. } if path == "/nonexistent/x.conf"),
+        "{e:?}"
+    );
+}

@@ -1,0 +1,139 @@
+//! IP fragment table: later fragments carry no L4 header, so they get the ports of their first
+//! fragment, as pmacctd does (pmacctd also holds later fragments that arrive before the first
+//! one). Shared by all workers behind a mutex: batches are spread round-robin, so the first and
+//! later fragments of a datagram may meet on different workers, and fragments are rare enough
+//! that the lock is never on the common path.
+//!
+//! Unlike pmacctd, fragments whose first fragment never comes are not lost: after
+//! [`FRAG_TIMEOUT`] (or at shutdown) they are accounted with ports 0 and counted as orphans.
+
+use hashbrown::HashMap;
+use xacct_core::record::{Addr, Record};
+
+/// Seconds (record time) a datagram's fragments are kept waiting for each other.
+pub const FRAG_TIMEOUT: i64 = 60;
+/// Table size at which expired entries are pruned.
+const PRUNE_AT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
+    pub id: u32,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    ports: Option<(u16, u16)>,
+    pending: Vec<Record>,
+    last: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct FragTable {
+    map: HashMap<FragKey, Entry>,
+    newest: i64,
+}
+
+impl FragTable {
+    /// A first fragment: remembers its ports and returns the later fragments that were waiting
+    /// for it, ports filled in.
+    pub fn first(&mut self, key: FragKey, r: &Record, orphans: &mut Vec<Record>) -> Vec<Record> {
+        self.tick(r.ts, orphans);
+        let e = self.map.entry(key).or_default();
+        e.ports = Some((r.src_port, r.dst_port));
+        e.last = r.ts;
+        let mut held = std::mem::take(&mut e.pending);
+        for h in &mut held {
+            h.src_port = r.src_port;
+            h.dst_port = r.dst_port;
+        }
+        held
+    }
+
+    /// A later fragment: its ports if the first fragment was seen (`Some`), otherwise it is
+    /// held until the first fragment arrives or times out (`None`).
+    pub fn later(&mut self, key: FragKey, r: &Record, orphans: &mut Vec<Record>) -> Option<(u16, u16)> {
+        self.tick(r.ts, orphans);
+        let e = self.map.entry(key).or_default();
+        e.last = r.ts;
+        match e.ports {
+            Some(p) => Some(p),
+            None => {
+                e.pending.push(*r);
+                None
+            }
+        }
+    }
+
+    fn tick(&mut self, ts: i64, orphans: &mut Vec<Record>) {
+        self.newest = self.newest.max(ts);
+        if self.map.len() >= PRUNE_AT {
+            let cutoff = self.newest - FRAG_TIMEOUT;
+            self.map.retain(|_, e| {
+                if e.last < cutoff {
+                    orphans.append(&mut e.pending);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    /// Every fragment still waiting (end of input): accounted with ports 0.
+    pub fn drain(&mut self, orphans: &mut Vec<Record>) {
+        for (_, mut e) in self.map.drain() {
+            orphans.append(&mut e.pending);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frag(ts: i64, sp: u16, dp: u16) -> Record {
+        Record { src_ip: Addr::V4([1, 1, 1, 1]), dst_ip: Addr::V4([2, 2, 2, 2]), proto: 17, src_port: sp, dst_port: dp, ts, packets: 1, bytes: 100, ..Record::default() }
+    }
+
+    const K: FragKey = FragKey { src: Addr::V4([1, 1, 1, 1]), dst: Addr::V4([2, 2, 2, 2]), proto: 17, id: 7 };
+
+    #[test]
+    fn later_after_first_gets_ports() {
+        let mut t = FragTable::default();
+        let mut o = Vec::new();
+        assert!(t.first(K, &frag(1, 53, 1234), &mut o).is_empty());
+        assert_eq!(t.later(K, &frag(1, 0, 0), &mut o), Some((53, 1234)));
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn later_before_first_is_held_then_released_with_ports() {
+        let mut t = FragTable::default();
+        let mut o = Vec::new();
+        assert_eq!(t.later(K, &frag(1, 0, 0), &mut o), None);
+        let held = t.first(K, &frag(1, 53, 1234), &mut o);
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].src_port, held[0].dst_port), (53, 1234));
+    }
+
+    #[test]
+    fn orphans_are_returned_not_lost() {
+        let mut t = FragTable::default();
+        let mut o = Vec::new();
+        t.later(K, &frag(1, 0, 0), &mut o);
+        t.drain(&mut o);
+        assert_eq!(o.len(), 1);
+        assert!(t.is_empty());
+    }
+}
