@@ -30,6 +30,9 @@ pub enum CaptureError {
 pub enum SourceEnd {
     /// A pcap file was read to its end.
     EndOfFile,
+    /// A pcap file ended inside a record (a capture cut short): every whole frame before the
+    /// cut was accounted, as pmacctd does; the reason is kept for the log.
+    Truncated,
     /// The daemon asked the source to stop.
     Stopped,
     /// Every worker is gone.
@@ -138,7 +141,15 @@ impl PcapSource {
                         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
                     }
                 }
-                Err(e) => return Err(CaptureError::Read { what: self.what.clone(), source: e }),
+                Err(e) => {
+                    // Frames already batched are accounted whatever happens next.
+                    flush(sink, &mut batch, link, id, stats);
+                    if self.is_file() {
+                        tracing::warn!("{}: {e}; treating it as the end of the file", self.what);
+                        return Ok(SourceEnd::Truncated);
+                    }
+                    return Err(CaptureError::Read { what: self.what.clone(), source: e });
+                }
             }
             if last_stats.elapsed() > Duration::from_millis(500) {
                 self.update_kernel_drops(stats);

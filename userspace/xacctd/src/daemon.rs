@@ -44,7 +44,8 @@ fn init_logging(config: &Config) -> Result<()> {
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init().ok();
         }
         None => {
-            builder.with_writer(std::io::stderr).try_init().ok();
+            use std::io::IsTerminal;
+            builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init().ok();
         }
     }
     Ok(())
@@ -256,6 +257,7 @@ pub fn run(config: Config) -> Result<()> {
                 live_sources -= 1;
                 match end {
                     Ok(SourceEnd::EndOfFile) => tracing::info!("{name}: finished reading"),
+                    Ok(SourceEnd::Truncated) => tracing::info!("{name}: finished reading (the file is truncated)"),
                     Ok(e) => tracing::info!("{name}: stopped ({e:?})"),
                     Err(e) => {
                         tracing::error!("{name}: {e}");
