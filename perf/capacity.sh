@@ -22,7 +22,7 @@ BIN=target/release
 
 cpu_of() { # runs "$@", prints user+sys seconds of it and its children
   /usr/bin/time -f "%U %S %e" -o "$OUT/time.txt" "$@" >/dev/null 2>&1 || true
-  awk '{printf "%.3f %.3f", $1+$2, $3}' "$OUT/time.txt"
+  awk '{printf "%.3f %.3f\n", $1+$2, $3}' "$OUT/time.txt"
 }
 
 for kind in small64 mixed; do

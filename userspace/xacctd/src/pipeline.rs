@@ -60,6 +60,9 @@ pub struct Worker {
     skip: u32,
     frags: Arc<Shared>,
     orphans: Vec<Record>,
+    /// Per-plugin (accounted, filtered) since the last batch: folded into the shared atomics
+    /// once per batch, so workers do not bounce a counter's cache line per packet.
+    local: Vec<(u64, u64)>,
 }
 
 /// State the workers of one daemon share (off the common per-packet path).
@@ -84,7 +87,8 @@ impl Worker {
 
     pub fn with_shared(specs: Arc<Vec<PluginSpec>>, sources: Arc<Vec<Arc<SourceStats>>>, sampling: Sampling, frags: Arc<Shared>) -> Worker {
         let shards = specs.iter().map(|s| Table::with_words(s.projector.words())).collect();
-        Worker { specs, shards, sources, sampling, skip: 0, frags, orphans: Vec::new() }
+        let local = vec![(0, 0); specs.len()];
+        Worker { specs, shards, sources, sampling, skip: 0, frags, orphans: Vec::new(), local }
     }
 
     /// Decodes and accounts every frame of `batch`.
@@ -124,7 +128,19 @@ impl Worker {
                 self.account(&r);
             }
         }
+        self.publish_counts();
         src.processed.fetch_add(batch.len() as u64, Relaxed);
+    }
+
+    fn publish_counts(&mut self) {
+        for (spec, (acc, filt)) in self.specs.iter().zip(self.local.iter_mut()) {
+            if *acc > 0 {
+                spec.stats.accounted.fetch_add(std::mem::take(acc), Relaxed);
+            }
+            if *filt > 0 {
+                spec.stats.filtered.fetch_add(std::mem::take(filt), Relaxed);
+            }
+        }
     }
 
     /// Gives later fragments their datagram's ports (see [`crate::frag`]).
@@ -170,6 +186,7 @@ impl Worker {
             if let Some(src) = self.sources.first().cloned() {
                 self.account_orphans(&mut orphans, &src);
             }
+            self.publish_counts();
         }
     }
 
@@ -179,10 +196,10 @@ impl Worker {
         let mut k1: KeyBuf = [0; MAX_KEY_WORDS];
         let mut k2: KeyBuf = [0; MAX_KEY_WORDS];
         let mut taken = false;
-        for (spec, shard) in self.specs.iter().zip(self.shards.iter_mut()) {
+        for ((spec, shard), counts) in self.specs.iter().zip(self.shards.iter_mut()).zip(self.local.iter_mut()) {
             if let Some(f) = &spec.filter {
                 if !f.matches(r) {
-                    spec.stats.filtered.fetch_add(1, Relaxed);
+                    counts.1 += 1;
                     continue;
                 }
             }
@@ -211,7 +228,7 @@ impl Worker {
             if n == 2 {
                 shard.add(&k2, &c);
             }
-            spec.stats.accounted.fetch_add(1, Relaxed);
+            counts.0 += 1;
             taken = true;
         }
         taken
