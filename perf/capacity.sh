@@ -48,3 +48,19 @@ for kind in small64 mixed; do
     echo "pmacctd not installed: no side-by-side figure"
   fi
 done
+
+echo "=== memory table query: xacct -s -O csv over 1,000,000 entries"
+pcap="$OUT/flows1m.pcap"
+[ -f "$pcap" ] || "$BIN/xacct-gen" --kind small64 --packets 1000000 --flows 1000000 "$pcap" >/dev/null
+sock="$OUT/q.pipe"
+printf 'pcap_savefile: %s\npcap_savefile_wait: true\nplugins: memory[q]\naggregate[q]: %s\nimt_path[q]: %s\n' "$pcap" "$AGG" "$sock" > "$OUT/q.conf"
+"$BIN/xacctd" -f "$OUT/q.conf" 2> "$OUT/q.log" &
+qpid=$!
+for _ in $(seq 600); do grep -q "finished reading" "$OUT/q.log" && break; sleep 0.1; done
+"$BIN/xacct" -p "$sock" -s -O csv > "$OUT/q.csv"   # warm: first query also harvests the shards
+for i in 1 2 3; do
+  /usr/bin/time -f "%e s wall, %M KiB max RSS (client)" "$BIN/xacct" -p "$sock" -s -O csv > "$OUT/q.csv"
+done 2>&1
+echo "rows: $(($(wc -l < "$OUT/q.csv") - 1))"
+echo "daemon RSS with the table: $(awk '/VmRSS/{print $2, $3}' /proc/$qpid/status)"
+kill -TERM $qpid; wait $qpid || true

@@ -98,20 +98,22 @@ fn main() -> Result<()> {
         let mut busy = 0.0;
         let mut entries = 0;
         let mut mem = 0;
+        let mut shard = 0;
         for h in handles {
             let (el, hh, mut w) = h.join().map_err(|_| anyhow::anyhow!("worker panicked"))?;
             busy += el.as_secs_f64();
             hist.add(&hh).ok();
+            let shard_mem = w.shard_bytes(0);
             let mut t = Table::with_words(w_words(&agg));
-            let mut harvest = |into: &mut Table| w.swap_shard(0, into);
-            harvest(&mut t);
+            w.drain_shard(0, &mut t);
             entries = t.len();
             mem = t.allocated_bytes();
+            shard = shard_mem;
         }
         let wall = start.elapsed().as_secs_f64();
         let total = (packets * a.passes * n) as f64;
         println!(
-            "workers={n} packets={} wall={:.3}s pps_total={:.0} pps_per_core={:.0} batch_ns p50={} p99={} p99.9={} entries={} bytes_per_entry={:.1} key_bytes={}",
+            "workers={n} packets={} wall={:.3}s pps_total={:.0} pps_per_core={:.0} batch_ns p50={} p99={} p99.9={} entries={} table_bytes_per_entry={:.1} (key {} + counters/overhead {:.1}) worker_shard_bytes_per_entry={:.1}",
             total as u64,
             wall,
             total / wall,
@@ -122,6 +124,8 @@ fn main() -> Result<()> {
             entries,
             mem as f64 / entries.max(1) as f64,
             w_words(&agg) * 8,
+            mem as f64 / entries.max(1) as f64 - (w_words(&agg) * 8) as f64,
+            shard as f64 / entries.max(1) as f64,
         );
     }
     Ok(())

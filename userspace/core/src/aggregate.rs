@@ -539,6 +539,19 @@ macro_rules! tables {
                 }
             }
 
+            /// Folds a worker shard into `self` (shard widths match `Table` widths).
+            pub fn merge_shard(&mut self, shard: &crate::shard::ShardTable) {
+                match self {
+                    $(Table::$v(a) => {
+                        a.reserve(shard.len().saturating_sub(a.capacity() - a.len()));
+                        shard.for_each(|k, c| {
+                            let k: [u64; $w] = k.try_into().expect("shard width equals table width");
+                            a.entry(k).and_modify(|e| e.add(c)).or_insert(*c);
+                        });
+                    })*
+                }
+            }
+
             /// Visits every entry.
             pub fn for_each(&self, mut f: impl FnMut(&[u64], &Counters)) {
                 match self { $(Table::$v(m) => for (k, c) in m { f(&k[..], c) },)* }

@@ -15,6 +15,7 @@ pub mod history;
 pub mod imt;
 pub mod maps;
 pub mod record;
+pub mod shard;
 pub mod stats;
 
 pub use aggregate::{Aggregate, Counters, Primitive, Projector, Table};

@@ -11,7 +11,8 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use xacct_capture::Batch;
-use xacct_core::aggregate::{KeyBuf, Projector, Table, MAX_KEY_WORDS};
+use xacct_core::aggregate::{Counters, KeyBuf, Projector, Table, MAX_KEY_WORDS};
+use xacct_core::shard::ShardTable;
 use xacct_core::filter::Filter;
 use xacct_core::history::History;
 use xacct_core::maps::{Networks, Ports};
@@ -48,13 +49,17 @@ impl Default for Sampling {
 /// Control messages a worker handles between batches.
 pub enum Ctl {
     /// Swap plugin `plugin`'s shard for `spare` and send the full one to `reply`.
-    Harvest { plugin: usize, spare: Table, reply: Sender<Table> },
+    Harvest { plugin: usize, spare: ShardTable, reply: Sender<ShardTable> },
 }
 
 /// One worker: its shards and what it needs to fill them.
 pub struct Worker {
     specs: Arc<Vec<PluginSpec>>,
-    shards: Vec<Table>,
+    shards: Vec<ShardTable>,
+    /// Per plugin: keys and counters of the current batch, applied to the shard in one
+    /// `add_batch` so the shard's cache misses overlap.
+    pending: Vec<Pending>,
+    hashes: Vec<u64>,
     sources: Arc<Vec<Arc<SourceStats>>>,
     sampling: Sampling,
     skip: u32,
@@ -86,9 +91,10 @@ impl Worker {
     }
 
     pub fn with_shared(specs: Arc<Vec<PluginSpec>>, sources: Arc<Vec<Arc<SourceStats>>>, sampling: Sampling, frags: Arc<Shared>) -> Worker {
-        let shards = specs.iter().map(|s| Table::with_words(s.projector.words())).collect();
+        let shards: Vec<ShardTable> = specs.iter().map(|s| ShardTable::with_words(s.projector.words())).collect();
+        let pending = shards.iter().map(|s| Pending { stride: s.stride(), keys: Vec::new(), counters: Vec::new() }).collect();
         let local = vec![(0, 0); specs.len()];
-        Worker { specs, shards, sources, sampling, skip: 0, frags, orphans: Vec::new(), local }
+        Worker { specs, shards, pending, hashes: Vec::new(), sources, sampling, skip: 0, frags, orphans: Vec::new(), local }
     }
 
     /// Decodes and accounts every frame of `batch`.
@@ -128,8 +134,20 @@ impl Worker {
                 self.account(&r);
             }
         }
+        self.apply_pending();
         self.publish_counts();
         src.processed.fetch_add(batch.len() as u64, Relaxed);
+    }
+
+    /// Folds the batch's pending updates into the shards.
+    fn apply_pending(&mut self) {
+        for (shard, p) in self.shards.iter_mut().zip(self.pending.iter_mut()) {
+            if !p.counters.is_empty() {
+                shard.add_batch(&p.keys, &p.counters, &mut self.hashes);
+                p.keys.clear();
+                p.counters.clear();
+            }
+        }
     }
 
     fn publish_counts(&mut self) {
@@ -186,6 +204,7 @@ impl Worker {
             if let Some(src) = self.sources.first().cloned() {
                 self.account_orphans(&mut orphans, &src);
             }
+            self.apply_pending();
             self.publish_counts();
         }
     }
@@ -196,7 +215,7 @@ impl Worker {
         let mut k1: KeyBuf = [0; MAX_KEY_WORDS];
         let mut k2: KeyBuf = [0; MAX_KEY_WORDS];
         let mut taken = false;
-        for ((spec, shard), counts) in self.specs.iter().zip(self.shards.iter_mut()).zip(self.local.iter_mut()) {
+        for ((spec, pend), counts) in self.specs.iter().zip(self.pending.iter_mut()).zip(self.local.iter_mut()) {
             if let Some(f) = &spec.filter {
                 if !f.matches(r) {
                     counts.1 += 1;
@@ -224,9 +243,9 @@ impl Worker {
             let bin = spec.history.as_ref().map_or(0, |h| h.bin_start(rec.ts));
             let c = spec.projector.counters(rec);
             let n = spec.projector.pack(rec, bin, &mut k1, &mut k2);
-            shard.add(&k1, &c);
+            pend.push(&k1, c);
             if n == 2 {
-                shard.add(&k2, &c);
+                pend.push(&k2, c);
             }
             counts.0 += 1;
             taken = true;
@@ -281,12 +300,27 @@ impl Worker {
     }
 }
 
+/// Updates of one plugin's shard collected during a batch.
+struct Pending {
+    stride: usize,
+    keys: Vec<u64>,
+    counters: Vec<Counters>,
+}
+
+impl Pending {
+    #[inline]
+    fn push(&mut self, key: &KeyBuf, c: Counters) {
+        self.keys.extend_from_slice(&key[..self.stride]);
+        self.counters.push(c);
+    }
+}
+
 /// A plugin's view of the workers: swaps out and merges their shards for that plugin.
 pub struct ShardHarvest {
     plugin: usize,
     words: usize,
     workers: Vec<Sender<Ctl>>,
-    spares: Vec<Table>,
+    spares: Vec<ShardTable>,
 }
 
 impl ShardHarvest {
@@ -300,19 +334,14 @@ impl xacct_plugins::Harvest for ShardHarvest {
         let (tx, rx) = bounded(self.workers.len());
         let mut asked = 0;
         for w in &self.workers {
-            let spare = self.spares.pop().unwrap_or_else(|| Table::with_words(self.words));
+            let spare = self.spares.pop().unwrap_or_else(|| ShardTable::with_words(self.words));
             if w.send(Ctl::Harvest { plugin: self.plugin, spare, reply: tx.clone() }).is_ok() {
                 asked += 1;
             }
         }
         drop(tx);
         for mut t in rx.iter().take(asked) {
-            if into.is_empty() && into.capacity() <= t.capacity() {
-                // Cheaper than merging: take the shard whole, keep the old table as a spare.
-                std::mem::swap(into, &mut t);
-            } else {
-                into.merge_from(&t);
-            }
+            into.merge_shard(&t);
             t.clear();
             self.spares.push(t);
         }
@@ -320,10 +349,17 @@ impl xacct_plugins::Harvest for ShardHarvest {
 }
 
 impl Worker {
-    /// Swaps plugin `plugin`'s shard with `into` (for harnesses that drive a worker directly).
-    pub fn swap_shard(&mut self, plugin: usize, into: &mut Table) {
+    /// Folds plugin `plugin`'s shard into `into` and empties it (for harnesses that drive a
+    /// worker directly).
+    pub fn drain_shard(&mut self, plugin: usize, into: &mut Table) {
         if let Some(s) = self.shards.get_mut(plugin) {
-            std::mem::swap(s, into);
+            into.merge_shard(s);
+            s.clear();
         }
+    }
+
+    /// Bytes the worker's shard for `plugin` occupies.
+    pub fn shard_bytes(&self, plugin: usize) -> usize {
+        self.shards.get(plugin).map_or(0, |s| s.allocated_bytes())
     }
 }
