@@ -135,6 +135,13 @@ pub struct GlobalConfig {
     /// `pmacctd_as: file`. pmacctd fills src_as/dst_as from the networks_file only when this
     /// is set; otherwise ASes stay 0 even with a networks_file (checked on pmacctd 1.7.7).
     pub as_from_networks_file: bool,
+    /// `debug`: log at debug level.
+    pub debug: bool,
+    /// `pmacctd_flow_lifetime`: seconds a non-TCP flow may stay idle before a packet starts a
+    /// new one (the `flows` counter), default 60.
+    pub flow_lifetime: u64,
+    /// `pmacctd_flow_tcp_lifetime`: the same for TCP, default 60.
+    pub flow_tcp_lifetime: u64,
 }
 
 impl Default for GlobalConfig {
@@ -153,6 +160,9 @@ impl Default for GlobalConfig {
             sampling_rate: 1,
             renormalize: false,
             workers: None,
+            debug: false,
+            flow_lifetime: 60,
+            flow_tcp_lifetime: 60,
             as_from_networks_file: false,
         }
     }
@@ -208,7 +218,10 @@ fn implemented(key: &str) -> Option<Applies> {
         | "pmacctd_renormalize"
         | "pmacctd_net"
         | "pmacctd_as"
-        | "workers" => Global,
+        | "workers"
+        | "debug"
+        | "pmacctd_flow_lifetime"
+        | "pmacctd_flow_tcp_lifetime" => Global,
         "aggregate" | "aggregate_filter" | "networks_file" | "ports_file" => AnyPlugin,
         "imt_path" => Only(PluginKind::Memory),
         "print_output"
@@ -281,7 +294,6 @@ const LATER: &[&str] = &[
     "cluster_id",
     "cluster_name",
     "core_proc_name",
-    "debug",
     "debug_internal_msg",
     "dtls_path",
     "files_gid",
@@ -304,8 +316,6 @@ const LATER: &[&str] = &[
     "pcap_savefile_replay",
     "plugin_exit_any",
     "pmacctd_ext_sampling_rate",
-    "pmacctd_flow_lifetime",
-    "pmacctd_flow_tcp_lifetime",
     "pmacctd_force_frag_handling",
     "pmacctd_nonroot",
     "pmacctd_stitching",
@@ -532,6 +542,9 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
         "sampling_rate" => g.sampling_rate = parse_count(d, u32::MAX)?,
         "pmacctd_renormalize" => g.renormalize = parse_bool(d)?,
         "workers" => g.workers = Some(parse_count(d, 4096usize)?),
+        "debug" => g.debug = parse_bool(d)?,
+        "pmacctd_flow_lifetime" => g.flow_lifetime = parse_count(d, u32::MAX as u64)?,
+        "pmacctd_flow_tcp_lifetime" => g.flow_tcp_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_net" | "pmacctd_as" => {
             let v = d.value.to_ascii_lowercase();
             match v.as_str() {

@@ -28,7 +28,7 @@ const MAX_LINE: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImtError {
-    #[error("no xacctd memory table at {path}: {source}")]
+    #[error("no xacctd memory table at {path}")]
     NoServer {
         path: String,
         #[source]

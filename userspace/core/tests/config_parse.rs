@@ -343,7 +343,6 @@ fn pmacct_keys_for_later_issues() {
         "sql_history_since_epoch",
         "bgp_daemon",
         "syslog",
-        "debug",
         "networks_mask",
         "timestamps_utc",
     ] {
@@ -625,4 +624,19 @@ fn load_reads_files_and_reports_io_errors() {
         matches!(&e, ConfigError::Io { path, .. } if path == "/nonexistent/x.conf"),
         "{e:?}"
     );
+}
+
+#[test]
+fn debug_and_flow_lifetimes_are_read() {
+    let c = Config::parse_str(
+        "debug: true\npmacctd_flow_lifetime: 30\npmacctd_flow_tcp_lifetime: 120\n",
+        "/etc/x.conf",
+        &[],
+    )
+    .expect("valid config");
+    assert!(c.global.debug);
+    assert_eq!((c.global.flow_lifetime, c.global.flow_tcp_lifetime), (30, 120));
+    let d = Config::parse_str("", "/etc/x.conf", &[]).expect("empty config");
+    assert!(!d.global.debug);
+    assert_eq!((d.global.flow_lifetime, d.global.flow_tcp_lifetime), (60, 60));
 }

@@ -32,7 +32,8 @@ enum Event {
 
 fn init_logging(config: &Config) -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("XACCT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let level = if config.global.debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("XACCT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match &config.global.logfile {
         Some(path) => {
@@ -166,7 +167,10 @@ pub fn run(config: Config) -> Result<()> {
 
     // Workers, pinned one per core.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let nworkers = g.workers.unwrap_or(cores.len().max(1));
+    // Each libpcap source thread needs a core of its own (it reads and copies every frame),
+    // so by default the workers take the rest: on 2 cores one source + one worker beat one
+    // source + two workers that keep preempting it (measured with perf/capacity.sh).
+    let nworkers = g.workers.unwrap_or(cores.len().saturating_sub(sources.len()).max(1));
     let shared_sources = Arc::new(source_stats.clone());
     let (recycle_tx, recycle_rx) = bounded(WORKER_QUEUE_BATCHES * nworkers * 2);
     let mut data_txs = Vec::new();

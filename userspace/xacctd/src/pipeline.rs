@@ -100,7 +100,14 @@ impl Worker {
     /// Decodes and accounts every frame of `batch`.
     pub fn process_batch(&mut self, batch: &Batch) {
         let Some(src) = self.sources.get(batch.source).cloned() else { return };
-        for m in &batch.frames {
+        // Frames of a batch sit in different cache lines: loading the header of a frame a few
+        // places ahead (a load nothing waits for) overlaps those misses with decoding.
+        const AHEAD: usize = 6;
+        let mut sink = 0u8;
+        for (i, m) in batch.frames.iter().enumerate() {
+            if let Some(next) = batch.frames.get(i + AHEAD) {
+                sink ^= batch.data(next).first().copied().unwrap_or(0);
+            }
             let data = batch.data(m);
             let p = match xacct_wire::decode(batch.link, data, m.wire_len) {
                 Ok(p) => p,
@@ -134,6 +141,7 @@ impl Worker {
                 self.account(&r);
             }
         }
+        std::hint::black_box(sink);
         self.apply_pending();
         self.publish_counts();
         src.processed.fetch_add(batch.len() as u64, Relaxed);
