@@ -176,7 +176,9 @@ pub fn run(config: Config) -> Result<()> {
     let mut data_txs = Vec::new();
     let mut ctl_txs: Vec<Sender<Ctl>> = Vec::new();
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    let shared = crate::pipeline::Shared::new(nworkers);
+    let wants_flows = config.plugins.iter().any(|p| p.aggregate.has(xacct_core::Primitive::Flows));
+    let tracker = wants_flows.then(|| crate::flows::FlowTracker::new(g.flow_lifetime, g.flow_tcp_lifetime));
+    let shared = crate::pipeline::Shared::with_flows(nworkers, tracker);
     for i in 0..nworkers {
         let (dtx, drx) = bounded(WORKER_QUEUE_BATCHES);
         let (ctx, crx) = unbounded();

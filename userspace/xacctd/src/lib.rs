@@ -7,5 +7,6 @@
 //! - [`daemon`]: config → sources, workers, plugins, signals, shutdown with a final flush.
 
 pub mod daemon;
+pub mod flows;
 pub mod frag;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! between batches, swaps the spare in and sends the full shard back. A record is therefore in
 //! exactly one shard or one harvested table at any time: none lost, none counted twice.
 
+use crate::flows::FlowTracker;
 use crate::frag::{FragKey, FragTable};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -77,11 +78,17 @@ pub struct Shared {
     /// Workers whose data channel is still open; the last to see it close drains the
     /// fragment table so held fragments are accounted before the final flush.
     open_inputs: AtomicUsize,
+    /// Flow starts, for the `flows` counter (only when a plugin aggregates `flows`).
+    flows: Option<FlowTracker>,
 }
 
 impl Shared {
     pub fn new(workers: usize) -> Arc<Shared> {
-        Arc::new(Shared { frags: Mutex::default(), open_inputs: AtomicUsize::new(workers) })
+        Shared::with_flows(workers, None)
+    }
+
+    pub fn with_flows(workers: usize, flows: Option<FlowTracker>) -> Arc<Shared> {
+        Arc::new(Shared { frags: Mutex::default(), open_inputs: AtomicUsize::new(workers), flows })
     }
 }
 
@@ -138,6 +145,9 @@ impl Worker {
             if p.is_fragment {
                 self.fragment(&p, r, &src);
             } else {
+                if let Some(f) = &self.frags.flows {
+                    f.track(&mut r);
+                }
                 self.account(&r);
             }
         }
@@ -185,6 +195,10 @@ impl Worker {
                     None => Vec::new(),
                 }
             } else {
+                // A datagram's first fragment is the packet that can start a flow.
+                if let Some(f) = &self.frags.flows {
+                    f.track(&mut r);
+                }
                 let mut v = t.first(key, &r, &mut orphans);
                 v.push(r);
                 v
