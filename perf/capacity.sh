@@ -51,7 +51,7 @@ done
 
 echo "=== memory table query: xacct -s -O csv over 1,000,000 entries"
 pcap="$OUT/flows1m.pcap"
-[ -f "$pcap" ] || "$BIN/xacct-gen" --kind small64 --packets 1000000 --flows 1000000 "$pcap" >/dev/null
+[ -f "$pcap" ] || "$BIN/xacct-gen" --kind small64 --packets 1000000 --flows 0 "$pcap" >/dev/null  # every packet its own entry
 sock="$OUT/q.pipe"
 printf 'pcap_savefile: %s\npcap_savefile_wait: true\nplugins: memory[q]\naggregate[q]: %s\nimt_path[q]: %s\n' "$pcap" "$AGG" "$sock" > "$OUT/q.conf"
 "$BIN/xacctd" -f "$OUT/q.conf" 2> "$OUT/q.log" &

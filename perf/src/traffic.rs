@@ -247,12 +247,13 @@ pub fn mixed(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
     out
 }
 
-/// Minimum-size (64 bytes on the wire, 60 captured) TCP/IPv4 frames over `flows` 5-tuples.
+/// Minimum-size (64 bytes on the wire, 60 captured) TCP/IPv4 frames over `flows` 5-tuples
+/// drawn at random; `flows == 0` gives every packet a 5-tuple of its own.
 pub fn small64(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
     let mut rng = Rng::new(seed);
     (0..n)
         .map(|i| {
-            let f = rng.below(flows) as u32;
+            let f = if flows == 0 { i as u32 } else { rng.below(flows) as u32 };
             let spec = FrameSpec {
                 src_mac: mac(1),
                 dst_mac: mac(2),

@@ -12,6 +12,7 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     packets: usize,
     #[arg(long, default_value_t = 10_000)]
+    /// Distinct 5-tuples to draw from (small64: 0 = one per packet).
     flows: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,

@@ -182,6 +182,11 @@ macro_rules! shards {
                 self.len() == 0
             }
 
+            /// Slots allocated.
+            pub fn capacity(&self) -> usize {
+                match self { $(ShardTable::$v(s) => s.tags.len(),)* }
+            }
+
             pub fn clear(&mut self) {
                 match self { $(ShardTable::$v(s) => s.clear(),)* }
             }

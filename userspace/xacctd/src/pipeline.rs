@@ -364,6 +364,12 @@ impl xacct_plugins::Harvest for ShardHarvest {
         drop(tx);
         for mut t in rx.iter().take(asked) {
             into.merge_shard(&t);
+            // A shard that grew for a burst (a pcap file read at full speed) is not recycled
+            // when it ran mostly empty: a fresh small one replaces it, so worker memory follows
+            // the traffic of one refresh interval rather than its peak.
+            if t.capacity() > 8 * t.len().max(8192) {
+                continue;
+            }
             t.clear();
             self.spares.push(t);
         }

@@ -50,6 +50,8 @@ fn spawn(conf: &Path, log: &Path, args: &[&str]) -> Child {
         .args(args)
         .arg("-f")
         .arg(conf)
+        // Bins and file names follow local time, as in pmacct: pin it.
+        .env("TZ", "UTC")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log"))
         .spawn()
@@ -240,4 +242,42 @@ fn bad_config_names_file_line_and_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3: aggregate", conf.display())), "{err}");
     assert!(err.contains("dst_hots"), "{err}");
+}
+
+#[test]
+fn print_history_bins_go_to_their_own_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("t.pcap");
+    // 1_700_000_000 is 22:13:20 UTC: packets at +0 s, +50 s, +70 s and +130 s fall into the
+    // 22:13, 22:14 and 22:15 one-minute bins (1, 2 and 1 packets).
+    let base = traffic::small64(4, 1, 9);
+    let frames: Vec<traffic::Frame> = base
+        .into_iter()
+        .zip([0i64, 50, 70, 130])
+        .map(|(mut f, dt)| {
+            f.ts_sec = 1_700_000_000 + dt;
+            f
+        })
+        .collect();
+    traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let conf = dir.path().join("h.conf");
+    let pattern = dir.path().join("out-%H%M.json");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcap_savefile: {}\nplugins: print\naggregate: src_host\nprint_output: json\nprint_output_file: {}\nprint_history: 1m\nprint_history_roundoff: m\nprint_refresh_time: 3600\n",
+            pcap.display(),
+            pattern.display()
+        ),
+    )
+    .expect("conf");
+    let log = dir.path().join("h.log");
+    let mut child = spawn(&conf, &log, &[]);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    for (name, packets, stamp) in [("out-2213.json", 1, "2023-11-14 22:13:00"), ("out-2214.json", 2, "2023-11-14 22:14:00"), ("out-2215.json", 1, "2023-11-14 22:15:00")] {
+        let body = std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}; log: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+        let v: serde_json::Value = serde_json::from_str(body.lines().next().expect("one line")).expect("json");
+        assert_eq!(v["packets"], packets, "{name}: {body}");
+        assert_eq!(v["stamp_inserted"], stamp, "{name}: {body}");
+    }
 }
