@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod pcap_source;
+pub mod savefile;
 
 pub use batch::{Batch, BatchSink, FrameMeta, SinkMode};
 pub use pcap_source::{CaptureError, PcapSource, SourceEnd};

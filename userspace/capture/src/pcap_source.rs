@@ -2,6 +2,7 @@
 //! blocking read can hang forever on an idle link) or a pcap savefile.
 
 use crate::batch::{Batch, BatchSink};
+use crate::savefile::SavefileReader;
 use pcap::{Active, Capture, Offline};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,10 @@ pub enum SourceEnd {
 
 enum Handle {
     Live(Capture<Active>),
+    /// pcapng and anything else libpcap reads.
     File(Capture<Offline>),
+    /// Classic pcap files, read in blocks (see [`crate::savefile`]).
+    Block { reader: SavefileReader, filter: Option<pcap::BpfProgram> },
 }
 
 /// One libpcap capture handle.
@@ -81,13 +85,27 @@ impl PcapSource {
         Ok(PcapSource { handle: Handle::Live(cap), link, what })
     }
 
-    /// Opens a pcap savefile.
+    /// Opens a pcap savefile: classic pcap files are read in blocks, others by libpcap.
     pub fn open_file(path: &Path, filter: Option<&str>) -> Result<PcapSource, CaptureError> {
+        let what = format!("pcap file {}", path.display());
+        let io_err = |e: std::io::Error| CaptureError::OpenFile { path: path.to_path_buf(), source: pcap::Error::IoError(e.kind()) };
+        if let Some(reader) = SavefileReader::open(path).map_err(io_err)? {
+            let dlt = pcap::Linktype(reader.header().linktype as i32);
+            let link = link_of(dlt, &what)?;
+            let filter = match filter {
+                Some(expr) => {
+                    // libpcap's own compiler and interpreter: identical semantics to a capture.
+                    let dead = Capture::dead(dlt).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
+                    Some(dead.compile(expr, true).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?)
+                }
+                None => None,
+            };
+            return Ok(PcapSource { handle: Handle::Block { reader, filter }, link, what });
+        }
         let mut cap = Capture::from_file(path).map_err(|source| CaptureError::OpenFile { path: path.to_path_buf(), source })?;
         if let Some(expr) = filter {
             cap.filter(expr, true).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
         }
-        let what = format!("pcap file {}", path.display());
         let link = link_of(cap.get_datalink(), &what)?;
         Ok(PcapSource { handle: Handle::File(cap), link, what })
     }
@@ -101,13 +119,16 @@ impl PcapSource {
     }
 
     pub fn is_file(&self) -> bool {
-        matches!(self.handle, Handle::File(_))
+        !matches!(self.handle, Handle::Live(_))
     }
 
     /// Reads until end of file, `stop`, or the workers going away, batching frames into `sink`.
     pub fn run(&mut self, id: usize, sink: &mut BatchSink, stop: &AtomicBool, stats: &SourceStats) -> Result<SourceEnd, CaptureError> {
         let link = self.link;
         let mut batch = sink.empty(link, id);
+        if let Handle::Block { reader, filter } = &mut self.handle {
+            return run_blocks(reader, filter.as_ref(), &self.what, id, sink, &mut batch, stop, stats);
+        }
         let mut last_stats = Instant::now();
         loop {
             if stop.load(Relaxed) {
@@ -117,6 +138,7 @@ impl PcapSource {
             let next = match &mut self.handle {
                 Handle::Live(c) => c.next_packet(),
                 Handle::File(c) => c.next_packet(),
+                Handle::Block { .. } => unreachable!("block-read files return above"),
             };
             match next {
                 Ok(p) => {
@@ -164,6 +186,49 @@ impl PcapSource {
         if let Handle::Live(c) = &mut self.handle {
             if let Ok(s) = c.stats() {
                 stats.kernel_dropped.store(s.dropped as u64 + s.if_dropped as u64, Relaxed);
+            }
+        }
+    }
+}
+
+/// The block reader's loop (classic pcap files).
+#[allow(clippy::too_many_arguments)]
+fn run_blocks(
+    reader: &mut SavefileReader,
+    filter: Option<&pcap::BpfProgram>,
+    what: &str,
+    id: usize,
+    sink: &mut BatchSink,
+    batch: &mut Batch,
+    stop: &AtomicBool,
+    stats: &SourceStats,
+) -> Result<SourceEnd, CaptureError> {
+    let link = batch.link;
+    loop {
+        match reader.next_frame() {
+            Ok(Some((h, data))) => {
+                if filter.is_some_and(|f| !f.filter(data)) {
+                    continue;
+                }
+                batch.push(data, h.len, h.ts_sec as i64);
+                if batch.is_full() {
+                    if !flush(sink, batch, link, id, stats) {
+                        return Ok(SourceEnd::WorkersGone);
+                    }
+                    if stop.load(Relaxed) {
+                        return Ok(SourceEnd::Stopped);
+                    }
+                }
+            }
+            Ok(None) => {
+                flush(sink, batch, link, id, stats);
+                return Ok(SourceEnd::EndOfFile);
+            }
+            Err(e) => {
+                // Every whole frame before the damage is accounted, as pmacctd does.
+                flush(sink, batch, link, id, stats);
+                tracing::warn!("{what}: {e}; treating it as the end of the file");
+                return Ok(SourceEnd::Truncated);
             }
         }
     }

@@ -6,5 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod packet;
+pub mod pcapfile;
 
 pub use packet::{decode, DecodeError, LinkType, PacketSummary, L3};
