@@ -55,12 +55,24 @@ pub fn build(s: &FrameSpec) -> Vec<u8> {
             match s.l4 {
                 L4::Tcp { sport, dport, flags } => {
                     let mut b = ip.tcp(sport, dport, 1000, 65535);
-                    if flags & 0x01 != 0 { b = b.fin(); }
-                    if flags & 0x02 != 0 { b = b.syn(); }
-                    if flags & 0x04 != 0 { b = b.rst(); }
-                    if flags & 0x08 != 0 { b = b.psh(); }
-                    if flags & 0x10 != 0 { b = b.ack(1); }
-                    if flags & 0x20 != 0 { b = b.urg(0); }
+                    if flags & 0x01 != 0 {
+                        b = b.fin();
+                    }
+                    if flags & 0x02 != 0 {
+                        b = b.syn();
+                    }
+                    if flags & 0x04 != 0 {
+                        b = b.rst();
+                    }
+                    if flags & 0x08 != 0 {
+                        b = b.psh();
+                    }
+                    if flags & 0x10 != 0 {
+                        b = b.ack(1);
+                    }
+                    if flags & 0x20 != 0 {
+                        b = b.urg(0);
+                    }
                     b.write(&mut out, &payload).expect("write to Vec");
                 }
                 L4::Udp { sport, dport } => ip.udp(sport, dport).write(&mut out, &payload).expect("write to Vec"),
@@ -205,7 +217,9 @@ pub fn mixed(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
                 let flags = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04][rng.below(6) as usize];
                 L4::Tcp { sport: 1024 + fr.below(60000) as u16, dport: [80, 443, 22, 25][fr.below(4) as usize], flags }
             }
-            55..=84 => L4::Udp { sport: 1024 + fr.below(60000) as u16, dport: [53, 123, 5353, 4789][fr.below(4) as usize] },
+            55..=84 => {
+                L4::Udp { sport: 1024 + fr.below(60000) as u16, dport: [53, 123, 5353, 4789][fr.below(4) as usize] }
+            }
             _ => L4::Icmp { ty: 8, code: 0 },
         };
         let l3 = if fr.below(8) == 0 {
@@ -258,7 +272,11 @@ pub fn small64(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
                 src_mac: mac(1),
                 dst_mac: mac(2),
                 vlans: vec![],
-                l3: L3::V4 { src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(), dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(), tos: 0 },
+                l3: L3::V4 {
+                    src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(),
+                    dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(),
+                    tos: 0,
+                },
                 l4: L4::Tcp { sport: 1024 + (f % 50000) as u16, dport: 80, flags: 0x10 },
                 payload: 0,
             };

@@ -77,7 +77,9 @@ fn demo() -> Result<()> {
     let dir = root().join("target/demo");
     std::fs::create_dir_all(&dir)?;
     let pcap = dir.join("demo.pcap");
-    run(Command::new(bin.join("xacct-gen")).args(["--kind", "mixed", "--packets", "200000", "--flows", "5000"]).arg(&pcap))?;
+    run(Command::new(bin.join("xacct-gen"))
+        .args(["--kind", "mixed", "--packets", "200000", "--flows", "5000"])
+        .arg(&pcap))?;
     let nets = dir.join("networks.lst");
     std::fs::write(&nets, "! demo networks\n65001,10.0.0.0/16\n65002,192.168.0.0/16\n65003,2001:db8::/32\n")?;
     let conf = dir.join("xacctd.conf");
@@ -107,7 +109,9 @@ fn demo() -> Result<()> {
         .context("start xacctd")?;
     let res = (|| -> Result<()> {
         wait_for(&log, "finished reading", Duration::from_secs(60))?;
-        for (what, pipe) in [("outbound (src_host, src net 10.0.0.0/16), top 10 by bytes", &out_pipe), ("inbound (dst_net)", &in_pipe)] {
+        for (what, pipe) in
+            [("outbound (src_host, src net 10.0.0.0/16), top 10 by bytes", &out_pipe), ("inbound (dst_net)", &in_pipe)]
+        {
             println!("--- xacct -p {} -s -T bytes,10   [{what}]", pipe.display());
             run(Command::new(bin.join("xacct")).arg("-p").arg(pipe).args(["-s", "-T", "bytes,10"]))?;
         }

@@ -38,7 +38,12 @@ pub const BATCH_FRAMES: usize = 256;
 
 impl Batch {
     pub fn new(link: LinkType, source: usize) -> Batch {
-        Batch { link, source, buf: Vec::with_capacity(BATCH_FRAMES * HEADER_BYTES), frames: Vec::with_capacity(BATCH_FRAMES) }
+        Batch {
+            link,
+            source,
+            buf: Vec::with_capacity(BATCH_FRAMES * HEADER_BYTES),
+            frames: Vec::with_capacity(BATCH_FRAMES),
+        }
     }
 
     /// Appends a frame, keeping only its first [`HEADER_BYTES`]: accounting reads headers
@@ -97,7 +102,12 @@ pub struct BatchSink {
 }
 
 impl BatchSink {
-    pub fn new(workers: Vec<Sender<Batch>>, recycle: Receiver<Batch>, mode: SinkMode, stats: Arc<SourceStats>) -> BatchSink {
+    pub fn new(
+        workers: Vec<Sender<Batch>>,
+        recycle: Receiver<Batch>,
+        mode: SinkMode,
+        stats: Arc<SourceStats>,
+    ) -> BatchSink {
         BatchSink { workers, recycle, next: 0, mode, stats }
     }
 

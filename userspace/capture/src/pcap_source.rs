@@ -45,7 +45,10 @@ enum Handle {
     /// pcapng and anything else libpcap reads.
     File(Capture<Offline>),
     /// Classic pcap files, read in blocks (see [`crate::savefile`]).
-    Block { reader: SavefileReader, filter: Option<pcap::BpfProgram> },
+    Block {
+        reader: SavefileReader,
+        filter: Option<pcap::BpfProgram>,
+    },
 }
 
 /// One libpcap capture handle.
@@ -65,7 +68,12 @@ fn link_of(dlt: pcap::Linktype, what: &str) -> Result<LinkType, CaptureError> {
 
 impl PcapSource {
     /// Opens a live interface in non-blocking mode.
-    pub fn open_live(iface: &str, snaplen: u32, promisc: bool, filter: Option<&str>) -> Result<PcapSource, CaptureError> {
+    pub fn open_live(
+        iface: &str,
+        snaplen: u32,
+        promisc: bool,
+        filter: Option<&str>,
+    ) -> Result<PcapSource, CaptureError> {
         let err = |source| CaptureError::OpenLive { iface: iface.to_string(), source };
         let cap = Capture::from_device(iface)
             .map_err(err)?
@@ -88,21 +96,29 @@ impl PcapSource {
     /// Opens a pcap savefile: classic pcap files are read in blocks, others by libpcap.
     pub fn open_file(path: &Path, filter: Option<&str>) -> Result<PcapSource, CaptureError> {
         let what = format!("pcap file {}", path.display());
-        let io_err = |e: std::io::Error| CaptureError::OpenFile { path: path.to_path_buf(), source: pcap::Error::IoError(e.kind()) };
+        let io_err = |e: std::io::Error| CaptureError::OpenFile {
+            path: path.to_path_buf(),
+            source: pcap::Error::IoError(e.kind()),
+        };
         if let Some(reader) = SavefileReader::open(path).map_err(io_err)? {
             let dlt = pcap::Linktype(reader.header().linktype as i32);
             let link = link_of(dlt, &what)?;
             let filter = match filter {
                 Some(expr) => {
                     // libpcap's own compiler and interpreter: identical semantics to a capture.
-                    let dead = Capture::dead(dlt).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
-                    Some(dead.compile(expr, true).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?)
+                    let dead =
+                        Capture::dead(dlt).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
+                    Some(
+                        dead.compile(expr, true)
+                            .map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?,
+                    )
                 }
                 None => None,
             };
             return Ok(PcapSource { handle: Handle::Block { reader, filter }, link, what });
         }
-        let mut cap = Capture::from_file(path).map_err(|source| CaptureError::OpenFile { path: path.to_path_buf(), source })?;
+        let mut cap =
+            Capture::from_file(path).map_err(|source| CaptureError::OpenFile { path: path.to_path_buf(), source })?;
         if let Some(expr) = filter {
             cap.filter(expr, true).map_err(|source| CaptureError::Filter { expr: expr.to_string(), source })?;
         }
@@ -123,7 +139,13 @@ impl PcapSource {
     }
 
     /// Reads until end of file, `stop`, or the workers going away, batching frames into `sink`.
-    pub fn run(&mut self, id: usize, sink: &mut BatchSink, stop: &AtomicBool, stats: &SourceStats) -> Result<SourceEnd, CaptureError> {
+    pub fn run(
+        &mut self,
+        id: usize,
+        sink: &mut BatchSink,
+        stop: &AtomicBool,
+        stats: &SourceStats,
+    ) -> Result<SourceEnd, CaptureError> {
         let link = self.link;
         let mut batch = sink.empty(link, id);
         if let Handle::Block { reader, filter } = &mut self.handle {

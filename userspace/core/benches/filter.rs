@@ -48,9 +48,7 @@ fn bench(c: &mut Criterion) {
         "ip6 and net 2001:db8::/32 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn",
     ] {
         let f = Filter::parse(expr).expect("filter");
-        g.bench_function(expr, |b| {
-            b.iter(|| recs.iter().filter(|r| f.matches(black_box(r))).count())
-        });
+        g.bench_function(expr, |b| b.iter(|| recs.iter().filter(|r| f.matches(black_box(r))).count()));
     }
     g.finish();
 }

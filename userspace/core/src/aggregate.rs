@@ -136,10 +136,28 @@ impl Aggregate {
                 let n = name.trim().to_string();
                 // Names pmacct knows but later issues implement are refused distinctly.
                 const LATER: &[&str] = &[
-                    "label", "class", "cos", "std_comm", "ext_comm", "lrg_comm", "as_path", "peer_src_ip",
-                    "peer_dst_ip", "peer_src_as", "peer_dst_as", "local_pref", "med", "sampling_rate",
-                    "timestamp_start", "timestamp_end", "timestamp_arrival", "src_host_country",
-                    "dst_host_country", "mpls_vpn_rd", "export_proto_seqno", "export_proto_version",
+                    "label",
+                    "class",
+                    "cos",
+                    "std_comm",
+                    "ext_comm",
+                    "lrg_comm",
+                    "as_path",
+                    "peer_src_ip",
+                    "peer_dst_ip",
+                    "peer_src_as",
+                    "peer_dst_as",
+                    "local_pref",
+                    "med",
+                    "sampling_rate",
+                    "timestamp_start",
+                    "timestamp_end",
+                    "timestamp_arrival",
+                    "src_host_country",
+                    "dst_host_country",
+                    "mpls_vpn_rd",
+                    "export_proto_seqno",
+                    "export_proto_version",
                 ];
                 if LATER.contains(&n.to_ascii_lowercase().as_str()) {
                     AggregateError::NotSupported(n)
@@ -202,7 +220,6 @@ impl Aggregate {
             )
         })
     }
-
 }
 
 impl fmt::Display for Aggregate {
@@ -367,12 +384,7 @@ impl Projector {
             .collect();
         let words = off.div_ceil(8).max(1);
         assert!(words <= MAX_KEY_WORDS, "key layout exceeds MAX_KEY_WORDS");
-        Projector {
-            aggregate: aggregate.clone(),
-            fields,
-            words,
-            with_flags: aggregate.has(Primitive::TcpFlags),
-        }
+        Projector { aggregate: aggregate.clone(), fields, words, with_flags: aggregate.has(Primitive::TcpFlags) }
     }
 
     pub fn aggregate(&self) -> &Aggregate {

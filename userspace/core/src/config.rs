@@ -34,25 +34,13 @@ pub enum ConfigError {
     #[error("{origin}: not supported yet in xacct ({why})")]
     NotSupportedYet { origin: Origin, why: String },
     #[error("{origin}: bad value '{value}': {why}")]
-    BadValue {
-        origin: Origin,
-        value: String,
-        why: String,
-    },
+    BadValue { origin: Origin, value: String, why: String },
     #[error("{origin}: key does not apply to plugin '{plugin}' of type {kind}")]
-    WrongPlugin {
-        origin: Origin,
-        plugin: String,
-        kind: String,
-    },
+    WrongPlugin { origin: Origin, plugin: String, kind: String },
     #[error("{origin}: no plugin named '{plugin}' is declared in 'plugins'")]
     NoSuchPlugin { origin: Origin, plugin: String },
     #[error("{file}:{line}: syntax error: {why}")]
-    Syntax {
-        file: String,
-        line: usize,
-        why: String,
-    },
+    Syntax { file: String, line: usize, why: String },
     #[error("{path}: {why}")]
     Io { path: String, why: String },
 }
@@ -365,9 +353,7 @@ fn classify(key: &str) -> Option<Class> {
 }
 
 /// Plugin types pmacct has and xacct will have.
-const LATER_PLUGINS: &[&str] = &[
-    "mysql", "pgsql", "sqlite3", "nfprobe", "sfprobe", "tee", "kafka", "amqp", "mongodb",
-];
+const LATER_PLUGINS: &[&str] = &["mysql", "pgsql", "sqlite3", "nfprobe", "sfprobe", "tee", "kafka", "amqp", "mongodb"];
 
 /// One `key[scope]: value` line (or command-line override).
 #[derive(Debug, Clone)]
@@ -390,18 +376,11 @@ struct Pending {
 }
 
 fn bad(d: &Directive, why: impl Into<String>) -> ConfigError {
-    ConfigError::BadValue {
-        origin: d.origin.clone(),
-        value: d.value.clone(),
-        why: why.into(),
-    }
+    ConfigError::BadValue { origin: d.origin.clone(), value: d.value.clone(), why: why.into() }
 }
 
 fn not_yet(origin: &Origin, why: impl Into<String>) -> ConfigError {
-    ConfigError::NotSupportedYet {
-        origin: origin.clone(),
-        why: why.into(),
-    }
+    ConfigError::NotSupportedYet { origin: origin.clone(), why: why.into() }
 }
 
 fn parse_bool(d: &Directive) -> Result<bool, ConfigError> {
@@ -449,15 +428,9 @@ fn parse_line(raw: &str, file: &str, line: usize) -> Result<Option<Directive>, C
     if l.is_empty() || l.starts_with('!') {
         return Ok(None);
     }
-    let syntax = |why: String| ConfigError::Syntax {
-        file: file.to_string(),
-        line,
-        why,
-    };
+    let syntax = |why: String| ConfigError::Syntax { file: file.to_string(), line, why };
     // The first ':' separates key and value: values (IPv6 addresses, filters) may hold more.
-    let (k, v) = l
-        .split_once(':')
-        .ok_or_else(|| syntax(format!("expected 'key: value', got '{l}'")))?;
+    let (k, v) = l.split_once(':').ok_or_else(|| syntax(format!("expected 'key: value', got '{l}'")))?;
     let k = k.trim();
     let (key, scope) = match k.split_once('[') {
         Some((key, rest)) => {
@@ -477,11 +450,7 @@ fn parse_line(raw: &str, file: &str, line: usize) -> Result<Option<Directive>, C
         key: key.to_ascii_lowercase(),
         scope,
         value: v.trim().to_string(),
-        origin: Origin {
-            file: file.to_string(),
-            line,
-            key: k.to_string(),
-        },
+        origin: Origin { file: file.to_string(), line, key: k.to_string() },
     }))
 }
 
@@ -506,9 +475,7 @@ fn parse_plugins(d: &Directive) -> Result<Vec<(String, PluginKind)>, ConfigError
         let kind = match kind.as_str() {
             "memory" => PluginKind::Memory,
             "print" => PluginKind::Print,
-            k if LATER_PLUGINS.contains(&k) => {
-                return Err(not_yet(&d.origin, format!("plugin type '{k}'")))
-            }
+            k if LATER_PLUGINS.contains(&k) => return Err(not_yet(&d.origin, format!("plugin type '{k}'"))),
             k => return Err(bad(d, format!("unknown plugin type '{k}'"))),
         };
         if out.iter().any(|(n, _)| *n == name) {
@@ -554,10 +521,7 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
                     }
                 }
                 "mask" | "igp" | "bgp" | "bmp" | "longest" | "netflow" | "sflow" => {
-                    return Err(not_yet(
-                        &d.origin,
-                        format!("'{v}' (only 'file' is supported)"),
-                    ))
+                    return Err(not_yet(&d.origin, format!("'{v}' (only 'file' is supported)")))
                 }
                 _ => return Err(bad(d, "expected file")),
             }
@@ -568,11 +532,7 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
     Ok(())
 }
 
-fn apply_plugin(
-    p: &mut PluginConfig,
-    pend: &mut Pending,
-    d: &Directive,
-) -> Result<(), ConfigError> {
+fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directive) -> Result<(), ConfigError> {
     match d.key.as_str() {
         "aggregate" => {
             p.aggregate = parse_aggregate(d)?;
@@ -653,10 +613,8 @@ fn finish_plugin(
                 // Blame the roundoff line for a roundoff that is wrong on its own.
                 History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
             }
-            p.print_history = Some(
-                History::parse(h, r.as_ref().map(|(v, _)| v.as_str()))
-                    .map_err(|e| bad_at(ho, h, e))?,
-            );
+            p.print_history =
+                Some(History::parse(h, r.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?);
         }
         (None, Some((rv, ro))) => {
             History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
@@ -667,26 +625,20 @@ fn finish_plugin(
     }
     if let (Some(path), Some(o)) = (&p.networks_file, &pend.networks_file) {
         if !loaded.contains(path) {
-            crate::maps::Networks::load(path)
-                .map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
+            crate::maps::Networks::load(path).map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
             loaded.push(path.clone());
         }
     }
     if let (Some(path), Some(o)) = (&p.ports_file, &pend.ports_file) {
         if !loaded.contains(path) {
-            crate::maps::Ports::load(path)
-                .map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
+            crate::maps::Ports::load(path).map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
             loaded.push(path.clone());
         }
     }
     // pmacctd refuses to start in this case too.
     if p.aggregate.needs_nets() && p.networks_file.is_none() {
         let o = pend.aggregate.unwrap_or_else(|| p.origin.clone());
-        return Err(bad_at(
-            &o,
-            &p.aggregate.to_string(),
-            "net, mask and AS primitives need a networks_file".into(),
-        ));
+        return Err(bad_at(&o, &p.aggregate.to_string(), "net, mask and AS primitives need a networks_file".into()));
     }
     Ok(())
 }
@@ -694,10 +646,8 @@ fn finish_plugin(
 impl Config {
     /// Reads a pmacct-style configuration file; `overrides` come from command-line flags.
     pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { path: path.display().to_string(), why: e.to_string() })?;
         Config::parse_str(&text, &path.display().to_string(), overrides)
     }
 
@@ -711,11 +661,7 @@ impl Config {
     ///
     /// Precedence for a plugin key: override > `key[plugin]` > `key` > default, whatever the
     /// order of the lines; among equals, the later line wins.
-    pub fn parse_str(
-        text: &str,
-        file_name: &str,
-        overrides: &[(String, String)],
-    ) -> Result<Config, ConfigError> {
+    pub fn parse_str(text: &str, file_name: &str, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
         let mut file = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             if let Some(d) = parse_line(raw, file_name, i + 1)? {
@@ -728,11 +674,7 @@ impl Config {
                 key: k.trim().to_ascii_lowercase(),
                 scope: None,
                 value: v.trim().to_string(),
-                origin: Origin {
-                    file: "command line".to_string(),
-                    line: 0,
-                    key: k.trim().to_string(),
-                },
+                origin: Origin { file: "command line".to_string(), line: 0, key: k.trim().to_string() },
             })
             .collect();
 
@@ -740,9 +682,7 @@ impl Config {
         let mut ignored = Vec::new();
         let mut classes = Vec::with_capacity(file.len() + cli.len());
         for d in file.iter().chain(&cli) {
-            let class = classify(&d.key).ok_or_else(|| ConfigError::UnknownKey {
-                origin: d.origin.clone(),
-            })?;
+            let class = classify(&d.key).ok_or_else(|| ConfigError::UnknownKey { origin: d.origin.clone() })?;
             match class {
                 Class::Later => return Err(not_yet(&d.origin, format!("pmacct key '{}'", d.key))),
                 Class::Ignored => ignored.push(d.origin.clone()),
@@ -751,10 +691,7 @@ impl Config {
                     return Err(ConfigError::Syntax {
                         file: d.origin.file.clone(),
                         line: d.origin.line,
-                        why: format!(
-                            "'{}' is daemon-wide and cannot be set for one plugin",
-                            d.key
-                        ),
+                        why: format!("'{}' is daemon-wide and cannot be set for one plugin", d.key),
                     })
                 }
                 Class::Implemented(_) => {}
@@ -769,11 +706,7 @@ impl Config {
 
         // Plugins: the last `plugins` on the command line, else in the file, else pmacctd's
         // default of one memory plugin.
-        let decl = cli
-            .iter()
-            .rev()
-            .chain(file.iter().rev())
-            .find(|d| d.key == "plugins");
+        let decl = cli.iter().rev().chain(file.iter().rev()).find(|d| d.key == "plugins");
         let mut plugins = Vec::new();
         match decl {
             Some(d) => {
@@ -782,11 +715,7 @@ impl Config {
                 }
             }
             None => {
-                let origin = Origin {
-                    file: file_name.to_string(),
-                    line: 0,
-                    key: "plugins".to_string(),
-                };
+                let origin = Origin { file: file_name.to_string(), line: 0, key: "plugins".to_string() };
                 plugins.push(new_plugin("default", PluginKind::Memory, &origin)?);
             }
         }
@@ -794,12 +723,10 @@ impl Config {
         // Scoped keys must name a declared plugin of a type they apply to.
         for (i, d) in file.iter().enumerate() {
             let Some(scope) = &d.scope else { continue };
-            let p = plugins.iter().find(|p| &p.name == scope).ok_or_else(|| {
-                ConfigError::NoSuchPlugin {
-                    origin: d.origin.clone(),
-                    plugin: scope.clone(),
-                }
-            })?;
+            let p = plugins
+                .iter()
+                .find(|p| &p.name == scope)
+                .ok_or_else(|| ConfigError::NoSuchPlugin { origin: d.origin.clone(), plugin: scope.clone() })?;
             if let Some(a) = applies(i) {
                 if !applies_to(a, p.kind) {
                     return Err(ConfigError::WrongPlugin {
@@ -822,21 +749,12 @@ impl Config {
         let mut loaded = Vec::new();
         for p in plugins.iter_mut() {
             let mut pend = Pending::default();
-            let unscoped = file_classes
-                .clone()
-                .filter(|&i| file.get(i).is_some_and(|d| d.scope.is_none()));
+            let unscoped = file_classes.clone().filter(|&i| file.get(i).is_some_and(|d| d.scope.is_none()));
             let name = p.name.clone();
-            let scoped = file_classes
-                .clone()
-                .filter(|&i| file.get(i).and_then(|d| d.scope.as_ref()) == Some(&name));
-            let order: Vec<usize> = unscoped
-                .chain(scoped)
-                .chain(cli_start..cli_start + cli.len())
-                .collect();
+            let scoped = file_classes.clone().filter(|&i| file.get(i).and_then(|d| d.scope.as_ref()) == Some(&name));
+            let order: Vec<usize> = unscoped.chain(scoped).chain(cli_start..cli_start + cli.len()).collect();
             for i in order {
-                let (Some(a), Some(d)) =
-                    (applies(i), file.get(i).or_else(|| cli.get(i - cli_start)))
-                else {
+                let (Some(a), Some(d)) = (applies(i), file.get(i).or_else(|| cli.get(i - cli_start))) else {
                     continue;
                 };
                 if applies_to(a, p.kind) {
@@ -852,19 +770,13 @@ impl Config {
         // Unscoped keys for a plugin type that is not configured still get their values
         // checked, so that a typo does not wait for the day that plugin is added.
         for (i, d) in file.iter().chain(&cli).enumerate() {
-            if let (Some(Applies::Only(kind)), false) =
-                (applies(i), used.get(i).copied().unwrap_or(true))
-            {
+            if let (Some(Applies::Only(kind)), false) = (applies(i), used.get(i).copied().unwrap_or(true)) {
                 let mut scratch = new_plugin("scratch", kind, &d.origin)?;
                 apply_plugin(&mut scratch, &mut Pending::default(), d)?;
             }
         }
 
-        Ok(Config {
-            global,
-            plugins,
-            ignored,
-        })
+        Ok(Config { global, plugins, ignored })
     }
 
     /// The plugin called `name`.

@@ -54,10 +54,7 @@ pub struct FilterError {
 }
 
 fn err<T>(col: usize, msg: impl Into<String>) -> Result<T, FilterError> {
-    Err(FilterError {
-        msg: msg.into(),
-        col,
-    })
+    Err(FilterError { msg: msg.into(), col })
 }
 
 /// A compiled filter expression: a flat program of record tests with true/false jump targets
@@ -82,13 +79,7 @@ struct Insn {
 impl Filter {
     pub fn parse(expr: &str) -> Result<Filter, FilterError> {
         let toks = lex(expr)?;
-        let mut p = Parser {
-            toks,
-            pos: 0,
-            vlans: 0,
-            nest: 0,
-            nodes: Vec::new(),
-        };
+        let mut p = Parser { toks, pos: 0, vlans: 0, nest: 0, nodes: Vec::new() };
         let mut prog = Vec::new();
         // libpcap: an empty expression accepts everything.
         let mut entry = ACCEPT;
@@ -99,11 +90,7 @@ impl Filter {
             }
             entry = gen(&p.nodes, &mut prog, root, ACCEPT, REJECT);
         }
-        Ok(Filter {
-            src: expr.to_string(),
-            prog,
-            entry,
-        })
+        Ok(Filter { src: expr.to_string(), prog, entry })
     }
 
     /// The expression this filter was parsed from.
@@ -267,15 +254,8 @@ impl Test {
     fn eval(&self, r: &Record) -> bool {
         match *self {
             Test::EtherType { depth, etype: et } => r.vlan_depth == depth && etype(r) == et,
-            Test::Vlan { depth, id } => {
-                r.vlan_depth > depth && (depth > 0 || id.is_none_or(|id| r.vlan == id))
-            }
-            Test::IpProto {
-                depth,
-                v4: a,
-                v6: b,
-                proto,
-            } => {
+            Test::Vlan { depth, id } => r.vlan_depth > depth && (depth > 0 || id.is_none_or(|id| r.vlan == id)),
+            Test::IpProto { depth, v4: a, v6: b, proto } => {
                 r.vlan_depth == depth
                     && r.proto == proto
                     && match etype(r) {
@@ -284,13 +264,7 @@ impl Test {
                         _ => false,
                     }
             }
-            Test::Host4 {
-                depth,
-                fam,
-                dir,
-                net,
-                mask,
-            } => {
+            Test::Host4 { depth, fam, dir, net, mask } => {
                 let fam_ok = match etype(r) {
                     ET_IP => fam & FAM_IP != 0,
                     ET_ARP => fam & FAM_ARP != 0,
@@ -300,24 +274,11 @@ impl Test {
                 let hit = |a: &Addr| v4(a).is_some_and(|a| a & mask == net);
                 r.vlan_depth == depth && fam_ok && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
             }
-            Test::Host6 {
-                depth,
-                dir,
-                net,
-                mask,
-            } => {
+            Test::Host6 { depth, dir, net, mask } => {
                 let hit = |a: &Addr| v6(a).is_some_and(|a| a & mask == net);
-                r.vlan_depth == depth
-                    && etype(r) == ET_IP6
-                    && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
+                r.vlan_depth == depth && etype(r) == ET_IP6 && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
             }
-            Test::Port {
-                depth,
-                l4,
-                dir,
-                lo,
-                hi,
-            } => {
+            Test::Port { depth, l4, dir, lo, hi } => {
                 let l4_ok = match r.proto {
                     6 => l4 & L4_TCP != 0,
                     17 => l4 & L4_UDP != 0,
@@ -327,22 +288,16 @@ impl Test {
                 r.vlan_depth == depth
                     && l4_ok
                     && matches!(etype(r), ET_IP | ET_IP6)
-                    && dir.check((lo..=hi).contains(&r.src_port), || {
-                        (lo..=hi).contains(&r.dst_port)
-                    })
+                    && dir.check((lo..=hi).contains(&r.src_port), || (lo..=hi).contains(&r.dst_port))
             }
             Test::Ether { dir, mac } => dir.check(r.src_mac == mac, || r.dst_mac == mac),
             Test::EtherBroadcast => r.dst_mac == [0xff; 6],
             Test::EtherMulticast => r.dst_mac[0] & 1 != 0,
             Test::Ip4Multicast { depth } => {
-                r.vlan_depth == depth
-                    && etype(r) == ET_IP
-                    && matches!(r.dst_ip, Addr::V4([a, ..]) if a >= 224)
+                r.vlan_depth == depth && etype(r) == ET_IP && matches!(r.dst_ip, Addr::V4([a, ..]) if a >= 224)
             }
             Test::Ip6Multicast { depth } => {
-                r.vlan_depth == depth
-                    && etype(r) == ET_IP6
-                    && matches!(r.dst_ip, Addr::V6([0xff, ..]))
+                r.vlan_depth == depth && etype(r) == ET_IP6 && matches!(r.dst_ip, Addr::V6([0xff, ..]))
             }
             Test::Len { greater, n } => {
                 let len = frame_len(r);
@@ -385,11 +340,7 @@ fn gen(nodes: &[Node], prog: &mut Vec<Insn>, mut n: u32, mut t: u32, mut f: u32)
             None | Some(Node::Const(false)) => return f,
             Some(Node::Const(true)) => return t,
             Some(Node::Test(test)) => {
-                prog.push(Insn {
-                    test: *test,
-                    jt: t,
-                    jf: f,
-                });
+                prog.push(Insn { test: *test, jt: t, jf: f });
                 return (prog.len() - 1) as u32;
             }
             Some(Node::Not(a)) => {
@@ -563,12 +514,7 @@ fn keyword(w: &str) -> Option<Tok> {
         "tcp-ece" => return Some(Tok::Num(0x40)),
         "tcp-cwr" => return Some(Tok::Num(0x80)),
         // Reserved by libpcap; they need packet bytes or metadata records do not carry.
-        _ => {
-            return UNSUPPORTED
-                .iter()
-                .find(|n| **n == w)
-                .map(|n| Tok::Kw(Kw::Unsupported(n)))
-        }
+        _ => return UNSUPPORTED.iter().find(|n| **n == w).map(|n| Tok::Kw(Kw::Unsupported(n))),
     };
     Some(Tok::Kw(kw))
 }
@@ -599,9 +545,7 @@ fn number(w: &str) -> Option<Result<u32, String>> {
         if hex.is_empty() || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             return None;
         }
-        return Some(
-            u32::from_str_radix(hex, 16).map_err(|_| format!("number {w} overflows 32 bits")),
-        );
+        return Some(u32::from_str_radix(hex, 16).map_err(|_| format!("number {w} overflows 32 bits")));
     }
     if !b.iter().all(|c| c.is_ascii_digit()) {
         return None;
@@ -610,23 +554,15 @@ fn number(w: &str) -> Option<Result<u32, String>> {
         if b.iter().any(|c| *c > b'7') {
             return Some(Err(format!("number {w} contains non-octal digit")));
         }
-        return Some(
-            u32::from_str_radix(w, 8).map_err(|_| format!("number {w} overflows 32 bits")),
-        );
+        return Some(u32::from_str_radix(w, 8).map_err(|_| format!("number {w} overflows 32 bits")));
     }
-    Some(
-        w.parse::<u32>()
-            .map_err(|_| format!("number {w} overflows 32 bits")),
-    )
+    Some(w.parse::<u32>().map_err(|_| format!("number {w} overflows 32 bits")))
 }
 
 /// Dotted decimal with 2 to 4 parts (a single part is a NUM). Value right-aligned, bit length.
 fn hid(w: &str) -> Option<Result<(u32, u32), String>> {
     let parts: Vec<&str> = w.split('.').collect();
-    if !(2..=4).contains(&parts.len())
-        || !parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+    if !(2..=4).contains(&parts.len()) || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
     {
         return None;
     }
@@ -660,10 +596,7 @@ fn mac(w: &str) -> Option<[u8; 6]> {
             return Some(out);
         }
     }
-    let digits: String = if w.len() == 14
-        && w.as_bytes().get(4) == Some(&b'.')
-        && w.as_bytes().get(9) == Some(&b'.')
-    {
+    let digits: String = if w.len() == 14 && w.as_bytes().get(4) == Some(&b'.') && w.as_bytes().get(9) == Some(&b'.') {
         w.split('.').collect()
     } else {
         w.to_string()
@@ -696,9 +629,8 @@ fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
         }
         // IPv6 addresses and colon MACs first: their ':' would otherwise be punctuation.
         if c.is_ascii_hexdigit() || c == ':' {
-            let end = (i..s.len())
-                .find(|&j| !(s[j].is_ascii_hexdigit() || s[j] == ':' || s[j] == '.'))
-                .unwrap_or(s.len());
+            let end =
+                (i..s.len()).find(|&j| !(s[j].is_ascii_hexdigit() || s[j] == ':' || s[j] == '.')).unwrap_or(s.len());
             let cand: String = s[i..end].iter().collect();
             if cand.contains(':') {
                 if let Some(m) = mac(&cand) {
@@ -746,9 +678,8 @@ fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
         }
         if c == '\\' {
             // `\tcp`: a keyword used as a name (libpcap: up to a blank, '!', '(' or ')').
-            let end = (i + 1..s.len())
-                .find(|&j| s[j].is_whitespace() || matches!(s[j], '!' | '(' | ')'))
-                .unwrap_or(s.len());
+            let end =
+                (i + 1..s.len()).find(|&j| s[j].is_whitespace() || matches!(s[j], '!' | '(' | ')')).unwrap_or(s.len());
             if end == i + 1 {
                 return err(col, "'\\' must be followed by a name");
             }
@@ -787,11 +718,7 @@ fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
         }
         return err(col, format!("unexpected character '{c}'"));
     }
-    out.push(Token {
-        tok: Tok::End,
-        col: s.len() + 1,
-        text: String::new(),
-    });
+    out.push(Token { tok: Tok::End, col: s.len() + 1, text: String::new() });
     Ok(out)
 }
 
@@ -836,19 +763,13 @@ impl Parser {
         self.peek_at(0)
     }
     fn peek_at(&self, k: usize) -> &Tok {
-        self.toks
-            .get(self.pos + k)
-            .or(self.toks.last())
-            .map_or(&Tok::End, |t| &t.tok)
+        self.toks.get(self.pos + k).or(self.toks.last()).map_or(&Tok::End, |t| &t.tok)
     }
     fn col(&self) -> usize {
         self.col_at(0)
     }
     fn col_at(&self, k: usize) -> usize {
-        self.toks
-            .get(self.pos + k)
-            .or(self.toks.last())
-            .map_or(1, |t| t.col)
+        self.toks.get(self.pos + k).or(self.toks.last()).map_or(1, |t| t.col)
     }
     fn describe_tok(t: Option<&Token>) -> String {
         match t {
@@ -863,10 +784,7 @@ impl Parser {
         Self::describe_tok(self.pos.checked_sub(1).and_then(|i| self.toks.get(i)))
     }
     fn prev_col(&self) -> usize {
-        self.pos
-            .checked_sub(1)
-            .and_then(|i| self.toks.get(i))
-            .map_or(1, |t| t.col)
+        self.pos.checked_sub(1).and_then(|i| self.toks.get(i)).map_or(1, |t| t.col)
     }
     fn bump(&mut self) -> Tok {
         let t = self.peek().clone();
@@ -880,10 +798,7 @@ impl Parser {
             self.bump();
             Ok(())
         } else {
-            err(
-                self.col(),
-                format!("expected {what}, found {}", self.describe()),
-            )
+            err(self.col(), format!("expected {what}, found {}", self.describe()))
         }
     }
     fn node(&mut self, n: Node) -> u32 {
@@ -915,20 +830,13 @@ impl Parser {
             };
             self.bump();
             let (right, q2) = self.elem(q, true)?;
-            left = self.node(if is_and {
-                Node::And(left, right)
-            } else {
-                Node::Or(left, right)
-            });
+            left = self.node(if is_and { Node::And(left, right) } else { Node::Or(left, right) });
             q = q2;
         }
     }
 
     fn is_id_start(t: &Tok) -> bool {
-        matches!(
-            t,
-            Tok::Num(_) | Tok::Hid(..) | Tok::Hid6(_) | Tok::Eid(_) | Tok::Id(_)
-        )
+        matches!(t, Tok::Num(_) | Tok::Hid(..) | Tok::Hid6(_) | Tok::Eid(_) | Tok::Id(_))
     }
 
     /// Whether the tokens from `k` look like a bare value (possibly `not`-prefixed) rather than
@@ -937,8 +845,7 @@ impl Parser {
         while self.peek_at(k) == &Tok::Not {
             k += 1;
         }
-        Self::is_id_start(self.peek_at(k))
-            && !matches!(self.peek_at(k + 1), Tok::Rel(_) | Tok::Op(_))
+        Self::is_id_start(self.peek_at(k)) && !matches!(self.peek_at(k + 1), Tok::Rel(_) | Tok::Op(_))
     }
 
     /// term, or (when `allow_id`) a bare value inheriting `q`.
@@ -973,8 +880,7 @@ impl Parser {
             }
             Tok::Kw(Kw::P(pq)) => match self.peek_at(1) {
                 Tok::LBrack => Ok((self.relation()?, None)),
-                Tok::Kw(Kw::Src | Kw::Dst | Kw::Host | Kw::Net | Kw::Port | Kw::Portrange)
-                | Tok::Kw(Kw::Proto) => {
+                Tok::Kw(Kw::Src | Kw::Dst | Kw::Host | Kw::Net | Kw::Port | Kw::Portrange) | Tok::Kw(Kw::Proto) => {
                     self.bump();
                     self.head(pq)
                 }
@@ -996,9 +902,9 @@ impl Parser {
                     Ok((self.proto_abbrev(pq, col)?, None))
                 }
             },
-            Tok::Kw(
-                Kw::Src | Kw::Dst | Kw::Host | Kw::Net | Kw::Port | Kw::Portrange | Kw::Proto,
-            ) => self.head(Pq::Default),
+            Tok::Kw(Kw::Src | Kw::Dst | Kw::Host | Kw::Net | Kw::Port | Kw::Portrange | Kw::Proto) => {
+                self.head(Pq::Default)
+            }
             Tok::Kw(Kw::Vlan) => {
                 self.bump();
                 let id = if matches!(self.peek(), Tok::Num(_) | Tok::LParen) {
@@ -1018,17 +924,8 @@ impl Parser {
             Tok::Kw(k @ (Kw::Less | Kw::Greater)) => {
                 self.bump();
                 match self.bump() {
-                    Tok::Num(n) => Ok((
-                        self.test(Test::Len {
-                            greater: k == Kw::Greater,
-                            n,
-                        }),
-                        None,
-                    )),
-                    _ => err(
-                        self.prev_col(),
-                        format!("expected a length, found {}", self.describe_prev()),
-                    ),
+                    Tok::Num(n) => Ok((self.test(Test::Len { greater: k == Kw::Greater, n }), None)),
+                    _ => err(self.prev_col(), format!("expected a length, found {}", self.describe_prev())),
                 }
             }
             Tok::Kw(Kw::Broadcast) => {
@@ -1041,13 +938,9 @@ impl Parser {
             }
             Tok::Kw(Kw::Len) | Tok::Num(_) | Tok::Op(Op::Sub) => Ok((self.relation()?, None)),
             Tok::Kw(Kw::Unsupported(w)) => err(col, format!("'{w}' is not supported on records")),
-            Tok::Hid(..) | Tok::Hid6(_) | Tok::Eid(_) | Tok::Id(_) => err(
-                col,
-                format!(
-                    "{} needs a qualifier (e.g. 'host', 'port', 'ether host')",
-                    self.describe()
-                ),
-            ),
+            Tok::Hid(..) | Tok::Hid6(_) | Tok::Eid(_) | Tok::Id(_) => {
+                err(col, format!("{} needs a qualifier (e.g. 'host', 'port', 'ether host')", self.describe()))
+            }
             _ => err(col, format!("unexpected {}", self.describe())),
         }
     }
@@ -1087,24 +980,14 @@ impl Parser {
         if addr != Aq::Default {
             self.bump();
         }
-        self.id(Some(Qual {
-            proto,
-            dir: dir.unwrap_or(Dir::Or),
-            addr,
-        }))
+        self.id(Some(Qual { proto, dir: dir.unwrap_or(Dir::Or), addr }))
     }
 
     /// id: value | `not` id | `(` id ((and|or) id)* `)` — all with the qualifiers `q`.
     fn id(&mut self, q: Option<Qual>) -> Result<Elem, FilterError> {
         let col = self.col();
         let Some(q) = q else {
-            return err(
-                col,
-                format!(
-                    "{} needs a qualifier (e.g. 'host', 'port')",
-                    self.describe()
-                ),
-            );
+            return err(col, format!("{} needs a qualifier (e.g. 'host', 'port')", self.describe()));
         };
         match self.bump() {
             Tok::Not => {
@@ -1124,11 +1007,7 @@ impl Parser {
                     };
                     self.bump();
                     let (right, _) = self.id(Some(q))?;
-                    left = self.node(if is_and {
-                        Node::And(left, right)
-                    } else {
-                        Node::Or(left, right)
-                    });
+                    left = self.node(if is_and { Node::And(left, right) } else { Node::Or(left, right) });
                 }
                 self.leave();
                 self.expect(Tok::RParen, "')'")?;
@@ -1146,11 +1025,7 @@ impl Parser {
                         if bits > 32 {
                             return err(c, "mask length must be <= 32");
                         }
-                        let mask = if bits == 0 {
-                            0
-                        } else {
-                            u32::MAX << (32 - bits)
-                        };
+                        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
                         self.gen_masked4(q, v << (32 - len), mask, col)?
                     }
                     Tok::Kw(Kw::Mask) => {
@@ -1188,10 +1063,7 @@ impl Parser {
                 Ok((self.test(Test::Ether { dir: q.dir, mac: m }), Some(q)))
             }
             Tok::Id(name) => Ok((self.gen_name(q, &name, col)?, Some(q))),
-            _ => err(
-                col,
-                format!("expected a value, found {}", self.describe_prev()),
-            ),
+            _ => err(col, format!("expected a value, found {}", self.describe_prev())),
         }
     }
 
@@ -1207,10 +1079,7 @@ impl Parser {
                 self.expect(Tok::RParen, "')'")?;
                 Ok(n)
             }
-            _ => err(
-                col,
-                format!("expected a number, found {}", self.describe_prev()),
-            ),
+            _ => err(col, format!("expected a number, found {}", self.describe_prev())),
         }
     }
 
@@ -1218,29 +1087,12 @@ impl Parser {
 
     fn proto_abbrev(&mut self, pq: Pq, col: usize) -> Result<u32, FilterError> {
         let depth = self.vlans;
-        let ip = |v4, v6, proto| Test::IpProto {
-            depth,
-            v4,
-            v6,
-            proto,
-        };
+        let ip = |v4, v6, proto| Test::IpProto { depth, v4, v6, proto };
         let t = match pq {
-            Pq::Ip => Test::EtherType {
-                depth,
-                etype: ET_IP,
-            },
-            Pq::Ip6 => Test::EtherType {
-                depth,
-                etype: ET_IP6,
-            },
-            Pq::Arp => Test::EtherType {
-                depth,
-                etype: ET_ARP,
-            },
-            Pq::Rarp => Test::EtherType {
-                depth,
-                etype: ET_RARP,
-            },
+            Pq::Ip => Test::EtherType { depth, etype: ET_IP },
+            Pq::Ip6 => Test::EtherType { depth, etype: ET_IP6 },
+            Pq::Arp => Test::EtherType { depth, etype: ET_ARP },
+            Pq::Rarp => Test::EtherType { depth, etype: ET_RARP },
             Pq::Tcp => ip(true, true, 6),
             Pq::Udp => ip(true, true, 17),
             Pq::Sctp => ip(true, true, 132),
@@ -1248,10 +1100,7 @@ impl Parser {
             Pq::Icmp6 => ip(false, true, 58),
             Pq::Igmp => ip(true, false, 2),
             Pq::Link | Pq::Default => {
-                return err(
-                    col,
-                    "'ether' needs 'host', 'src', 'dst', 'proto', 'broadcast' or 'multicast'",
-                )
+                return err(col, "'ether' needs 'host', 'src', 'dst', 'proto', 'broadcast' or 'multicast'")
             }
         };
         Ok(self.test(t))
@@ -1260,10 +1109,7 @@ impl Parser {
     fn broadcast(&mut self, pq: Pq, col: usize) -> Result<u32, FilterError> {
         match pq {
             Pq::Default | Pq::Link => Ok(self.test(Test::EtherBroadcast)),
-            Pq::Ip => err(
-                col,
-                "'ip broadcast' needs the capture netmask; not supported on records",
-            ),
+            Pq::Ip => err(col, "'ip broadcast' needs the capture netmask; not supported on records"),
             _ => err(col, "only 'ether broadcast' is supported"),
         }
     }
@@ -1303,22 +1149,10 @@ impl Parser {
     fn gen_host4(&mut self, q: Qual, net: u32, mask: u32, col: usize) -> Result<u32, FilterError> {
         Self::addr_qual_ok(q, col, "IP address")?;
         let fam = Self::fam4(q, col)?;
-        Ok(self.test(Test::Host4 {
-            depth: self.vlans,
-            fam,
-            dir: q.dir,
-            net,
-            mask,
-        }))
+        Ok(self.test(Test::Host4 { depth: self.vlans, fam, dir: q.dir, net, mask }))
     }
 
-    fn gen_masked4(
-        &mut self,
-        q: Qual,
-        net: u32,
-        mask: u32,
-        col: usize,
-    ) -> Result<u32, FilterError> {
+    fn gen_masked4(&mut self, q: Qual, net: u32, mask: u32, col: usize) -> Result<u32, FilterError> {
         Self::addr_qual_ok(q, col, "IP address and netmask")?;
         if q.addr != Aq::Net {
             return err(col, "Mask syntax for networks only");
@@ -1329,13 +1163,7 @@ impl Parser {
         self.gen_host4(q, net, mask, col)
     }
 
-    fn gen_host6(
-        &mut self,
-        q: Qual,
-        a: Ipv6Addr,
-        bits: Option<u32>,
-        col: usize,
-    ) -> Result<u32, FilterError> {
+    fn gen_host6(&mut self, q: Qual, a: Ipv6Addr, bits: Option<u32>, col: usize) -> Result<u32, FilterError> {
         Self::addr_qual_ok(q, col, "IP address")?;
         let bits = bits.unwrap_or(128);
         if bits != 128 && q.addr != Aq::Net {
@@ -1347,21 +1175,12 @@ impl Parser {
             Pq::Link => return err(col, "illegal link layer address"),
             p => return err(col, format!("'{}' modifier applied to ip6 host", p.name())),
         }
-        let mask = if bits == 0 {
-            0
-        } else {
-            u128::MAX << (128 - bits)
-        };
+        let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
         let net = u128::from(a);
         if net & !mask != 0 {
             return err(col, "non-network bits set in network address");
         }
-        Ok(self.test(Test::Host6 {
-            depth: self.vlans,
-            dir: q.dir,
-            net,
-            mask,
-        }))
+        Ok(self.test(Test::Host6 { depth: self.vlans, dir: q.dir, net, mask }))
     }
 
     fn port_l4(q: Qual, col: usize) -> Result<u8, FilterError> {
@@ -1370,40 +1189,17 @@ impl Parser {
             Pq::Tcp => Ok(L4_TCP),
             Pq::Udp => Ok(L4_UDP),
             Pq::Sctp => Ok(L4_SCTP),
-            _ => err(
-                col,
-                format!(
-                    "illegal qualifier of '{}'",
-                    if q.addr == Aq::Port {
-                        "port"
-                    } else {
-                        "portrange"
-                    }
-                ),
-            ),
+            _ => err(col, format!("illegal qualifier of '{}'", if q.addr == Aq::Port { "port" } else { "portrange" })),
         }
     }
 
-    fn gen_port(
-        &mut self,
-        q: Qual,
-        l4: u8,
-        lo: u32,
-        hi: u32,
-        col: usize,
-    ) -> Result<u32, FilterError> {
+    fn gen_port(&mut self, q: Qual, l4: u8, lo: u32, hi: u32, col: usize) -> Result<u32, FilterError> {
         let (lo, hi) = (lo.min(hi), lo.max(hi));
         if hi > 65535 {
             return err(col, format!("illegal port number {hi} > 65535"));
         }
         let l4 = Self::port_l4(q, col)? & l4;
-        Ok(self.test(Test::Port {
-            depth: self.vlans,
-            l4,
-            dir: q.dir,
-            lo: lo as u16,
-            hi: hi as u16,
-        }))
+        Ok(self.test(Test::Port { depth: self.vlans, l4, dir: q.dir, lo: lo as u16, hi: hi as u16 }))
     }
 
     fn gen_proto(&mut self, q: Qual, v: u32, col: usize) -> Result<u32, FilterError> {
@@ -1416,24 +1212,9 @@ impl Parser {
             });
         };
         let t = match q.proto {
-            Pq::Default => Test::IpProto {
-                depth,
-                v4: true,
-                v6: true,
-                proto,
-            },
-            Pq::Ip => Test::IpProto {
-                depth,
-                v4: true,
-                v6: false,
-                proto,
-            },
-            Pq::Ip6 => Test::IpProto {
-                depth,
-                v4: false,
-                v6: true,
-                proto,
-            },
+            Pq::Default => Test::IpProto { depth, v4: true, v6: true, proto },
+            Pq::Ip => Test::IpProto { depth, v4: true, v6: false, proto },
+            Pq::Ip6 => Test::IpProto { depth, v4: false, v6: true, proto },
             _ => return self.gen_proto_other(q, v, col),
         };
         Ok(self.test(t))
@@ -1444,10 +1225,7 @@ impl Parser {
             return err(col, format!("'{} proto' is bogus", q.proto.name()));
         }
         if v <= 1500 {
-            return err(
-                col,
-                "'ether proto' values up to 1500 are LLC SAPs; not supported on records",
-            );
+            return err(col, "'ether proto' values up to 1500 are LLC SAPs; not supported on records");
         }
         let depth = self.vlans;
         Ok(match v {
@@ -1486,43 +1264,29 @@ impl Parser {
                 self.gen_port(q, l4, port, port, col)
             }
             Aq::Portrange => {
-                let (lo, hi, real) = port_range(name).ok_or_else(|| FilterError {
-                    msg: format!("unknown port in range '{name}'"),
-                    col,
-                })?;
+                let (lo, hi, real) = port_range(name)
+                    .ok_or_else(|| FilterError { msg: format!("unknown port in range '{name}'"), col })?;
                 let l4 = self.restrict_l4(q, name, real, col)?;
                 self.gen_port(q, l4, lo, hi, col)
             }
             Aq::Proto => {
                 let v = if q.proto == Pq::Link {
-                    ether_proto(name).ok_or_else(|| FilterError {
-                        msg: format!("unknown ether proto '{name}'"),
-                        col,
-                    })?
+                    ether_proto(name)
+                        .ok_or_else(|| FilterError { msg: format!("unknown ether proto '{name}'"), col })?
                 } else {
-                    ip_proto(name).ok_or_else(|| FilterError {
-                        msg: format!("unknown ip proto '{name}'"),
-                        col,
-                    })?
+                    ip_proto(name).ok_or_else(|| FilterError { msg: format!("unknown ip proto '{name}'"), col })?
                 };
                 self.gen_proto(q, v, col)
             }
-            Aq::Default | Aq::Host | Aq::Net => err(
-                col,
-                format!("host/network names are not supported ('{name}'); use an address"),
-            ),
+            Aq::Default | Aq::Host | Aq::Net => {
+                err(col, format!("host/network names are not supported ('{name}'); use an address"))
+            }
         }
     }
 
     /// libpcap: a service name known only for TCP (or UDP) restricts `port` to that protocol,
     /// and `udp port <tcp-only name>` is an error.
-    fn restrict_l4(
-        &self,
-        q: Qual,
-        name: &str,
-        real: Option<u8>,
-        col: usize,
-    ) -> Result<u8, FilterError> {
+    fn restrict_l4(&self, q: Qual, name: &str, real: Option<u8>, col: usize) -> Result<u8, FilterError> {
         Ok(match (q.proto, real) {
             (Pq::Default, None) => L4_TCP | L4_UDP | L4_SCTP,
             (Pq::Default, Some(l4)) => l4,
@@ -1563,10 +1327,7 @@ impl Parser {
         let lhs = self.arith(0)?;
         let col = self.col();
         let Tok::Rel(rel) = self.bump() else {
-            return err(
-                col,
-                "expected a comparison ('=', '!=', '<', '<=', '>', '>=')",
-            );
+            return err(col, "expected a comparison ('=', '!=', '<', '<=', '>', '>=')");
         };
         let rhs = self.arith(0)?;
         let mut set = [0u64; 4];
@@ -1612,14 +1373,7 @@ impl Parser {
             self.bump();
             let rhs = self.arith(level + 1)?;
             if matches!(op, Op::Div | Op::Mod) && rhs.load.is_none() && rhs.v[0] == Some(0) {
-                return err(
-                    col,
-                    if op == Op::Div {
-                        "division by zero"
-                    } else {
-                        "modulus by zero"
-                    },
-                );
+                return err(col, if op == Op::Div { "division by zero" } else { "modulus by zero" });
             }
             lhs.combine(&rhs, op);
         }
@@ -1673,18 +1427,9 @@ impl Parser {
                 }
                 Ok(Vals::tcp_flags(self.vlans))
             }
-            Tok::Kw(Kw::Len) => err(
-                col,
-                "'len' (frame length) is not supported on records; use 'less'/'greater'",
-            ),
+            Tok::Kw(Kw::Len) => err(col, "'len' (frame length) is not supported on records; use 'less'/'greater'"),
             Tok::Kw(Kw::Unsupported(w)) => err(col, format!("'{w}' is not supported on records")),
-            _ => err(
-                col,
-                format!(
-                    "expected a number or tcp[tcpflags], found {}",
-                    self.describe_prev()
-                ),
-            ),
+            _ => err(col, format!("expected a number or tcp[tcpflags], found {}", self.describe_prev())),
         }
     }
 }
@@ -1699,20 +1444,14 @@ struct Vals {
 
 impl Vals {
     fn constant(n: u32) -> Box<Vals> {
-        Box::new(Vals {
-            v: [Some(n); 256],
-            load: None,
-        })
+        Box::new(Vals { v: [Some(n); 256], load: None })
     }
     fn tcp_flags(depth: u8) -> Box<Vals> {
         let mut v = [None; 256];
         for (x, slot) in v.iter_mut().enumerate() {
             *slot = Some(x as u32);
         }
-        Box::new(Vals {
-            v,
-            load: Some(depth),
-        })
+        Box::new(Vals { v, load: Some(depth) })
     }
     /// BPF ALU semantics: 32-bit wrapping, out-of-range shifts give 0, x/0 aborts.
     fn combine(&mut self, rhs: &Vals, op: Op) {
@@ -1745,14 +1484,7 @@ impl Vals {
 fn db_lines(path: &str) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .map(|l| {
-            l.split('#')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|l| l.split('#').next().unwrap_or("").split_whitespace().map(str::to_string).collect())
         .filter(|f: &Vec<String>| f.len() >= 2)
         .collect()
 }
@@ -1788,11 +1520,8 @@ fn service(name: &str) -> Option<(u32, Option<u8>)> {
 /// `a-b` with decimal numbers or service names (libpcap's pcap_nametoportrange).
 fn port_range(s: &str) -> Option<(u32, u32, Option<u8>)> {
     let (a, b) = s.split_once('-')?;
-    let num = |x: &str| {
-        (!x.is_empty() && x.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| x.parse::<u32>().ok())
-            .flatten()
-    };
+    let num =
+        |x: &str| (!x.is_empty() && x.bytes().all(|c| c.is_ascii_digit())).then(|| x.parse::<u32>().ok()).flatten();
     if let (Some(a), Some(b)) = (num(a), num(b)) {
         return Some((a, b, None));
     }
@@ -1883,12 +1612,7 @@ mod tests {
         // Long flat chains are fine: they are walked iteratively.
         let chain = vec!["port 80"; 20000].join(" or ");
         let f = Filter::parse(&chain).unwrap();
-        let r = Record {
-            etype: ET_IP,
-            proto: 6,
-            dst_port: 80,
-            ..Record::default()
-        };
+        let r = Record { etype: ET_IP, proto: 6, dst_port: 80, ..Record::default() };
         assert!(f.matches(&r));
     }
 
@@ -1922,33 +1646,17 @@ mod tests {
         assert!(!f.matches(&tcp4(1)), "1.2.3.4 inherits 'src'");
         let f = Filter::parse("tcp dst port 22 or 443").unwrap();
         assert!(f.matches(&tcp4(443)));
-        assert!(!Filter::parse("udp port (22 or 443)")
-            .unwrap()
-            .matches(&tcp4(443)));
+        assert!(!Filter::parse("udp port (22 or 443)").unwrap().matches(&tcp4(443)));
     }
 
     #[test]
     fn vlan_shifts_the_tests_that_follow_it() {
-        let tagged = Record {
-            vlan: 10,
-            vlan_depth: 1,
-            ..tcp4(80)
-        };
-        assert!(!Filter::parse("src net 10.0.0.0/8")
-            .unwrap()
-            .matches(&tagged));
-        assert!(Filter::parse("vlan and src net 10.0.0.0/8")
-            .unwrap()
-            .matches(&tagged));
-        assert!(!Filter::parse("vlan and src net 10.0.0.0/8")
-            .unwrap()
-            .matches(&tcp4(80)));
-        assert!(Filter::parse("vlan 10 and tcp port 80")
-            .unwrap()
-            .matches(&tagged));
-        assert!(!Filter::parse("vlan 11 and tcp port 80")
-            .unwrap()
-            .matches(&tagged));
+        let tagged = Record { vlan: 10, vlan_depth: 1, ..tcp4(80) };
+        assert!(!Filter::parse("src net 10.0.0.0/8").unwrap().matches(&tagged));
+        assert!(Filter::parse("vlan and src net 10.0.0.0/8").unwrap().matches(&tagged));
+        assert!(!Filter::parse("vlan and src net 10.0.0.0/8").unwrap().matches(&tcp4(80)));
+        assert!(Filter::parse("vlan 10 and tcp port 80").unwrap().matches(&tagged));
+        assert!(!Filter::parse("vlan 11 and tcp port 80").unwrap().matches(&tagged));
         // `ip` after `vlan` in another branch is still shifted.
         assert!(!Filter::parse("vlan or ip").unwrap().matches(&tcp4(80)));
     }
@@ -2039,24 +1747,15 @@ mod tests {
             dst_port: 443,
             ..Record::default()
         };
-        assert!(
-            Filter::parse("ip and tcp dst port 443 and src net 10.0.0.0/8")
-                .unwrap()
-                .matches(&r)
-        );
+        assert!(Filter::parse("ip and tcp dst port 443 and src net 10.0.0.0/8").unwrap().matches(&r));
         assert!(!Filter::parse("ip6").unwrap().matches(&r));
     }
 
     #[test]
     fn less_greater_use_average_frame_size() {
         // 10 packets of IP length 1000 => frames of 1014 bytes.
-        let r = Record {
-            etype: ET_IP,
-            src_ip: Addr::V4([1, 1, 1, 1]),
-            bytes: 10_000,
-            packets: 10,
-            ..Record::default()
-        };
+        let r =
+            Record { etype: ET_IP, src_ip: Addr::V4([1, 1, 1, 1]), bytes: 10_000, packets: 10, ..Record::default() };
         assert!(Filter::parse("greater 1014").unwrap().matches(&r));
         assert!(!Filter::parse("greater 1015").unwrap().matches(&r));
         assert!(Filter::parse("less 1014").unwrap().matches(&r));

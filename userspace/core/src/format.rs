@@ -286,10 +286,7 @@ struct Cell {
 
 impl Cell {
     fn new() -> Cell {
-        Cell {
-            buf: [0; 64],
-            len: 0,
-        }
+        Cell { buf: [0; 64], len: 0 }
     }
     fn clear(&mut self) {
         self.len = 0;
@@ -375,11 +372,7 @@ impl TableWriter {
         let mut cols: Vec<Col> = if opts.all_fields && opts.format != OutputFormat::Json {
             Col::ALL.to_vec()
         } else {
-            let mut c: Vec<Col> = aggregate
-                .primitives()
-                .iter()
-                .filter_map(|p| Col::of(*p))
-                .collect();
+            let mut c: Vec<Col> = aggregate.primitives().iter().filter_map(|p| Col::of(*p)).collect();
             c.extend([Col::Packets, Col::Bytes]);
             c
         };
@@ -444,24 +437,14 @@ impl TableWriter {
 
     /// One entry: `r` holds the key's primitives (as [`crate::Projector::unpack`] returns
     /// them), `c` its counters, `bin` its time bin (used only with `stamps`).
-    pub fn row(
-        &mut self,
-        w: &mut impl Write,
-        r: &Record,
-        c: &Counters,
-        bin: i64,
-    ) -> io::Result<()> {
+    pub fn row(&mut self, w: &mut impl Write, r: &Record, c: &Counters, bin: i64) -> io::Result<()> {
         match self.opts.format {
             OutputFormat::Formatted => {
                 let last = self.cols.len().saturating_sub(1);
                 for i in 0..self.cols.len() {
                     let col = self.cols[i];
                     self.fill(col, r, c);
-                    write_padded(
-                        w,
-                        self.cell.as_bytes(),
-                        if i == last { 0 } else { col.meta().2 },
-                    )?;
+                    write_padded(w, self.cell.as_bytes(), if i == last { 0 } else { col.meta().2 })?;
                 }
                 w.write_all(b"\n")
             }
@@ -497,10 +480,8 @@ impl TableWriter {
                         let mut t = Cell::new();
                         push_time(&mut t, bin, self.opts.time_style);
                         let quote = self.opts.time_style != TimeStyle::Epoch;
-                        for (key, val) in [
-                            ("stamp_inserted", t.as_bytes()),
-                            ("stamp_updated", self.updated.as_bytes()),
-                        ] {
+                        for (key, val) in [("stamp_inserted", t.as_bytes()), ("stamp_updated", self.updated.as_bytes())]
+                        {
                             sep(w)?;
                             write_json_pair(w, key, val, quote)?;
                         }
@@ -563,12 +544,7 @@ fn write_padded(w: &mut impl Write, v: &[u8], width: usize) -> io::Result<()> {
     Ok(())
 }
 
-fn write_json_pair(
-    w: &mut (impl Write + ?Sized),
-    key: &str,
-    val: &[u8],
-    quote: bool,
-) -> io::Result<()> {
+fn write_json_pair(w: &mut (impl Write + ?Sized), key: &str, val: &[u8], quote: bool) -> io::Result<()> {
     w.write_all(b"\"")?;
     w.write_all(key.as_bytes())?;
     w.write_all(if quote { b"\": \"" } else { b"\": " })?;

@@ -76,11 +76,7 @@ impl History {
                     'd' => Unit::Days,
                     'w' => Unit::Weeks,
                     'M' => Unit::Months,
-                    _ => {
-                        return Err(format!(
-                            "unknown time unit '{c}' (expected s, m, h, d, w or M)"
-                        ))
-                    }
+                    _ => return Err(format!("unknown time unit '{c}' (expected s, m, h, d, w or M)")),
                 };
                 (&v[..i], unit)
             }
@@ -90,9 +86,7 @@ impl History {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("'{v}' is not <number>[s|m|h|d|w|M]"));
         }
-        let count: u32 = digits
-            .parse()
-            .map_err(|_| format!("'{digits}' is too large"))?;
+        let count: u32 = digits.parse().map_err(|_| format!("'{digits}' is too large"))?;
         if count == 0 {
             return Err("the time bin must be longer than 0".to_string());
         }
@@ -109,15 +103,9 @@ impl History {
             None => 0,
         };
         if unit == Unit::Months && roundoff & R_WEEK != 0 {
-            return Err(
-                "roundoff 'w' cannot align monthly bins (they start on the 1st)".to_string(),
-            );
+            return Err("roundoff 'w' cannot align monthly bins (they start on the 1st)".to_string());
         }
-        Ok(History {
-            unit,
-            count,
-            roundoff,
-        })
+        Ok(History { unit, count, roundoff })
     }
 
     pub fn unit(&self) -> Unit {
@@ -133,11 +121,7 @@ impl History {
         match self.unit.seconds() {
             Some(unit) => {
                 let len = unit * i64::from(self.count);
-                let anchor = if self.roundoff == 0 {
-                    0
-                } else {
-                    roundoff(ts, self.roundoff)
-                };
+                let anchor = if self.roundoff == 0 { 0 } else { roundoff(ts, self.roundoff) };
                 anchor + (ts - anchor).div_euclid(len) * len
             }
             None => self.month_bin_start(ts).unwrap_or(ts),
@@ -149,8 +133,7 @@ impl History {
         match self.unit.seconds() {
             Some(unit) => unit * i64::from(self.count),
             None => {
-                let next =
-                    to_naive(bin_start).and_then(|d| d.checked_add_months(Months::new(self.count)));
+                let next = to_naive(bin_start).and_then(|d| d.checked_add_months(Months::new(self.count)));
                 match next {
                     Some(n) => n.and_utc().timestamp() - bin_start,
                     // Outside chrono's range (year ±262143): an average month is close enough.
@@ -174,12 +157,7 @@ impl History {
         };
         let year = i32::try_from(start_idx.div_euclid(12)).ok()?;
         let month = u32::try_from(start_idx.rem_euclid(12)).ok()? + 1;
-        Some(
-            NaiveDate::from_ymd_opt(year, month, 1)?
-                .and_hms_opt(0, 0, 0)?
-                .and_utc()
-                .timestamp(),
-        )
+        Some(NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
     }
 }
 
@@ -192,11 +170,7 @@ fn parse_roundoff(r: &str) -> Result<u8, String> {
             'd' => R_DAY,
             'w' => R_WEEK,
             'M' => R_MONTH,
-            _ => {
-                return Err(format!(
-                    "unknown roundoff letter '{c}' (expected m, h, d, w or M)"
-                ))
-            }
+            _ => return Err(format!("unknown roundoff letter '{c}' (expected m, h, d, w or M)")),
         };
     }
     if bits == 0 {
@@ -231,9 +205,7 @@ fn roundoff(ts: i64, bits: u8) -> i64 {
     }
     if bits & R_WEEK != 0 {
         let back = date.weekday().num_days_from_monday();
-        date = date
-            .checked_sub_days(chrono::Days::new(u64::from(back)))
-            .unwrap_or(date);
+        date = date.checked_sub_days(chrono::Days::new(u64::from(back))).unwrap_or(date);
     }
     match date.and_hms_opt(hour, min, 0) {
         Some(d) => d.and_utc().timestamp(),
@@ -246,10 +218,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> i64 {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-            .unwrap()
-            .and_utc()
-            .timestamp()
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap().and_utc().timestamp()
     }
 
     #[test]
@@ -261,24 +230,11 @@ mod tests {
         assert_eq!(History::parse("1d", None).unwrap().bin_len(0), 86_400);
         assert_eq!(History::parse("2w", None).unwrap().bin_len(0), 14 * 86_400);
         assert_eq!(History::parse("1M", None).unwrap().unit(), Unit::Months);
-        for bad in [
-            "",
-            "m",
-            "0m",
-            "-1h",
-            "1x",
-            "1hh",
-            "1.5h",
-            "99999999999h",
-            "5000M",
-        ] {
+        for bad in ["", "m", "0m", "-1h", "1x", "1hh", "1.5h", "99999999999h", "5000M"] {
             assert!(History::parse(bad, None).is_err(), "{bad:?} accepted");
         }
         for bad in ["", "x", "wd", "Mw", "h,x"] {
-            assert!(
-                History::parse("1h", Some(bad)).is_err(),
-                "roundoff {bad:?} accepted"
-            );
+            assert!(History::parse("1h", Some(bad)).is_err(), "roundoff {bad:?} accepted");
         }
         assert!(History::parse("1M", Some("w")).is_err());
         assert!(History::parse("1h", Some("h,d")).is_ok());
@@ -287,25 +243,13 @@ mod tests {
     #[test]
     fn fixed_bins_align_to_epoch_without_roundoff() {
         let h = History::parse("5m", None).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:37:42")),
-            t("2024-03-10 18:35:00")
-        );
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:35:00")),
-            t("2024-03-10 18:35:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:37:42")), t("2024-03-10 18:35:00"));
+        assert_eq!(h.bin_start(t("2024-03-10 18:35:00")), t("2024-03-10 18:35:00"));
         let h = History::parse("1d", None).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:37:42")),
-            t("2024-03-10 00:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:37:42")), t("2024-03-10 00:00:00"));
         // Epoch-aligned weeks start on Thursday.
         let h = History::parse("1w", None).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:37:42")),
-            t("2024-03-07 00:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:37:42")), t("2024-03-07 00:00:00"));
         // Before the epoch still floors downwards.
         let h = History::parse("1h", None).unwrap();
         assert_eq!(h.bin_start(-1), -3600);
@@ -314,45 +258,24 @@ mod tests {
     #[test]
     fn roundoff_examples_from_pmacct_docs() {
         let h = History::parse("1h", Some("m")).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:34:10")),
-            t("2024-03-10 18:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:34:10")), t("2024-03-10 18:00:00"));
         let h = History::parse("5m", Some("m")).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:37:10")),
-            t("2024-03-10 18:35:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:37:10")), t("2024-03-10 18:35:00"));
         // 7m bins restart at each full hour with roundoff m: 18:00, 18:07, ... 18:56, 19:00.
         let h = History::parse("7m", Some("m")).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:59:00")),
-            t("2024-03-10 18:56:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:59:00")), t("2024-03-10 18:56:00"));
         let h = History::parse("4h", Some("h")).unwrap();
-        assert_eq!(
-            h.bin_start(t("2024-03-10 18:59:00")),
-            t("2024-03-10 16:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 18:59:00")), t("2024-03-10 16:00:00"));
     }
 
     #[test]
     fn weeks_start_on_monday_with_roundoff() {
         let h = History::parse("1w", Some("w")).unwrap();
         // 2024-03-11 is a Monday.
-        assert_eq!(
-            h.bin_start(t("2024-03-11 00:00:00")),
-            t("2024-03-11 00:00:00")
-        );
-        assert_eq!(
-            h.bin_start(t("2024-03-13 12:00:00")),
-            t("2024-03-11 00:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-11 00:00:00")), t("2024-03-11 00:00:00"));
+        assert_eq!(h.bin_start(t("2024-03-13 12:00:00")), t("2024-03-11 00:00:00"));
         // Sunday belongs to the week that started the Monday before.
-        assert_eq!(
-            h.bin_start(t("2024-03-17 23:59:59")),
-            t("2024-03-11 00:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-17 23:59:59")), t("2024-03-11 00:00:00"));
         assert_eq!(h.bin_len(t("2024-03-11 00:00:00")), 7 * 86_400);
     }
 
@@ -364,52 +287,29 @@ mod tests {
         assert_eq!(h.bin_len(feb), 29 * 86_400);
         assert_eq!(h.bin_len(t("2023-02-01 00:00:00")), 28 * 86_400);
         assert_eq!(h.bin_len(t("2024-12-01 00:00:00")), 31 * 86_400);
-        assert_eq!(
-            h.bin_start(t("2024-03-01 00:00:00")),
-            t("2024-03-01 00:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-01 00:00:00")), t("2024-03-01 00:00:00"));
         // 3-month bins counted from 1970-01: Jan, Apr, Jul, Oct.
         let q = History::parse("3M", None).unwrap();
-        assert_eq!(
-            q.bin_start(t("2024-06-15 10:00:00")),
-            t("2024-04-01 00:00:00")
-        );
+        assert_eq!(q.bin_start(t("2024-06-15 10:00:00")), t("2024-04-01 00:00:00"));
         assert_eq!(q.bin_len(t("2024-04-01 00:00:00")), (30 + 31 + 30) * 86_400);
         // 5-month bins with roundoff M restart every January.
         let f = History::parse("5M", Some("M")).unwrap();
-        assert_eq!(
-            f.bin_start(t("2024-12-15 10:00:00")),
-            t("2024-11-01 00:00:00")
-        );
-        assert_eq!(
-            f.bin_start(t("2025-02-15 10:00:00")),
-            t("2025-01-01 00:00:00")
-        );
+        assert_eq!(f.bin_start(t("2024-12-15 10:00:00")), t("2024-11-01 00:00:00"));
+        assert_eq!(f.bin_start(t("2025-02-15 10:00:00")), t("2025-01-01 00:00:00"));
         // Without M, 5-month bins run across years from 1970-01 (2025-01 is index 660 = 5*132).
-        assert_eq!(
-            History::parse("5M", None)
-                .unwrap()
-                .bin_start(t("2024-12-15 10:00:00")),
-            t("2024-08-01 00:00:00")
-        );
+        assert_eq!(History::parse("5M", None).unwrap().bin_start(t("2024-12-15 10:00:00")), t("2024-08-01 00:00:00"));
     }
 
     #[test]
     fn day_roundoff_goes_to_first_of_month() {
         let h = History::parse("1w", Some("d")).unwrap();
         // Anchored at 2024-03-01 00:00, weeks step from there.
-        assert_eq!(
-            h.bin_start(t("2024-03-10 05:00:00")),
-            t("2024-03-08 00:00:00")
-        );
+        assert_eq!(h.bin_start(t("2024-03-10 05:00:00")), t("2024-03-08 00:00:00"));
     }
 
     #[test]
     fn extreme_timestamps_do_not_panic() {
-        for h in [
-            History::parse("1M", Some("M")).unwrap(),
-            History::parse("1w", Some("w")).unwrap(),
-        ] {
+        for h in [History::parse("1M", Some("M")).unwrap(), History::parse("1w", Some("w")).unwrap()] {
             for ts in [i64::MIN / 2, -1, 0, i64::MAX / 2] {
                 let s = h.bin_start(ts);
                 let _ = h.bin_len(s);

@@ -85,11 +85,7 @@ impl MatchSpec {
     /// From pmacct's `-c` and `-N`/`-M` arguments (the `file:` form already read by the caller).
     pub fn from_args(c: &str, values: &str) -> MatchSpec {
         MatchSpec {
-            primitives: c
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            primitives: c.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
             queries: values
                 .split([';', '\n'])
                 .map(str::trim)
@@ -106,21 +102,14 @@ impl MatchSpec {
             let p = Primitive::from_name(name)
                 .ok_or_else(|| ImtError::Query(format!("unknown primitive '{name}' in -c")))?;
             if !agg.has(p) {
-                return Err(ImtError::Query(format!(
-                    "'{name}' is not in this table's aggregate ({agg})"
-                )));
+                return Err(ImtError::Query(format!("'{name}' is not in this table's aggregate ({agg})")));
             }
             prims.push(p);
         }
         if prims.is_empty() {
-            return Err(ImtError::Query(
-                "-N or -M selected but -c has not been specified or is invalid".into(),
-            ));
+            return Err(ImtError::Query("-N or -M selected but -c has not been specified or is invalid".into()));
         }
-        self.queries
-            .iter()
-            .map(|q| Pattern::parse(&prims, q))
-            .collect()
+        self.queries.iter().map(|q| Pattern::parse(&prims, q)).collect()
     }
 }
 
@@ -160,10 +149,9 @@ impl Pattern {
                 | Primitive::SumHost
                 | Primitive::SrcNet
                 | Primitive::DstNet
-                | Primitive::SumNet => Want::Addr(Addr::from(
-                    v.parse::<std::net::IpAddr>()
-                        .map_err(|_| bad("IP address"))?,
-                )),
+                | Primitive::SumNet => {
+                    Want::Addr(Addr::from(v.parse::<std::net::IpAddr>().map_err(|_| bad("IP address"))?))
+                }
                 Primitive::SrcMac | Primitive::DstMac | Primitive::SumMac => {
                     Want::Mac(parse_mac(v).ok_or_else(|| bad("MAC address"))?)
                 }
@@ -173,11 +161,7 @@ impl Pattern {
                 }),
                 Primitive::Etype => {
                     let h = v.trim_start_matches("0x");
-                    Want::Num(
-                        u16::from_str_radix(h, 16)
-                            .map_err(|_| bad("ethertype"))?
-                            .into(),
-                    )
+                    Want::Num(u16::from_str_radix(h, 16).map_err(|_| bad("ethertype"))?.into())
                 }
                 Primitive::TcpFlags | Primitive::Flows | Primitive::None => {
                     return Err(ImtError::Query(format!("{p} cannot be matched")));
@@ -200,13 +184,7 @@ impl Pattern {
                     _ => r.dst_net,
                 }
             }
-            Want::Mac(m) => {
-                m == if *p == Primitive::DstMac {
-                    r.dst_mac
-                } else {
-                    r.src_mac
-                }
-            }
+            Want::Mac(m) => m == if *p == Primitive::DstMac { r.dst_mac } else { r.src_mac },
             Want::Num(n) => {
                 n == match p {
                     Primitive::Tag => r.tag,
@@ -245,18 +223,9 @@ fn parse_mac(s: &str) -> Option<Mac> {
 pub enum Request {
     /// `-s` (no matches) or `-M`: entries, optionally top-N (`-T`), then reset matched (`-r`)
     /// and/or clear the table (`-e`).
-    Table {
-        matches: Option<MatchSpec>,
-        top: Option<(CounterKind, Option<usize>)>,
-        reset: bool,
-        clear: bool,
-    },
+    Table { matches: Option<MatchSpec>, top: Option<(CounterKind, Option<usize>)>, reset: bool, clear: bool },
     /// `-N`: per-query counter sums.
-    Counters {
-        matches: MatchSpec,
-        reset: bool,
-        clear: bool,
-    },
+    Counters { matches: MatchSpec, reset: bool, clear: bool },
     /// `-e` alone.
     Clear,
     /// `-i`.
@@ -406,23 +375,13 @@ pub fn encode_entry(buf: &mut Vec<u8>, key: &[u64], c: &Counters) {
 /// Decodes one entry of `entry_size(key.len())` bytes into `key`; None on a short buffer.
 pub fn decode_entry(buf: &[u8], key: &mut [u64]) -> Option<Counters> {
     let mut chunks = buf.chunks_exact(8);
-    let mut next = || {
-        chunks
-            .next()
-            .and_then(|c| c.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
+    let mut next = || chunks.next().and_then(|c| c.try_into().ok()).map(u64::from_le_bytes);
     for w in key.iter_mut() {
         *w = next()?;
     }
     let (packets, bytes, flows) = (next()?, next()?, next()?);
     let tcp_flags = *buf.get(key.len() * 8 + 24)?;
-    Some(Counters {
-        packets,
-        bytes,
-        flows,
-        tcp_flags,
-    })
+    Some(Counters { packets, bytes, flows, tcp_flags })
 }
 
 /// A connected exchange: the server's answer and, for tables, the stream of entries.
@@ -433,11 +392,8 @@ pub struct Reply {
 
 /// Sends `req` to the memory table at `socket` and reads the answer line.
 pub fn request(socket: &Path, req: &Request) -> Result<Reply, ImtError> {
-    let stream =
-        std::os::unix::net::UnixStream::connect(socket).map_err(|source| ImtError::NoServer {
-            path: socket.display().to_string(),
-            source,
-        })?;
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|source| ImtError::NoServer { path: socket.display().to_string(), source })?;
     let mut w = io::BufWriter::new(stream.try_clone()?);
     write_line(&mut w, req)?;
     w.flush()?;
@@ -458,16 +414,11 @@ impl Reply {
         mk_writer: impl FnOnce(&Aggregate) -> TableWriter,
         trailer: bool,
     ) -> Result<u64, ImtError> {
-        let Response::Table {
-            aggregate,
-            with_bin,
-            entries,
-        } = &self.response
-        else {
+        let Response::Table { aggregate, with_bin, entries } = &self.response else {
             return Err(ImtError::Protocol("expected a table".into()));
         };
-        let agg = Aggregate::parse(aggregate)
-            .map_err(|e| ImtError::Protocol(format!("aggregate '{aggregate}': {e}")))?;
+        let agg =
+            Aggregate::parse(aggregate).map_err(|e| ImtError::Protocol(format!("aggregate '{aggregate}': {e}")))?;
         let proj = Projector::new(&agg, *with_bin);
         let words = proj.words();
         let mut tw = mk_writer(&agg);
@@ -476,11 +427,8 @@ impl Reply {
         let mut buf = vec![0u8; size];
         let mut key = [0u64; MAX_KEY_WORDS];
         for _ in 0..*entries {
-            self.reader
-                .read_exact(&mut buf)
-                .map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
-            let c = decode_entry(&buf, &mut key[..words])
-                .ok_or_else(|| ImtError::Protocol("short entry".into()))?;
+            self.reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
+            let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
             let (r, bin) = proj.unpack(&key[..words]);
             tw.row(out, &r, &c, bin)?;
         }
@@ -498,10 +446,7 @@ mod tests {
     #[test]
     fn request_roundtrip() {
         let req = Request::Table {
-            matches: Some(MatchSpec::from_args(
-                "src_host,dst_port",
-                "10.0.0.1,80;*,443",
-            )),
+            matches: Some(MatchSpec::from_args("src_host,dst_port", "10.0.0.1,80;*,443")),
             top: Some((CounterKind::Packets, Some(3))),
             reset: true,
             clear: false,
@@ -514,13 +459,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for g in [
-            &b""[..],
-            b"{",
-            b"\xff\xfe\n",
-            b"{\"query\":\"nope\"}\n",
-            b"[1,2,3]\n",
-        ] {
+        for g in [&b""[..], b"{", b"\xff\xfe\n", b"{\"query\":\"nope\"}\n", b"[1,2,3]\n"] {
             assert!(read_line::<Request>(&mut &g[..]).is_err());
             assert!(read_line::<Response>(&mut &g[..]).is_err());
         }
@@ -531,12 +470,7 @@ mod tests {
 
     #[test]
     fn entry_roundtrip() {
-        let c = Counters {
-            packets: 3,
-            bytes: u64::MAX,
-            flows: 1,
-            tcp_flags: 0x12,
-        };
+        let c = Counters { packets: 3, bytes: u64::MAX, flows: 1, tcp_flags: 0x12 };
         let mut buf = Vec::new();
         encode_entry(&mut buf, &[7, 8], &c);
         assert_eq!(buf.len(), entry_size(2));
@@ -550,21 +484,13 @@ mod tests {
         let agg = Aggregate::parse("src_host,dst_port,proto,src_mac").unwrap();
         let spec = MatchSpec::from_args("src_host,proto", "10.0.0.1,tcp;*,17");
         let pats = spec.compile(&agg).unwrap();
-        let r = Record {
-            src_ip: Addr::V4([10, 0, 0, 1]),
-            proto: 6,
-            ..Record::default()
-        };
+        let r = Record { src_ip: Addr::V4([10, 0, 0, 1]), proto: 6, ..Record::default() };
         assert!(pats[0].matches(&r));
         assert!(!pats[1].matches(&r));
         assert!(pats[1].matches(&Record { proto: 17, ..r }));
         let mac = MatchSpec::from_args("src_mac", "00:11:22:33:44:5g").compile(&agg);
         assert!(matches!(mac, Err(ImtError::Query(_))));
-        assert!(MatchSpec::from_args("dst_host", "1.2.3.4")
-            .compile(&agg)
-            .is_err());
-        assert!(MatchSpec::from_args("src_host,proto", "1.2.3.4")
-            .compile(&agg)
-            .is_err());
+        assert!(MatchSpec::from_args("dst_host", "1.2.3.4").compile(&agg).is_err());
+        assert!(MatchSpec::from_args("src_host,proto", "1.2.3.4").compile(&agg).is_err());
     }
 }

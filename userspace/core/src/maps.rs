@@ -24,26 +24,16 @@ pub enum MapError {
     #[error("{file}: {why}")]
     Io { file: String, why: String },
     #[error("{file}:{line}: {why}")]
-    Syntax {
-        file: String,
-        line: usize,
-        why: String,
-    },
+    Syntax { file: String, line: usize, why: String },
 }
 
 fn read(path: &Path) -> Result<String, MapError> {
-    std::fs::read_to_string(path).map_err(|e| MapError::Io {
-        file: path.display().to_string(),
-        why: e.to_string(),
-    })
+    std::fs::read_to_string(path).map_err(|e| MapError::Io { file: path.display().to_string(), why: e.to_string() })
 }
 
 /// Non-comment lines with their 1-based numbers. `!` starts a comment line, as in pmacct.
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('!'))
+    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('!'))
 }
 
 /// What a networks_file line says about its prefix besides the prefix itself.
@@ -76,17 +66,13 @@ trait Bits: Copy + Eq + std::hash::Hash {
 
 impl Bits for u32 {
     fn mask(self, len: u8) -> u32 {
-        self & u32::MAX
-            .checked_shl(u32::from(32 - len.min(32)))
-            .unwrap_or(0)
+        self & u32::MAX.checked_shl(u32::from(32 - len.min(32))).unwrap_or(0)
     }
 }
 
 impl Bits for u128 {
     fn mask(self, len: u8) -> u128 {
-        self & u128::MAX
-            .checked_shl(u32::from(128 - len.min(128)))
-            .unwrap_or(0)
+        self & u128::MAX.checked_shl(u32::from(128 - len.min(128))).unwrap_or(0)
     }
 }
 
@@ -112,9 +98,7 @@ impl<K: Bits> Lpm<K> {
 
     #[inline]
     fn lookup(&self, addr: K) -> Option<(u8, &NetInfo)> {
-        self.tables
-            .iter()
-            .find_map(|(len, map)| map.get(&addr.mask(*len)).map(|i| (*len, i)))
+        self.tables.iter().find_map(|(len, map)| map.get(&addr.mask(*len)).map(|i| (*len, i)))
     }
 
     fn len(&self) -> usize {
@@ -134,11 +118,7 @@ impl Networks {
     pub fn parse(text: &str, file_name: &str) -> Result<Networks, MapError> {
         let mut n = Networks::default();
         for (line, l) in lines(text) {
-            let err = |why: String| MapError::Syntax {
-                file: file_name.to_string(),
-                line,
-                why,
-            };
+            let err = |why: String| MapError::Syntax { file: file_name.to_string(), line, why };
             let fields: Vec<&str> = l.split(',').map(str::trim).collect();
             let (nexthop, as_field, net) = match fields.as_slice() {
                 [net] => (None, None, *net),
@@ -146,23 +126,13 @@ impl Networks {
                 [first, net] if first.parse::<IpAddr>().is_ok() => (Some(*first), None, *net),
                 [asf, net] => (None, Some(*asf), *net),
                 [nh, asf, net] => (Some(*nh), Some(*asf), *net),
-                _ => {
-                    return Err(err(format!(
-                        "'{l}' is not [<nexthop>,][[<peer_as>_]<as>,]<net>/<len>"
-                    )))
-                }
+                _ => return Err(err(format!("'{l}' is not [<nexthop>,][[<peer_as>_]<as>,]<net>/<len>"))),
             };
             let nexthop = match nexthop {
-                Some(s) => Addr::from(
-                    s.parse::<IpAddr>()
-                        .map_err(|_| err(format!("bad next-hop address '{s}'")))?,
-                ),
+                Some(s) => Addr::from(s.parse::<IpAddr>().map_err(|_| err(format!("bad next-hop address '{s}'")))?),
                 None => Addr::None,
             };
-            let parse_as = |s: &str| {
-                s.parse::<u32>()
-                    .map_err(|_| err(format!("bad AS number '{s}'")))
-            };
+            let parse_as = |s: &str| s.parse::<u32>().map_err(|_| err(format!("bad AS number '{s}'")));
             let (peer_as, asn) = match as_field {
                 Some(f) => match f.split_once('_') {
                     Some((p, a)) => (parse_as(p)?, parse_as(a)?),
@@ -170,22 +140,10 @@ impl Networks {
                 },
                 None => (0, 0),
             };
-            let (addr, len) = net
-                .split_once('/')
-                .ok_or_else(|| err(format!("'{net}' is not <net>/<len>")))?;
-            let addr: IpAddr = addr
-                .trim()
-                .parse()
-                .map_err(|_| err(format!("bad network address '{addr}'")))?;
-            let len: u8 = len
-                .trim()
-                .parse()
-                .map_err(|_| err(format!("bad prefix length '{len}'")))?;
-            let info = NetInfo {
-                asn,
-                peer_as,
-                nexthop,
-            };
+            let (addr, len) = net.split_once('/').ok_or_else(|| err(format!("'{net}' is not <net>/<len>")))?;
+            let addr: IpAddr = addr.trim().parse().map_err(|_| err(format!("bad network address '{addr}'")))?;
+            let len: u8 = len.trim().parse().map_err(|_| err(format!("bad prefix length '{len}'")))?;
+            let info = NetInfo { asn, peer_as, nexthop };
             match addr {
                 IpAddr::V4(a) if len <= 32 => n.v4.insert(u32::from(a), len, info),
                 IpAddr::V6(a) if len <= 128 => n.v6.insert(u128::from(a), len, info),
@@ -212,14 +170,8 @@ impl Networks {
     pub fn lookup(&self, a: Addr) -> Option<(Addr, u8, NetInfo)> {
         match a {
             Addr::None => None,
-            Addr::V4(b) => self
-                .v4
-                .lookup(u32::from_be_bytes(b))
-                .map(|(len, i)| (a.masked(len), len, *i)),
-            Addr::V6(b) => self
-                .v6
-                .lookup(u128::from_be_bytes(b))
-                .map(|(len, i)| (a.masked(len), len, *i)),
+            Addr::V4(b) => self.v4.lookup(u32::from_be_bytes(b)).map(|(len, i)| (a.masked(len), len, *i)),
+            Addr::V6(b) => self.v6.lookup(u128::from_be_bytes(b)).map(|(len, i)| (a.masked(len), len, *i)),
         }
     }
 
@@ -281,9 +233,7 @@ impl Ports {
 
     #[inline]
     pub fn contains(&self, port: u16) -> bool {
-        self.bits
-            .get(usize::from(port >> 6))
-            .is_some_and(|w| w & (1 << (port & 63)) != 0)
+        self.bits.get(usize::from(port >> 6)).is_some_and(|w| w & (1 << (port & 63)) != 0)
     }
 
     /// Zeroes the source and the destination port, each when not listed.
@@ -307,11 +257,7 @@ mod tests {
     }
 
     fn rec(src: &str, dst: &str) -> Record {
-        Record {
-            src_ip: a(src),
-            dst_ip: a(dst),
-            ..Record::default()
-        }
+        Record { src_ip: a(src), dst_ip: a(dst), ..Record::default() }
     }
 
     const NETS: &str = "! test\n\
@@ -330,23 +276,13 @@ mod tests {
         let mut r = rec("10.0.1.5", "192.168.1.1");
         n.resolve(&mut r);
         assert!(r.nets_resolved);
-        assert_eq!(
-            (r.src_net, r.src_mask, r.src_as),
-            (a("10.0.1.0"), 24, 65001),
-            "first duplicate wins"
-        );
-        assert_eq!(
-            (r.dst_net, r.dst_mask, r.dst_as),
-            (a("192.168.0.0"), 16, 65002)
-        );
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("10.0.1.0"), 24, 65001), "first duplicate wins");
+        assert_eq!((r.dst_net, r.dst_mask, r.dst_as), (a("192.168.0.0"), 16, 65002));
         let mut r = rec("10.1.2.3", "8.8.8.8");
         n.resolve(&mut r);
         assert_eq!((r.src_net, r.src_mask, r.src_as), (a("10.0.0.0"), 8, 0));
         assert_eq!((r.dst_net, r.dst_mask, r.dst_as), (a("0.0.0.0"), 0, 0));
-        assert_eq!(
-            n.lookup(a("192.168.3.3")).map(|m| m.2.nexthop),
-            Some(a("1.2.3.4"))
-        );
+        assert_eq!(n.lookup(a("192.168.3.3")).map(|m| m.2.nexthop), Some(a("1.2.3.4")));
     }
 
     #[test]
@@ -354,14 +290,8 @@ mod tests {
         let n = Networks::parse(NETS, "nets.lst").unwrap();
         let mut r = rec("2001:db8::1", "2001:db8:1::5");
         n.resolve(&mut r);
-        assert_eq!(
-            (r.src_net, r.src_mask, r.src_as),
-            (a("2001:db8::"), 32, 65003)
-        );
-        assert_eq!(
-            (r.dst_net, r.dst_mask, r.dst_as),
-            (a("2001:db8:1::"), 48, 65004)
-        );
+        assert_eq!((r.src_net, r.src_mask, r.src_as), (a("2001:db8::"), 32, 65003));
+        assert_eq!((r.dst_net, r.dst_mask, r.dst_as), (a("2001:db8:1::"), 48, 65004));
         assert_eq!(n.lookup(a("2001:db8::1")).map(|m| m.2.peer_as), Some(65100));
         let mut r = rec("2001:db9::1", "::1");
         n.resolve(&mut r);
@@ -375,15 +305,9 @@ mod tests {
     #[test]
     fn default_route_and_host_routes() {
         let n = Networks::parse("0.0.0.0/0\n7,10.0.0.9/32\n10.0.0.0/30\n", "x").unwrap();
-        assert_eq!(
-            n.lookup(a("10.0.0.9")).map(|m| (m.0, m.1, m.2.asn)),
-            Some((a("10.0.0.9"), 32, 7))
-        );
+        assert_eq!(n.lookup(a("10.0.0.9")).map(|m| (m.0, m.1, m.2.asn)), Some((a("10.0.0.9"), 32, 7)));
         assert_eq!(n.lookup(a("10.0.0.3")).map(|m| m.1), Some(30));
-        assert_eq!(
-            n.lookup(a("11.0.0.3")).map(|m| (m.0, m.1)),
-            Some((a("0.0.0.0"), 0))
-        );
+        assert_eq!(n.lookup(a("11.0.0.3")).map(|m| (m.0, m.1)), Some((a("0.0.0.0"), 0)));
         assert_eq!(n.lookup(Addr::None), None);
         // Host bits in a listed net are ignored, like pmacct.
         let n = Networks::parse("10.0.1.77/24\n", "x").unwrap();
@@ -393,11 +317,7 @@ mod tests {
     #[test]
     fn non_ip_and_resolve_none() {
         let n = Networks::parse(NETS, "nets.lst").unwrap();
-        let mut r = Record {
-            src_as: 9,
-            src_mask: 3,
-            ..Record::default()
-        };
+        let mut r = Record { src_as: 9, src_mask: 3, ..Record::default() };
         n.resolve(&mut r);
         assert_eq!((r.src_net, r.src_mask, r.src_as), (Addr::None, 0, 0));
         let mut r = rec("10.0.1.5", "2001:db8::1");
@@ -421,9 +341,7 @@ mod tests {
         ];
         for (line, why) in cases {
             let text = format!("! c\n10.0.0.0/8\n{line}\n");
-            let e = Networks::parse(&text, "/etc/n.lst")
-                .unwrap_err()
-                .to_string();
+            let e = Networks::parse(&text, "/etc/n.lst").unwrap_err().to_string();
             assert!(e.starts_with("/etc/n.lst:3: "), "{e}");
             assert!(e.contains(why), "{e} lacks {why}");
         }
@@ -435,25 +353,15 @@ mod tests {
     #[test]
     fn ports_zero_unlisted_both_directions() {
         let p = Ports::parse("! x\n80\n 53 \n65535\n", "p.lst").unwrap();
-        let mut r = Record {
-            src_port: 1000,
-            dst_port: 80,
-            ..Record::default()
-        };
+        let mut r = Record { src_port: 1000, dst_port: 80, ..Record::default() };
         p.apply(&mut r);
         assert_eq!((r.src_port, r.dst_port), (0, 80));
-        let mut r = Record {
-            src_port: 53,
-            dst_port: 5353,
-            ..Record::default()
-        };
+        let mut r = Record { src_port: 53, dst_port: 5353, ..Record::default() };
         p.apply(&mut r);
         assert_eq!((r.src_port, r.dst_port), (53, 0));
         assert!(p.contains(65535) && !p.contains(65534) && !p.contains(0));
         for bad in ["65536", "-1", "http", "80 81"] {
-            let e = Ports::parse(&format!("22\n{bad}\n"), "p.lst")
-                .unwrap_err()
-                .to_string();
+            let e = Ports::parse(&format!("22\n{bad}\n"), "p.lst").unwrap_err().to_string();
             assert!(e.starts_with("p.lst:2: "), "{e}");
         }
     }

@@ -43,11 +43,7 @@ fn map_errors_name_config_line_and_map_line() {
     let dir = tempfile::tempdir().unwrap();
     let nets = dir.path().join("networks.lst");
     std::fs::write(&nets, "10.0.0.0/8\n! c\n10.1.0.0/40\n").unwrap();
-    let e = parse(&format!(
-        "plugins: memory[a]\n\nnetworks_file[a]: {}\n",
-        nets.display()
-    ))
-    .unwrap_err();
+    let e = parse(&format!("plugins: memory[a]\n\nnetworks_file[a]: {}\n", nets.display())).unwrap_err();
     assert!(matches!(e, ConfigError::BadValue { .. }), "{e:?}");
     let n = nets.display();
     assert_eq!(
@@ -65,34 +61,23 @@ fn map_errors_name_config_line_and_map_line() {
     );
 
     let e = parse("networks_file: /nonexistent/nets.lst\n").unwrap_err();
-    assert!(e.to_string().starts_with("/etc/x.conf:1: networks_file: bad value '/nonexistent/nets.lst': /nonexistent/nets.lst: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/x.conf:1: networks_file: bad value '/nonexistent/nets.lst': /nonexistent/nets.lst: "),
+        "{e}"
+    );
 }
 
 #[test]
 fn net_and_as_aggregation_need_a_networks_file() {
-    for agg in [
-        "src_net",
-        "dst_mask",
-        "src_as",
-        "sum_net",
-        "dst_host, dst_as",
-    ] {
+    for agg in ["src_net", "dst_mask", "src_as", "sum_net", "dst_host, dst_as"] {
         let e = parse(&format!("plugins: memory[a]\naggregate[a]: {agg}\n")).unwrap_err();
         assert!(matches!(e, ConfigError::BadValue { .. }), "{agg}: {e:?}");
-        assert!(
-            e.to_string()
-                .starts_with("/etc/x.conf:2: aggregate[a]: bad value"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("/etc/x.conf:2: aggregate[a]: bad value"), "{e}");
         assert!(e.to_string().ends_with("need a networks_file"), "{e}");
     }
-    let e = Config::parse_str("", "/etc/x.conf", &[("aggregate".into(), "src_net".into())])
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("command line: aggregate: bad value 'src_net'"),
-        "{e}"
-    );
+    let e = Config::parse_str("", "/etc/x.conf", &[("aggregate".into(), "src_net".into())]).unwrap_err();
+    assert!(e.to_string().starts_with("command line: aggregate: bad value 'src_net'"), "{e}");
 }
 
 #[test]
@@ -100,27 +85,13 @@ fn pmacctd_as_and_net_file() {
     let dir = tempfile::tempdir().unwrap();
     let nets = dir.path().join("n.lst");
     std::fs::write(&nets, "65001,10.0.0.0/8\n").unwrap();
-    let base = format!(
-        "networks_file: {}\naggregate: src_as, dst_net\n",
-        nets.display()
-    );
+    let base = format!("networks_file: {}\naggregate: src_as, dst_net\n", nets.display());
     assert!(!parse(&base).unwrap().global.as_from_networks_file);
     let c = parse(&format!("{base}pmacctd_as: file\npmacctd_net: FILE\n")).unwrap();
     assert!(c.global.as_from_networks_file);
-    for (k, v) in [
-        ("pmacctd_net", "mask"),
-        ("pmacctd_as", "bgp"),
-        ("pmacctd_net", "longest"),
-    ] {
+    for (k, v) in [("pmacctd_net", "mask"), ("pmacctd_as", "bgp"), ("pmacctd_net", "longest")] {
         let e = parse(&format!("{base}{k}: {v}\n")).unwrap_err();
-        assert!(
-            matches!(e, ConfigError::NotSupportedYet { .. }),
-            "{k}: {e:?}"
-        );
-        assert!(
-            e.to_string()
-                .starts_with(&format!("/etc/x.conf:3: {k}: not supported yet")),
-            "{e}"
-        );
+        assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{k}: {e:?}");
+        assert!(e.to_string().starts_with(&format!("/etc/x.conf:3: {k}: not supported yet")), "{e}");
     }
 }

@@ -16,10 +16,7 @@ fn err(text: &str) -> ConfigError {
 }
 
 fn ov(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// The PNRG configuration from the seed's slides.
@@ -62,10 +59,7 @@ plugins: memory[a], memory[b], mysql[c]\n\
 aggregate[a]: src_host\n";
     let e = err(text);
     assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:3: plugins: not supported yet in xacct (plugin type 'mysql')"
-    );
+    assert_eq!(e.to_string(), "/etc/x.conf:3: plugins: not supported yet in xacct (plugin type 'mysql')");
 }
 
 #[test]
@@ -100,15 +94,9 @@ aggregate_filter[b]: dst net 10.0.0.0/16\n",
 #[test]
 fn seed_sql_example_is_not_supported_yet() {
     let e = err("interface: eth0\nplugins: pgsql[out], pgsql[in]\n");
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:2: plugins: not supported yet in xacct (plugin type 'pgsql')"
-    );
+    assert_eq!(e.to_string(), "/etc/x.conf:2: plugins: not supported yet in xacct (plugin type 'pgsql')");
     let e = err("plugins: memory[c]\naggregate[c]: sum_host\nsql_db[c]: pmacct\n");
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:3: sql_db[c]: not supported yet in xacct (pmacct key 'sql_db')"
-    );
+    assert_eq!(e.to_string(), "/etc/x.conf:3: sql_db[c]: not supported yet in xacct (pmacct key 'sql_db')");
     let e = err("plugins: memory\nsql_history: 10m\n");
     assert!(matches!(e, ConfigError::NotSupportedYet { .. }));
 }
@@ -128,10 +116,7 @@ print_history_roundoff[p]: h\n";
     assert_eq!(p.kind, PluginKind::Print);
     assert_eq!(p.print_output, OutputFormat::Csv);
     // Split at the first ':' only.
-    assert_eq!(
-        p.print_output_file.as_deref(),
-        Some("/tmp/out-%Y%m%d-%H:%M.csv")
-    );
+    assert_eq!(p.print_output_file.as_deref(), Some("/tmp/out-%Y%m%d-%H:%M.csv"));
     assert_eq!(p.print_output_separator, "\t");
     assert_eq!(p.print_refresh_time, 300);
     let h = p.print_history.unwrap();
@@ -157,15 +142,8 @@ fn defaults() {
     assert!(!g.daemonize && !g.renormalize && !g.pcap_savefile_wait && !g.as_from_networks_file);
     assert_eq!(g.workers, None);
     let c = parse("plugins: memory, print[p]\n").unwrap();
-    let names: Vec<_> = c
-        .plugins
-        .iter()
-        .map(|p| (p.name.as_str(), p.kind))
-        .collect();
-    assert_eq!(
-        names,
-        [("default", PluginKind::Memory), ("p", PluginKind::Print)]
-    );
+    let names: Vec<_> = c.plugins.iter().map(|p| (p.name.as_str(), p.kind)).collect();
+    assert_eq!(names, [("default", PluginKind::Memory), ("p", PluginKind::Print)]);
 }
 
 #[test]
@@ -178,21 +156,11 @@ fn duplicate_and_unknown_plugins() {
     let e = err("plugins: memory[a], print[a]\n");
     assert!(e.to_string().contains("'a' is declared twice"), "{e}");
     let e = err("plugins: memry[a]\n");
-    assert!(
-        matches!(e, ConfigError::BadValue { .. })
-            && e.to_string().contains("unknown plugin type 'memry'"),
-        "{e}"
-    );
+    assert!(matches!(e, ConfigError::BadValue { .. }) && e.to_string().contains("unknown plugin type 'memry'"), "{e}");
     let e = err("plugins: memory[a], , print\n");
     assert!(matches!(e, ConfigError::BadValue { .. }), "{e}");
     for t in ["nfprobe", "sfprobe", "tee", "sqlite3", "kafka", "amqp"] {
-        assert!(
-            matches!(
-                err(&format!("plugins: {t}[x]\n")),
-                ConfigError::NotSupportedYet { .. }
-            ),
-            "{t}"
-        );
+        assert!(matches!(err(&format!("plugins: {t}[x]\n")), ConfigError::NotSupportedYet { .. }), "{t}");
     }
 }
 
@@ -219,14 +187,7 @@ workers: 4\n";
     assert_eq!(g.pidfile, Some(PathBuf::from("/run/x.pid")));
     assert_eq!(g.logfile, Some(PathBuf::from("/var/log/x.log")));
     // `interface` is the older name of the same key; the later line wins.
-    assert_eq!(
-        parse("pcap_interface: a\ninterface: b\n")
-            .unwrap()
-            .global
-            .interface
-            .as_deref(),
-        Some("b")
-    );
+    assert_eq!(parse("pcap_interface: a\ninterface: b\n").unwrap().global.interface.as_deref(), Some("b"));
 }
 
 #[test]
@@ -256,17 +217,9 @@ fn bad_values_name_file_line_and_key() {
 #[test]
 fn history_and_roundoff_errors_blame_their_own_line() {
     let e = err("plugins: print[p]\nprint_history: 1h\nprint_history_roundoff: x\n");
-    assert!(
-        e.to_string()
-            .starts_with("/etc/x.conf:3: print_history_roundoff: bad value 'x'"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/etc/x.conf:3: print_history_roundoff: bad value 'x'"), "{e}");
     let e = err("plugins: print[p]\nprint_history: 1M\nprint_history_roundoff: w\n");
-    assert!(
-        e.to_string()
-            .starts_with("/etc/x.conf:2: print_history: bad value '1M'"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/etc/x.conf:2: print_history: bad value '1M'"), "{e}");
     // A roundoff without history does nothing in xacct: recorded as ignored.
     let c = parse("plugins: print[p]\nprint_history_roundoff: m\n").unwrap();
     assert_eq!(c.ignored.len(), 1);
@@ -277,11 +230,7 @@ fn history_and_roundoff_errors_blame_their_own_line() {
 fn aggregate_not_supported_yet() {
     let e = err("aggregate: src_host, class\n");
     assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
-    assert!(
-        e.to_string()
-            .starts_with("/etc/x.conf:1: aggregate: not supported yet in xacct"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/etc/x.conf:1: aggregate: not supported yet in xacct"), "{e}");
 }
 
 #[test]
@@ -290,39 +239,21 @@ fn filter_errors_map_to_bad_value() {
     let fe = xacct_core::filter::Filter::parse(expr).unwrap_err();
     for key in ["pcap_filter", "aggregate_filter"] {
         let e = err(&format!("! c\n{key}: {expr}\n"));
-        assert_eq!(
-            e.to_string(),
-            format!("/etc/x.conf:2: {key}: bad value '{expr}': {fe}")
-        );
+        assert_eq!(e.to_string(), format!("/etc/x.conf:2: {key}: bad value '{expr}': {fe}"));
     }
 }
 
 #[test]
 fn unknown_key() {
     let e = err("plugins: memory\n\nfoo_bar: 1\n");
-    assert_eq!(
-        e,
-        ConfigError::UnknownKey {
-            origin: origin("/etc/x.conf", 3, "foo_bar")
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:3: foo_bar: unknown configuration key"
-    );
+    assert_eq!(e, ConfigError::UnknownKey { origin: origin("/etc/x.conf", 3, "foo_bar") });
+    assert_eq!(e.to_string(), "/etc/x.conf:3: foo_bar: unknown configuration key");
     let e = err("aggregat[a]: src_host\n");
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:1: aggregat[a]: unknown configuration key"
-    );
+    assert_eq!(e.to_string(), "/etc/x.conf:1: aggregat[a]: unknown configuration key");
 }
 
 fn origin(file: &str, line: usize, key: &str) -> xacct_core::config::Origin {
-    xacct_core::config::Origin {
-        file: file.into(),
-        line,
-        key: key.into(),
-    }
+    xacct_core::config::Origin { file: file.into(), line, key: key.into() }
 }
 
 #[test]
@@ -349,15 +280,15 @@ fn pmacct_keys_for_later_issues() {
         let e = err(&format!("plugins: memory[a]\n{key}: x\n"));
         assert_eq!(
             e,
-            ConfigError::NotSupportedYet {
-                origin: origin("/etc/x.conf", 2, key),
-                why: format!("pmacct key '{key}'")
-            },
+            ConfigError::NotSupportedYet { origin: origin("/etc/x.conf", 2, key), why: format!("pmacct key '{key}'") },
             "{key}"
         );
     }
     let e = err("plugins: memory[a]\npre_tag_filter[a]: 10\n");
-    assert_eq!(e.to_string(), "/etc/x.conf:2: pre_tag_filter[a]: not supported yet in xacct (pmacct key 'pre_tag_filter')");
+    assert_eq!(
+        e.to_string(),
+        "/etc/x.conf:2: pre_tag_filter[a]: not supported yet in xacct (pmacct key 'pre_tag_filter')"
+    );
     let e = err("pmacctd_as: bgp\n");
     assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
     let e = err("print_output: event_csv\nplugins: print\n");
@@ -388,10 +319,7 @@ pmacctd_flow_buffer_size: 1\n",
         ]
     );
     // A scoped ignored key must still name a declared plugin.
-    assert!(matches!(
-        err("imt_buckets[x]: 1\n"),
-        ConfigError::NoSuchPlugin { .. }
-    ));
+    assert!(matches!(err("imt_buckets[x]: 1\n"), ConfigError::NoSuchPlugin { .. }));
 }
 
 #[test]
@@ -405,11 +333,7 @@ aggregate: src_port\n\
 print_output: json\n",
     )
     .unwrap();
-    let (a, b, cc) = (
-        c.plugin("a").unwrap(),
-        c.plugin("b").unwrap(),
-        c.plugin("c").unwrap(),
-    );
+    let (a, b, cc) = (c.plugin("a").unwrap(), c.plugin("b").unwrap(), c.plugin("c").unwrap());
     assert_eq!(a.imt_path, Path::new("/tmp/a.pipe"));
     assert_eq!(b.imt_path, Path::new("/tmp/all.pipe"));
     assert_eq!(a.aggregate.primitives(), &[Primitive::SrcPort]);
@@ -443,27 +367,12 @@ fn wrong_plugin_and_no_such_plugin() {
             kind: "print".into()
         }
     );
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:2: imt_path[b]: key does not apply to plugin 'b' of type print"
-    );
+    assert_eq!(e.to_string(), "/etc/x.conf:2: imt_path[b]: key does not apply to plugin 'b' of type print");
     let e = err(&format!("{base}print_output[a]: csv\n"));
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:2: print_output[a]: key does not apply to plugin 'a' of type memory"
-    );
+    assert_eq!(e.to_string(), "/etc/x.conf:2: print_output[a]: key does not apply to plugin 'a' of type memory");
     let e = err(&format!("{base}aggregate[zz]: src_host\n"));
-    assert_eq!(
-        e,
-        ConfigError::NoSuchPlugin {
-            origin: origin("/etc/x.conf", 2, "aggregate[zz]"),
-            plugin: "zz".into()
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "/etc/x.conf:2: aggregate[zz]: no plugin named 'zz' is declared in 'plugins'"
-    );
+    assert_eq!(e, ConfigError::NoSuchPlugin { origin: origin("/etc/x.conf", 2, "aggregate[zz]"), plugin: "zz".into() });
+    assert_eq!(e.to_string(), "/etc/x.conf:2: aggregate[zz]: no plugin named 'zz' is declared in 'plugins'");
     // Scoped lines before the plugins line are fine.
     assert!(parse("aggregate[a]: dst_host\nplugins: memory[a]\n").is_ok());
 }
@@ -487,28 +396,17 @@ fn syntax_errors() {
             }
             _ => panic!("{line}: {e:?}"),
         }
-        assert!(
-            e.to_string().starts_with("/etc/x.conf:2: syntax error: "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("/etc/x.conf:2: syntax error: "), "{e}");
     }
 }
 
 #[test]
 fn comments_blank_lines_whitespace_and_case() {
-    let c =
-        parse("  ! comment\n\n\t\n   AGGREGATE[A] :  dst_host , src_port  \nplugins: Memory[A]\n")
-            .unwrap();
+    let c = parse("  ! comment\n\n\t\n   AGGREGATE[A] :  dst_host , src_port  \nplugins: Memory[A]\n").unwrap();
     let a = c.plugin("A").unwrap();
-    assert_eq!(
-        a.aggregate.primitives(),
-        &[Primitive::DstHost, Primitive::SrcPort]
-    );
+    assert_eq!(a.aggregate.primitives(), &[Primitive::DstHost, Primitive::SrcPort]);
     // Plugin names are case-sensitive, unlike keys.
-    assert!(matches!(
-        err("plugins: memory[A]\naggregate[a]: dst_host\n"),
-        ConfigError::NoSuchPlugin { .. }
-    ));
+    assert!(matches!(err("plugins: memory[A]\naggregate[a]: dst_host\n"), ConfigError::NoSuchPlugin { .. }));
 }
 
 #[test]
@@ -542,17 +440,9 @@ snaplen: 200\n";
     assert_eq!(g.pidfile, Some(PathBuf::from("/tmp/p.pid")));
 
     // -P replaces the file's plugins; scoped file keys must then name the new ones.
-    let c = Config::parse_str(
-        "plugins: memory[a]\n",
-        "/etc/x.conf",
-        &ov(&[("plugins", "print[z]")]),
-    )
-    .unwrap();
+    let c = Config::parse_str("plugins: memory[a]\n", "/etc/x.conf", &ov(&[("plugins", "print[z]")])).unwrap();
     assert_eq!(c.plugins.len(), 1);
-    assert_eq!(
-        (c.plugins[0].name.as_str(), c.plugins[0].kind),
-        ("z", PluginKind::Print)
-    );
+    assert_eq!((c.plugins[0].name.as_str(), c.plugins[0].kind), ("z", PluginKind::Print));
     assert_eq!(c.plugins[0].origin.file, "command line");
     let e = Config::parse_str(
         "plugins: memory[a]\naggregate[a]: src_host\n",
@@ -566,20 +456,14 @@ snaplen: 200\n";
 #[test]
 fn override_errors_name_the_command_line() {
     let e = Config::parse_str("", "/etc/x.conf", &ov(&[("aggregate", "bogus")])).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "command line: aggregate: bad value 'bogus': unknown aggregation primitive 'bogus'"
-    );
+    assert_eq!(e.to_string(), "command line: aggregate: bad value 'bogus': unknown aggregation primitive 'bogus'");
     let e = Config::from_overrides(&ov(&[("snaplen", "x")])).unwrap_err();
     match e {
         ConfigError::BadValue { origin, .. } => assert_eq!(origin, origin_cli("snaplen")),
         e => panic!("{e:?}"),
     }
     let e = Config::from_overrides(&ov(&[("nope", "x")])).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "command line: nope: unknown configuration key"
-    );
+    assert_eq!(e.to_string(), "command line: nope: unknown configuration key");
 }
 
 fn origin_cli(key: &str) -> xacct_core::config::Origin {
@@ -596,15 +480,9 @@ fn from_overrides_alone() {
     .unwrap();
     assert_eq!(c.global.interface.as_deref(), Some("lo"));
     assert_eq!(c.plugins[0].name, "m");
-    assert_eq!(
-        c.plugins[0].aggregate.primitives(),
-        &[Primitive::SrcHost, Primitive::DstHost]
-    );
+    assert_eq!(c.plugins[0].aggregate.primitives(), &[Primitive::SrcHost, Primitive::DstHost]);
     let c = Config::from_overrides(&[]).unwrap();
-    assert_eq!(
-        (c.plugins.len(), c.plugins[0].kind),
-        (1, PluginKind::Memory)
-    );
+    assert_eq!((c.plugins.len(), c.plugins[0].kind), (1, PluginKind::Memory));
 }
 
 #[test]
@@ -613,17 +491,11 @@ fn load_reads_files_and_reports_io_errors() {
     let path = dir.path().join("pmacctd.conf");
     std::fs::write(&path, "plugins: memory[x]\nbogus: 1\n").unwrap();
     let e = Config::load(&path, &[]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        format!("{}:2: bogus: unknown configuration key", path.display())
-    );
+    assert_eq!(e.to_string(), format!("{}:2: bogus: unknown configuration key", path.display()));
     std::fs::write(&path, PNRG).unwrap();
     assert_eq!(Config::load(&path, &[]).unwrap().plugins.len(), 2);
     let e = Config::load(Path::new("/nonexistent/x.conf"), &[]).unwrap_err();
-    assert!(
-        matches!(&e, ConfigError::Io { path, .. } if path == "/nonexistent/x.conf"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, ConfigError::Io { path, .. } if path == "/nonexistent/x.conf"), "{e:?}");
 }
 
 #[test]

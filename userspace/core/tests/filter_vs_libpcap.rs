@@ -273,11 +273,7 @@ impl L4 {
     fn bytes(&self) -> Vec<u8> {
         let mut b = Vec::new();
         match *self {
-            L4::Tcp {
-                sport,
-                dport,
-                flags,
-            } => {
+            L4::Tcp { sport, dport, flags } => {
                 b.extend(sport.to_be_bytes());
                 b.extend(dport.to_be_bytes());
                 b.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
@@ -354,16 +350,8 @@ const V4_POOL: &[[u8; 4]] = &[
     [255, 255, 255, 255],
 ];
 
-const V6_POOL: &[&str] = &[
-    "::1",
-    "2001:db8::1",
-    "2001:db8:1::2",
-    "2001:db8:ffff::3",
-    "2001:db9::5",
-    "fe80::1",
-    "ff02::1",
-    "::ffff:1.2.3.4",
-];
+const V6_POOL: &[&str] =
+    &["::1", "2001:db8::1", "2001:db8:1::2", "2001:db8:ffff::3", "2001:db9::5", "fe80::1", "ff02::1", "::ffff:1.2.3.4"];
 
 const PORTS: &[u16] = &[20, 21, 22, 53, 55, 80, 443, 1023, 1024, 5000, 8080, 65535];
 
@@ -385,10 +373,7 @@ fn rand_v4(rng: &mut Rng) -> [u8; 4] {
 
 fn rand_v6(rng: &mut Rng) -> [u8; 16] {
     if rng.chance(80) {
-        rng.pick(V6_POOL)
-            .parse::<std::net::Ipv6Addr>()
-            .map(|a| a.octets())
-            .unwrap_or_default()
+        rng.pick(V6_POOL).parse::<std::net::Ipv6Addr>().map(|a| a.octets()).unwrap_or_default()
     } else {
         let mut a = [0u8; 16];
         a.iter_mut().for_each(|b| *b = rng.next() as u8);
@@ -426,18 +411,9 @@ fn rand_l4(rng: &mut Rng) -> L4 {
                 rng.next() as u8
             },
         },
-        4..=6 => L4::Udp {
-            sport: rand_port(rng),
-            dport: rand_port(rng),
-        },
-        7 => L4::Sctp {
-            sport: rand_port(rng),
-            dport: rand_port(rng),
-        },
-        8 => L4::Icmp {
-            ty: rng.pick(&[0, 8, 3, 128, 129]),
-            code: 0,
-        },
+        4..=6 => L4::Udp { sport: rand_port(rng), dport: rand_port(rng) },
+        7 => L4::Sctp { sport: rand_port(rng), dport: rand_port(rng) },
+        8 => L4::Icmp { ty: rng.pick(&[0, 8, 3, 128, 129]), code: 0 },
         _ => L4::Other,
     }
 }
@@ -458,16 +434,8 @@ fn rand_pkt(rng: &mut Rng) -> Pkt {
     };
     let tags = (0..ntags)
         .map(|i| {
-            let tpid = if i == 0 && ntags == 2 && rng.chance(50) {
-                0x88a8
-            } else {
-                0x8100
-            };
-            let vid = if rng.chance(70) {
-                rng.pick(&[10, 20, 100, 4095])
-            } else {
-                rng.below(4096) as u16
-            };
+            let tpid = if i == 0 && ntags == 2 && rng.chance(50) { 0x88a8 } else { 0x8100 };
+            let vid = if rng.chance(70) { rng.pick(&[10, 20, 100, 4095]) } else { rng.below(4096) as u16 };
             (tpid, vid)
         })
         .collect();
@@ -490,30 +458,14 @@ fn rand_pkt(rng: &mut Rng) -> Pkt {
             if let L4::Icmp { ty, .. } = &mut l4 {
                 *ty = 128;
             }
-            L3::V6 {
-                src: rand_v6(rng),
-                dst: rand_v6(rng),
-                tc: rng.next() as u8,
-                l4,
-                payload: rand_payload(rng),
-            }
+            L3::V6 { src: rand_v6(rng), dst: rand_v6(rng), tc: rng.next() as u8, l4, payload: rand_payload(rng) }
         }
-        17 | 18 => L3::Arp {
-            etype: if rng.chance(80) { 0x0806 } else { 0x8035 },
-            spa: rand_v4(rng),
-            tpa: rand_v4(rng),
-        },
-        _ => L3::Other {
-            etype: rng.pick(&[0x88cc, 0x88e5, 0x9000]),
-            len: 46 + rng.below(100) as usize,
-        },
+        17 | 18 => {
+            L3::Arp { etype: if rng.chance(80) { 0x0806 } else { 0x8035 }, spa: rand_v4(rng), tpa: rand_v4(rng) }
+        }
+        _ => L3::Other { etype: rng.pick(&[0x88cc, 0x88e5, 0x9000]), len: 46 + rng.below(100) as usize },
     };
-    Pkt {
-        src_mac: rand_mac(rng),
-        dst_mac: rand_mac(rng),
-        tags,
-        l3,
-    }
+    Pkt { src_mac: rand_mac(rng), dst_mac: rand_mac(rng), tags, l3 }
 }
 
 fn frame(p: &Pkt) -> Vec<u8> {
@@ -525,21 +477,9 @@ fn frame(p: &Pkt) -> Vec<u8> {
         f.extend((0xa000 | vid).to_be_bytes()); // priority 5: the id must be masked out
     }
     match &p.l3 {
-        L3::V4 {
-            src,
-            dst,
-            tos,
-            frag,
-            options,
-            l4,
-            payload,
-        } => {
+        L3::V4 { src, dst, tos, frag, options, l4, payload } => {
             let ihl = if *options { 6 } else { 5 };
-            let l4b = if *frag == Frag::Later {
-                Vec::new()
-            } else {
-                l4.bytes()
-            };
+            let l4b = if *frag == Frag::Later { Vec::new() } else { l4.bytes() };
             let total = ihl * 4 + l4b.len() + payload;
             let frag_field: u16 = match frag {
                 Frag::None => 0x4000,
@@ -560,13 +500,7 @@ fn frame(p: &Pkt) -> Vec<u8> {
             f.extend(l4b);
             f.extend(std::iter::repeat_n(0xab, *payload));
         }
-        L3::V6 {
-            src,
-            dst,
-            tc,
-            l4,
-            payload,
-        } => {
+        L3::V6 { src, dst, tc, l4, payload } => {
             let l4b = l4.bytes();
             let plen = l4b.len() + payload;
             f.extend(0x86ddu16.to_be_bytes());
@@ -608,11 +542,7 @@ fn record(p: &Pkt, frame_len: usize) -> Record {
         ..Record::default()
     };
     let ports = |r: &mut Record, l4: &L4| match *l4 {
-        L4::Tcp {
-            sport,
-            dport,
-            flags,
-        } => {
+        L4::Tcp { sport, dport, flags } => {
             r.src_port = sport;
             r.dst_port = dport;
             r.tcp_flags = flags;
@@ -624,37 +554,19 @@ fn record(p: &Pkt, frame_len: usize) -> Record {
         L4::Icmp { .. } | L4::Other => {}
     };
     match &p.l3 {
-        L3::V4 {
-            src,
-            dst,
-            tos,
-            frag,
-            options,
-            l4,
-            payload,
-        } => {
+        L3::V4 { src, dst, tos, frag, options, l4, payload } => {
             r.etype = 0x0800;
             r.src_ip = Addr::V4(*src);
             r.dst_ip = Addr::V4(*dst);
             r.proto = l4.proto(false);
             r.tos = *tos;
-            let l4len = if *frag == Frag::Later {
-                0
-            } else {
-                l4.bytes().len()
-            };
+            let l4len = if *frag == Frag::Later { 0 } else { l4.bytes().len() };
             r.bytes = (if *options { 24 } else { 20 } + l4len + payload) as u64;
             if *frag != Frag::Later {
                 ports(&mut r, l4);
             }
         }
-        L3::V6 {
-            src,
-            dst,
-            tc,
-            l4,
-            payload,
-        } => {
+        L3::V6 { src, dst, tc, l4, payload } => {
             r.etype = 0x86dd;
             r.src_ip = Addr::V6(*src);
             r.dst_ip = Addr::V6(*dst);
@@ -684,18 +596,8 @@ fn record(p: &Pkt, frame_len: usize) -> Record {
 /// matched on such garbage, so these verdicts are excluded.
 fn known_limit(case: &Case, p: &Pkt) -> bool {
     let arp = matches!(p.l3, L3::Arp { .. });
-    let later_frag = matches!(
-        p.l3,
-        L3::V4 {
-            frag: Frag::Later,
-            ..
-        }
-    );
-    let vlan_keywords = case
-        .expr
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| *w == "vlan")
-        .count();
+    let later_frag = matches!(p.l3, L3::V4 { frag: Frag::Later, .. });
+    let vlan_keywords = case.expr.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| *w == "vlan").count();
     (case.limits & ARP_ADDR != 0 && arp)
         || (case.limits & INNER_VID != 0 && p.tags.len() >= 2)
         || (case.limits & L4_ZERO != 0 && later_frag)
@@ -707,9 +609,9 @@ fn compile(cap: &Capture<pcap::Dead>, expr: &str) -> BpfProgram {
         Ok(p) => p,
         // The optimizer refuses expressions that can never match (e.g. `tcp and vlan`
         // orderings); the unoptimized program still gives the verdicts.
-        Err(e) if e.to_string().contains("rejects all packets") => cap
-            .compile(expr, false)
-            .unwrap_or_else(|e| panic!("libpcap rejects {expr:?}: {e}")),
+        Err(e) if e.to_string().contains("rejects all packets") => {
+            cap.compile(expr, false).unwrap_or_else(|e| panic!("libpcap rejects {expr:?}: {e}"))
+        }
         Err(e) => panic!("libpcap rejects {expr:?}: {e}"),
     }
 }
@@ -733,10 +635,7 @@ fn check(cap: &Capture<pcap::Dead>, case: &Case, pkts: &[(Pkt, Vec<u8>, Record)]
         } else if known_limit(case, p) {
             t.excluded += 1;
         } else if t.failures.len() < 40 {
-            t.failures.push(format!(
-                "{:?}: libpcap {want}, ours {got}\n  {p:?}\n  {r:?}",
-                case.expr
-            ));
+            t.failures.push(format!("{:?}: libpcap {want}, ours {got}\n  {p:?}\n  {r:?}", case.expr));
         }
     }
 }
@@ -758,33 +657,16 @@ fn fixed_expressions_agree_with_libpcap() {
     assert!(CASES.len() >= 60);
     let cap = Capture::dead(Linktype::ETHERNET).expect("pcap_open_dead");
     let pkts = packets(0x5eed_1234_abcd_0001, 600);
-    let mut t = Tally {
-        compared: 0,
-        excluded: 0,
-        libpcap_true: 0,
-        failures: Vec::new(),
-    };
+    let mut t = Tally { compared: 0, excluded: 0, libpcap_true: 0, failures: Vec::new() };
     for case in CASES {
         check(&cap, case, &pkts, &mut t);
     }
-    assert!(
-        t.failures.is_empty(),
-        "{} mismatches:\n{}",
-        t.failures.len(),
-        t.failures.join("\n")
-    );
-    eprintln!(
-        "compared {} (libpcap matched {}), excluded as known limits {}",
-        t.compared, t.libpcap_true, t.excluded
-    );
+    assert!(t.failures.is_empty(), "{} mismatches:\n{}", t.failures.len(), t.failures.join("\n"));
+    eprintln!("compared {} (libpcap matched {}), excluded as known limits {}", t.compared, t.libpcap_true, t.excluded);
     assert!(t.compared > 50_000);
     // The verdicts must not be trivially all-false: a good share of cases must match.
     assert!(t.libpcap_true > t.compared / 20);
-    assert!(
-        t.excluded < t.compared / 100,
-        "too many exclusions: {}",
-        t.excluded
-    );
+    assert!(t.excluded < t.compared / 100, "too many exclusions: {}", t.excluded);
 }
 
 #[test]
@@ -792,12 +674,7 @@ fn random_combinations_agree_with_libpcap() {
     let cap = Capture::dead(Linktype::ETHERNET).expect("pcap_open_dead");
     let pkts = packets(0xfeed_0000_0000_0002, 150);
     let mut rng = Rng(0x0bad_cafe_dead_beef);
-    let mut t = Tally {
-        compared: 0,
-        excluded: 0,
-        libpcap_true: 0,
-        failures: Vec::new(),
-    };
+    let mut t = Tally { compared: 0, excluded: 0, libpcap_true: 0, failures: Vec::new() };
     for _ in 0..400 {
         let n = 2 + rng.below(3) as usize;
         let mut expr = String::new();
@@ -831,22 +708,11 @@ fn random_combinations_agree_with_libpcap() {
         }
         expr.push_str(&")".repeat(open));
         // `Case` wants a 'static str; the handful of leaked strings live for the test only.
-        let case = Case {
-            expr: Box::leak(expr.into_boxed_str()),
-            limits,
-        };
+        let case = Case { expr: Box::leak(expr.into_boxed_str()), limits };
         check(&cap, &case, &pkts, &mut t);
     }
-    assert!(
-        t.failures.is_empty(),
-        "{} mismatches:\n{}",
-        t.failures.len(),
-        t.failures.join("\n")
-    );
-    eprintln!(
-        "compared {} (libpcap matched {}), excluded {}",
-        t.compared, t.libpcap_true, t.excluded
-    );
+    assert!(t.failures.is_empty(), "{} mismatches:\n{}", t.failures.len(), t.failures.join("\n"));
+    eprintln!("compared {} (libpcap matched {}), excluded {}", t.compared, t.libpcap_true, t.excluded);
     assert!(t.compared > 50_000);
     assert!(t.libpcap_true > t.compared / 20);
 }

@@ -26,12 +26,7 @@ fn big_rows() -> Vec<(Record, Counters)> {
         dst_ip: v4(192, 168, 1, 2),
         ..Record::default()
     };
-    let c = |p, b, f| Counters {
-        packets: p,
-        bytes: b,
-        flows: 0,
-        tcp_flags: f,
-    };
+    let c = |p, b, f| Counters { packets: p, bytes: b, flows: 0, tcp_flags: f };
     vec![
         (Record { proto: 47, ..base }, c(1, 44, 0)),
         (
@@ -60,35 +55,11 @@ fn big_rows() -> Vec<(Record, Counters)> {
             },
             c(1, 60, 18),
         ),
-        (
-            Record {
-                src_port: 1234,
-                dst_port: 80,
-                proto: 6,
-                tos: 16,
-                ..base
-            },
-            c(3, 120, 2),
-        ),
+        (Record { src_port: 1234, dst_port: 80, proto: 6, tos: 16, ..base }, c(3, 120, 2)),
         (Record { proto: 200, ..base }, c(1, 30, 0)),
+        (Record { src_port: 1234, dst_port: 80, proto: 6, ..base }, c(1, 140, 24)),
         (
-            Record {
-                src_port: 1234,
-                dst_port: 80,
-                proto: 6,
-                ..base
-            },
-            c(1, 140, 24),
-        ),
-        (
-            Record {
-                src_mac: M2,
-                dst_mac: M1,
-                src_ip: v4(172, 16, 5, 4),
-                dst_ip: v4(10, 0, 0, 1),
-                proto: 1,
-                ..base
-            },
+            Record { src_mac: M2, dst_mac: M1, src_ip: v4(172, 16, 5, 4), dst_ip: v4(10, 0, 0, 1), proto: 1, ..base },
             c(1, 28, 0),
         ),
     ]
@@ -109,14 +80,10 @@ fn render(agg: &str, opts: FormatOptions, rows: &[(Record, Counters)], trailer: 
 }
 
 fn opts(format: OutputFormat) -> FormatOptions {
-    FormatOptions {
-        format,
-        ..FormatOptions::default()
-    }
+    FormatOptions { format, ..FormatOptions::default() }
 }
 
-const BIG: &str =
-    "src_mac,dst_mac,vlan,src_host,dst_host,src_port,dst_port,tcpflags,proto,tos,etype";
+const BIG: &str = "src_mac,dst_mac,vlan,src_host,dst_host,src_port,dst_port,tcpflags,proto,tos,etype";
 
 #[test]
 fn big_formatted() {
@@ -132,18 +99,12 @@ SRC_MAC            DST_MAC            VLAN   ETYPE  SRC_IP                      
 
 For a total of: 7 entries
 ";
-    assert_eq!(
-        render(BIG, opts(OutputFormat::Formatted), &big_rows(), true),
-        expected
-    );
+    assert_eq!(render(BIG, opts(OutputFormat::Formatted), &big_rows(), true), expected);
 }
 
 #[test]
 fn big_formatted_numeric_protocols() {
-    let o = FormatOptions {
-        numeric_protocols: true,
-        ..opts(OutputFormat::Formatted)
-    };
+    let o = FormatOptions { numeric_protocols: true, ..opts(OutputFormat::Formatted) };
     let out = render(BIG, o, &big_rows(), true);
     let line = out.lines().nth(1).unwrap();
     assert_eq!(
@@ -165,17 +126,13 @@ SRC_MAC,DST_MAC,VLAN,ETYPE,SRC_IP,DST_IP,SRC_PORT,DST_PORT,TCP_FLAGS,PROTOCOL,TO
 66:77:88:99:aa:bb,00:11:22:33:44:55,0,800,172.16.5.4,10.0.0.1,0,0,0,icmp,0,1,28
 ";
     // CSV has no trailer even when asked.
-    assert_eq!(
-        render(BIG, opts(OutputFormat::Csv), &big_rows(), true),
-        expected
-    );
-    let semi = FormatOptions {
-        separator: ";".into(),
-        numeric_protocols: true,
-        ..opts(OutputFormat::Csv)
-    };
+    assert_eq!(render(BIG, opts(OutputFormat::Csv), &big_rows(), true), expected);
+    let semi = FormatOptions { separator: ";".into(), numeric_protocols: true, ..opts(OutputFormat::Csv) };
     let out = render(BIG, semi, &big_rows(), false);
-    assert_eq!(out.lines().next().unwrap(), "SRC_MAC;DST_MAC;VLAN;ETYPE;SRC_IP;DST_IP;SRC_PORT;DST_PORT;TCP_FLAGS;PROTOCOL;TOS;PACKETS;BYTES");
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "SRC_MAC;DST_MAC;VLAN;ETYPE;SRC_IP;DST_IP;SRC_PORT;DST_PORT;TCP_FLAGS;PROTOCOL;TOS;PACKETS;BYTES"
+    );
     assert_eq!(out.lines().nth(3).unwrap(), "00:11:22:33:44:55;66:77:88:99:aa:bb;0;86dd;2001:db8::1;2001:db8:ffff:ffff:ffff:ffff:ffff:ffff;443;65535;18;6;0;1;60");
 }
 
@@ -194,28 +151,13 @@ fn big_json() {
     );
     // pmacct prints garbage here; we print the number (documented difference).
     assert!(lines[4].contains(r#""ip_proto": "200""#));
-    let u = render(
-        BIG,
-        FormatOptions {
-            numeric_protocols: true,
-            ..opts(OutputFormat::Json)
-        },
-        &big_rows(),
-        false,
-    );
-    assert!(u
-        .lines()
-        .nth(1)
-        .unwrap()
-        .contains(r#""port_dst": 5353, "tcp_flags": "0", "ip_proto": "17", "tos": 0"#));
+    let u = render(BIG, FormatOptions { numeric_protocols: true, ..opts(OutputFormat::Json) }, &big_rows(), false);
+    assert!(u.lines().nth(1).unwrap().contains(r#""port_dst": 5353, "tcp_flags": "0", "ip_proto": "17", "tos": 0"#));
 }
 
 #[test]
 fn five_tuple_all_formats() {
-    let rows: Vec<(Record, Counters)> = big_rows()
-        .into_iter()
-        .filter(|(r, _)| r.proto == 17)
-        .collect();
+    let rows: Vec<(Record, Counters)> = big_rows().into_iter().filter(|(r, _)| r.proto == 17).collect();
     let agg = "dst_port,src_host,proto,dst_host,src_port"; // aggregate order does not matter
     assert_eq!(
         render(agg, opts(OutputFormat::Formatted), &rows, true),
@@ -226,7 +168,10 @@ SRC_IP                                         DST_IP                           
 For a total of: 1 entries
 "
     );
-    assert_eq!(render(agg, opts(OutputFormat::Csv), &rows, true), "SRC_IP,DST_IP,SRC_PORT,DST_PORT,PROTOCOL,PACKETS,BYTES\n192.168.1.2,10.0.0.1,53,5353,udp,1,78\n");
+    assert_eq!(
+        render(agg, opts(OutputFormat::Csv), &rows, true),
+        "SRC_IP,DST_IP,SRC_PORT,DST_PORT,PROTOCOL,PACKETS,BYTES\n192.168.1.2,10.0.0.1,53,5353,udp,1,78\n"
+    );
     assert_eq!(
         render(agg, opts(OutputFormat::Json), &rows, true),
         "{\"ip_src\": \"192.168.1.2\", \"ip_dst\": \"10.0.0.1\", \"port_src\": 53, \"port_dst\": 5353, \"ip_proto\": \"udp\", \"packets\": 1, \"bytes\": 78}\n"
@@ -243,81 +188,33 @@ fn empty_table_formatted() {
         render("none", opts(OutputFormat::Formatted), &[], true),
         "PACKETS               BYTES\n\nFor a total of: 0 entries\n"
     );
-    assert_eq!(
-        render("none", opts(OutputFormat::Csv), &[], true),
-        "PACKETS,BYTES\n"
-    );
+    assert_eq!(render("none", opts(OutputFormat::Csv), &[], true), "PACKETS,BYTES\n");
 }
 
 #[test]
 fn sums() {
-    let c = Counters {
-        packets: 8,
-        bytes: 440,
-        flows: 0,
-        tcp_flags: 0,
-    };
-    let host = [(
-        Record {
-            src_ip: v4(10, 0, 0, 1),
-            ..Record::default()
-        },
-        c,
-    )];
+    let c = Counters { packets: 8, bytes: 440, flows: 0, tcp_flags: 0 };
+    let host = [(Record { src_ip: v4(10, 0, 0, 1), ..Record::default() }, c)];
     assert_eq!(
         render("sum_host", opts(OutputFormat::Formatted), &host, true),
         "SRC_IP                                         PACKETS               BYTES\n10.0.0.1                                       8                     440\n\nFor a total of: 1 entries\n"
     );
-    assert_eq!(
-        render("sum_host", opts(OutputFormat::Csv), &host, false),
-        "SRC_IP,PACKETS,BYTES\n10.0.0.1,8,440\n"
-    );
+    assert_eq!(render("sum_host", opts(OutputFormat::Csv), &host, false), "SRC_IP,PACKETS,BYTES\n10.0.0.1,8,440\n");
     // pmacct drops the key of sum_* tables in JSON.
-    assert_eq!(
-        render("sum_host", opts(OutputFormat::Json), &host, false),
-        "{\"packets\": 8, \"bytes\": 440}\n"
-    );
-    let port = [(
-        Record {
-            src_port: 65535,
-            ..Record::default()
-        },
-        Counters {
-            packets: 1,
-            bytes: 60,
-            ..c
-        },
-    )];
+    assert_eq!(render("sum_host", opts(OutputFormat::Json), &host, false), "{\"packets\": 8, \"bytes\": 440}\n");
+    let port = [(Record { src_port: 65535, ..Record::default() }, Counters { packets: 1, bytes: 60, ..c })];
     assert_eq!(
         render("sum_port", opts(OutputFormat::Formatted), &port, false),
         "SRC_PORT  PACKETS               BYTES\n65535     1                     60\n"
     );
-    let mac = [(
-        Record {
-            src_mac: M1,
-            ..Record::default()
-        },
-        Counters {
-            packets: 9,
-            bytes: 500,
-            ..c
-        },
-    )];
+    let mac = [(Record { src_mac: M1, ..Record::default() }, Counters { packets: 9, bytes: 500, ..c })];
     assert_eq!(
         render("sum_mac", opts(OutputFormat::Csv), &mac, false),
         "SRC_MAC,PACKETS,BYTES\n00:11:22:33:44:55,9,500\n"
     );
     let net = [(
-        Record {
-            src_net: v6("2001:db8::"),
-            src_mask: 32,
-            ..Record::default()
-        },
-        Counters {
-            packets: 2,
-            bytes: 120,
-            ..c
-        },
+        Record { src_net: v6("2001:db8::"), src_mask: 32, ..Record::default() },
+        Counters { packets: 2, bytes: 120, ..c },
     )];
     assert_eq!(
         render("sum_net", opts(OutputFormat::Formatted), &net, false),
@@ -339,12 +236,7 @@ fn nets_masks_ases() {
             dst_mask: 8,
             ..Record::default()
         },
-        Counters {
-            packets: 1,
-            bytes: 78,
-            flows: 0,
-            tcp_flags: 0,
-        },
+        Counters { packets: 1, bytes: 78, flows: 0, tcp_flags: 0 },
     )];
     let agg = "src_net,dst_net,src_mask,dst_mask,src_as,dst_as";
     assert_eq!(
@@ -354,7 +246,10 @@ SRC_AS      DST_AS      SRC_NET                                        DST_NET  
 0           0           192.168.0.0                                    10.0.0.0                                       16        8         1                     78
 "
     );
-    assert_eq!(render(agg, opts(OutputFormat::Csv), &rows, false), "SRC_AS,DST_AS,SRC_NET,DST_NET,SRC_MASK,DST_MASK,PACKETS,BYTES\n0,0,192.168.0.0,10.0.0.0,16,8,1,78\n");
+    assert_eq!(
+        render(agg, opts(OutputFormat::Csv), &rows, false),
+        "SRC_AS,DST_AS,SRC_NET,DST_NET,SRC_MASK,DST_MASK,PACKETS,BYTES\n0,0,192.168.0.0,10.0.0.0,16,8,1,78\n"
+    );
     assert_eq!(
         render(agg, opts(OutputFormat::Json), &rows, false),
         "{\"as_src\": 0, \"as_dst\": 0, \"net_src\": \"192.168.0.0\", \"net_dst\": \"10.0.0.0\", \"mask_src\": 16, \"mask_dst\": 8, \"packets\": 1, \"bytes\": 78}\n"
@@ -367,12 +262,7 @@ SRC_AS      DST_AS      SRC_NET                                        DST_NET  
             dst_net: v4(10, 0, 0, 0),
             ..Record::default()
         },
-        Counters {
-            packets: 1,
-            bytes: 78,
-            flows: 0,
-            tcp_flags: 0,
-        },
+        Counters { packets: 1, bytes: 78, flows: 0, tcp_flags: 0 },
     )];
     assert_eq!(
         render("src_host,src_net,dst_net,dst_host", opts(OutputFormat::Csv), &hn, false),
@@ -382,18 +272,7 @@ SRC_AS      DST_AS      SRC_NET                                        DST_NET  
 
 #[test]
 fn tags_and_interfaces() {
-    let rows = [(
-        Record {
-            tag: 7,
-            ..Record::default()
-        },
-        Counters {
-            packets: 9,
-            bytes: 500,
-            flows: 0,
-            tcp_flags: 0,
-        },
-    )];
+    let rows = [(Record { tag: 7, ..Record::default() }, Counters { packets: 9, bytes: 500, flows: 0, tcp_flags: 0 })];
     let agg = "tag,tag2,in_iface,out_iface";
     assert_eq!(
         render(agg, opts(OutputFormat::Formatted), &rows, true),
@@ -404,30 +283,19 @@ TAG         TAG2        IN_IFACE    OUT_IFACE   PACKETS               BYTES
 For a total of: 1 entries
 "
     );
-    assert_eq!(render(agg, opts(OutputFormat::Json), &rows, false), "{\"tag\": 7, \"tag2\": 0, \"iface_in\": 0, \"iface_out\": 0, \"packets\": 9, \"bytes\": 500}\n");
-    // flows sits between PACKETS and BYTES (pmacct's -a header).
     assert_eq!(
-        render("src_host,flows", opts(OutputFormat::Csv), &[], false),
-        "SRC_IP,PACKETS,FLOWS,BYTES\n"
+        render(agg, opts(OutputFormat::Json), &rows, false),
+        "{\"tag\": 7, \"tag2\": 0, \"iface_in\": 0, \"iface_out\": 0, \"packets\": 9, \"bytes\": 500}\n"
     );
+    // flows sits between PACKETS and BYTES (pmacct's -a header).
+    assert_eq!(render("src_host,flows", opts(OutputFormat::Csv), &[], false), "SRC_IP,PACKETS,FLOWS,BYTES\n");
 }
 
 #[test]
 fn print_plugin_json_with_history() {
     let rows = [(
-        Record {
-            src_ip: v4(10, 0, 0, 1),
-            dst_ip: v4(192, 168, 1, 2),
-            dst_port: 80,
-            proto: 6,
-            ..Record::default()
-        },
-        Counters {
-            packets: 8,
-            bytes: 520,
-            flows: 0,
-            tcp_flags: 0,
-        },
+        Record { src_ip: v4(10, 0, 0, 1), dst_ip: v4(192, 168, 1, 2), dst_port: 80, proto: 6, ..Record::default() },
+        Counters { packets: 8, bytes: 520, flows: 0, tcp_flags: 0 },
     )];
     let agg = Aggregate::parse("src_host,dst_host,proto,dst_port").unwrap();
     let o = FormatOptions {
@@ -445,10 +313,7 @@ fn print_plugin_json_with_history() {
         "{\"event_type\": \"purge\", \"ip_src\": \"10.0.0.1\", \"ip_dst\": \"192.168.1.2\", \"port_dst\": 80, \"ip_proto\": \"tcp\", \"stamp_inserted\": \"2023-11-14 21:19:00\", \"stamp_updated\": \"2026-11-27 07:19:41\", \"packets\": 8, \"bytes\": 520}\n"
     );
     // The print plugin's formatted output: header and rows, no trailer, no stamp columns.
-    let o = FormatOptions {
-        stamps: true,
-        ..opts(OutputFormat::Formatted)
-    };
+    let o = FormatOptions { stamps: true, ..opts(OutputFormat::Formatted) };
     let mut w = TableWriter::new(&agg, o);
     let mut out = Vec::new();
     w.header(&mut out).unwrap();
@@ -464,15 +329,7 @@ SRC_IP                                         DST_IP                           
 
 #[test]
 fn all_fields_lists_every_column() {
-    let out = render(
-        "src_host",
-        FormatOptions {
-            all_fields: true,
-            ..opts(OutputFormat::Csv)
-        },
-        &[],
-        false,
-    );
+    let out = render("src_host", FormatOptions { all_fields: true, ..opts(OutputFormat::Csv) }, &[], false);
     assert_eq!(
         out,
         "TAG,TAG2,IN_IFACE,OUT_IFACE,SRC_MAC,DST_MAC,VLAN,ETYPE,SRC_AS,DST_AS,SRC_IP,SRC_NET,DST_IP,DST_NET,SRC_MASK,DST_MASK,SRC_PORT,DST_PORT,TCP_FLAGS,PROTOCOL,TOS,PACKETS,FLOWS,BYTES\n"

@@ -54,19 +54,13 @@ pub fn run_memory(mut ctx: PluginContext) -> Result<(), PluginError> {
     let path = ctx.config.imt_path.clone();
     let io_err = |what: String| {
         let plugin = name.clone();
-        move |source| PluginError::Io {
-            plugin,
-            what,
-            source,
-        }
+        move |source| PluginError::Io { plugin, what, source }
     };
     // A socket file left by a crashed daemon would make bind fail.
     if std::fs::symlink_metadata(&path).is_ok() {
-        std::fs::remove_file(&path)
-            .map_err(io_err(format!("removing stale socket {}", path.display())))?;
+        std::fs::remove_file(&path).map_err(io_err(format!("removing stale socket {}", path.display())))?;
     }
-    let listener =
-        UnixListener::bind(&path).map_err(io_err(format!("binding {}", path.display())))?;
+    let listener = UnixListener::bind(&path).map_err(io_err(format!("binding {}", path.display())))?;
     let (tx, rx) = crossbeam_channel::bounded::<Incoming>(64);
     let stop = Arc::new(AtomicBool::new(false));
     let acceptor = {
@@ -76,11 +70,7 @@ pub fn run_memory(mut ctx: PluginContext) -> Result<(), PluginError> {
             .spawn(move || accept_loop(listener, tx, &stop))
             .map_err(io_err("spawning the acceptor thread".into()))?
     };
-    let _guard = SocketGuard {
-        path: path.clone(),
-        stop,
-        acceptor: Some(acceptor),
-    };
+    let _guard = SocketGuard { path: path.clone(), stop, acceptor: Some(acceptor) };
     tracing::info!(plugin = %name, socket = %path.display(), "memory table ready");
 
     let mut server = Server {
@@ -130,10 +120,8 @@ fn accept_loop(listener: UnixListener, tx: crossbeam_channel::Sender<Incoming>, 
             }
         };
         let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-        let req = stream
-            .try_clone()
-            .map_err(ImtError::from)
-            .and_then(|s| imt::read_line::<Request>(&mut BufReader::new(s)));
+        let req =
+            stream.try_clone().map_err(ImtError::from).and_then(|s| imt::read_line::<Request>(&mut BufReader::new(s)));
         if tx.send(Incoming { req, stream }).is_err() {
             return;
         }
@@ -142,24 +130,17 @@ fn accept_loop(listener: UnixListener, tx: crossbeam_channel::Sender<Incoming>, 
 
 fn error_answer(message: &str) -> Vec<u8> {
     let mut buf = Vec::new();
-    let _ = imt::write_line(
-        &mut buf,
-        &Response::Error {
-            message: message.to_string(),
-        },
-    );
+    let _ = imt::write_line(&mut buf, &Response::Error { message: message.to_string() });
     buf
 }
 
 fn send_answer(mut stream: UnixStream, answer: Vec<u8>) {
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let spawned = std::thread::Builder::new()
-        .name("imt-reply".into())
-        .spawn(move || {
-            if let Err(e) = stream.write_all(&answer) {
-                tracing::debug!("memory table client went away: {e}");
-            }
-        });
+    let spawned = std::thread::Builder::new().name("imt-reply".into()).spawn(move || {
+        if let Err(e) = stream.write_all(&answer) {
+            tracing::debug!("memory table client went away: {e}");
+        }
+    });
     if let Err(e) = spawned {
         tracing::warn!("cannot spawn a reply thread: {e}");
     }
@@ -190,12 +171,7 @@ impl Server {
         let agg = self.projector.aggregate().clone();
         let mut buf = Vec::new();
         let response = match req {
-            Request::Table {
-                matches,
-                top,
-                reset,
-                clear,
-            } => {
+            Request::Table { matches, top, reset, clear } => {
                 let patterns = match matches.as_ref().map(|m| m.compile(&agg)).transpose() {
                     Ok(p) => p,
                     Err(e) => return error_answer(&e.to_string()),
@@ -240,11 +216,7 @@ impl Server {
                         picked.sort_by_key(|p| std::cmp::Reverse(p.0));
                         picked.truncate(limit.unwrap_or(usize::MAX));
                         for &(_, at, ref c) in &picked {
-                            imt::encode_entry(
-                                &mut entries,
-                                keys.get(at..at + words).unwrap_or_default(),
-                                c,
-                            );
+                            imt::encode_entry(&mut entries, keys.get(at..at + words).unwrap_or_default(), c);
                         }
                         n = picked.len() as u64;
                     }
@@ -259,20 +231,12 @@ impl Server {
                 }
                 let _ = imt::write_line(
                     &mut buf,
-                    &Response::Table {
-                        aggregate: agg.to_string(),
-                        with_bin: self.with_bin,
-                        entries: n,
-                    },
+                    &Response::Table { aggregate: agg.to_string(), with_bin: self.with_bin, entries: n },
                 );
                 buf.extend_from_slice(&entries);
                 return buf;
             }
-            Request::Counters {
-                matches,
-                reset,
-                clear,
-            } => {
+            Request::Counters { matches, reset, clear } => {
                 let patterns = match matches.compile(&agg) {
                     Ok(p) => p,
                     Err(e) => return error_answer(&e.to_string()),
@@ -302,9 +266,7 @@ impl Server {
                 self.clear();
                 Response::Cleared
             }
-            Request::SinceClear => Response::SinceClear {
-                seconds: self.last_clear.map(|t| t.elapsed().as_secs()),
-            },
+            Request::SinceClear => Response::SinceClear { seconds: self.last_clear.map(|t| t.elapsed().as_secs()) },
             Request::Status => Response::Status(self.status(ctx)),
         };
         let _ = imt::write_line(&mut buf, &response);
@@ -338,11 +300,7 @@ impl Server {
                     name: name.clone(),
                     received: s.received.load(Relaxed),
                     kernel_dropped: s.kernel_dropped.load(Relaxed),
-                    malformed: s
-                        .malformed_by_reason()
-                        .into_iter()
-                        .map(|(w, n)| (w.to_string(), n))
-                        .collect(),
+                    malformed: s.malformed_by_reason().into_iter().map(|(w, n)| (w.to_string(), n)).collect(),
                     non_ip: s.non_ip.load(Relaxed),
                     queue_dropped: s.queue_dropped.load(Relaxed),
                     processed: s.processed.load(Relaxed),

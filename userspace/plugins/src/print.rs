@@ -83,11 +83,7 @@ fn flush(ctx: &PluginContext, table: &Table, now: i64) -> Result<u64, PluginErro
     let plugin = ctx.config.name.clone();
     let err = |what: String| {
         let plugin = plugin.clone();
-        move |source: io::Error| PluginError::Io {
-            plugin,
-            what,
-            source,
-        }
+        move |source: io::Error| PluginError::Io { plugin, what, source }
     };
     match &ctx.config.print_output_file {
         None => {
@@ -105,32 +101,25 @@ fn flush(ctx: &PluginContext, table: &Table, now: i64) -> Result<u64, PluginErro
                 });
                 res
             });
-            r.and_then(|_| out.flush())
-                .map_err(err("writing to stdout".into()))?;
+            r.and_then(|_| out.flush()).map_err(err("writing to stdout".into()))?;
             Ok(n)
         }
         Some(pattern) => {
             // Entries grouped by destination file (one per bin with print_history).
             let binned = ctx.config.print_history.is_some();
-            let mut files: BTreeMap<String, Vec<(Vec<u64>, xacct_core::Counters)>> =
-                BTreeMap::new();
+            let mut files: BTreeMap<String, Vec<(Vec<u64>, xacct_core::Counters)>> = BTreeMap::new();
             table.for_each(|k, c| {
                 let ts = if binned { proj.unpack(k).1 } else { now };
-                files
-                    .entry(expand_path(pattern, ts))
-                    .or_default()
-                    .push((k.to_vec(), *c));
+                files.entry(expand_path(pattern, ts)).or_default().push((k.to_vec(), *c));
             });
             let mut n = 0;
             for (path, entries) in &files {
                 let f = std::fs::File::create(path).map_err(err(format!("creating {path}")))?;
                 let mut out = BufWriter::with_capacity(1 << 16, f);
-                tw.header(&mut out)
-                    .map_err(err(format!("writing {path}")))?;
+                tw.header(&mut out).map_err(err(format!("writing {path}")))?;
                 for (k, c) in entries {
                     let (rec, bin) = proj.unpack(k);
-                    tw.row(&mut out, &rec, c, bin)
-                        .map_err(err(format!("writing {path}")))?;
+                    tw.row(&mut out, &rec, c, bin).map_err(err(format!("writing {path}")))?;
                 }
                 out.flush().map_err(err(format!("writing {path}")))?;
                 n += entries.len() as u64;

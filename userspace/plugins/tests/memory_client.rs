@@ -71,20 +71,10 @@ fn start(aggregate: &str) -> Running {
     let thread = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));
     let t0 = Instant::now();
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "server did not come up"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(10), "server did not come up");
         std::thread::sleep(Duration::from_millis(10));
     }
-    Running {
-        socket,
-        pending,
-        proj,
-        stop,
-        thread,
-        _dir: dir,
-    }
+    Running { socket, pending, proj, stop, thread, _dir: dir }
 }
 
 impl Running {
@@ -101,22 +91,13 @@ impl Running {
     fn table(&self, req: Request, format: OutputFormat) -> String {
         let reply = imt::request(&self.socket, &req).unwrap();
         let mut out = Vec::new();
-        let opts = FormatOptions {
-            format,
-            ..FormatOptions::default()
-        };
-        reply
-            .render_table(&mut out, |a| TableWriter::new(a, opts), true)
-            .unwrap();
+        let opts = FormatOptions { format, ..FormatOptions::default() };
+        reply.render_table(&mut out, |a| TableWriter::new(a, opts), true).unwrap();
         String::from_utf8(out).unwrap()
     }
 
     fn counters(&self, c: &str, q: &str, reset: bool) -> Vec<imt::QueryCounters> {
-        let req = Request::Counters {
-            matches: MatchSpec::from_args(c, q),
-            reset,
-            clear: false,
-        };
+        let req = Request::Counters { matches: MatchSpec::from_args(c, q), reset, clear: false };
         match imt::request(&self.socket, &req).unwrap().response {
             Response::Counters { results } => results,
             other => panic!("unexpected {other:?}"),
@@ -126,10 +107,7 @@ impl Running {
     fn stop(self) {
         self.stop.send(()).unwrap();
         self.thread.join().unwrap().unwrap();
-        assert!(
-            !Path::new(&self.socket).exists(),
-            "socket file must be removed on exit"
-        );
+        assert!(!Path::new(&self.socket).exists(), "socket file must be removed on exit");
     }
 }
 
@@ -165,30 +143,14 @@ fn queries_over_the_socket() {
     srv.add(&rec([172, 16, 5, 4], [10, 0, 0, 1], 0, 0, 1, 28));
 
     // -s, formatted: every record handed over so far is in the answer (harvest before answering).
-    let s = srv.table(
-        Request::Table {
-            matches: None,
-            top: None,
-            reset: false,
-            clear: false,
-        },
-        OutputFormat::Formatted,
-    );
+    let s = srv.table(Request::Table { matches: None, top: None, reset: false, clear: false }, OutputFormat::Formatted);
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines[0], "SRC_IP                                         DST_IP                                         SRC_PORT  DST_PORT  PROTOCOL    PACKETS               BYTES");
     assert_eq!(&lines[lines.len() - 2..], ["", "For a total of: 4 entries"]);
     assert!(lines.contains(&"10.0.0.1                                       192.168.1.2                                    1234      80        tcp         3                     300"));
 
     // -s -O csv
-    let csv = srv.table(
-        Request::Table {
-            matches: None,
-            top: None,
-            reset: false,
-            clear: false,
-        },
-        OutputFormat::Csv,
-    );
+    let csv = srv.table(Request::Table { matches: None, top: None, reset: false, clear: false }, OutputFormat::Csv);
     assert_eq!(
         sorted_rows(&csv),
         [
@@ -216,60 +178,29 @@ fn queries_over_the_socket() {
         },
         OutputFormat::Csv,
     );
-    assert_eq!(
-        sorted_rows(&m)[..2],
-        [
-            "10.0.0.1,192.168.1.2,1234,80,tcp,3,300",
-            "172.16.5.4,10.0.0.1,0,0,icmp,1,28"
-        ]
-    );
+    assert_eq!(sorted_rows(&m)[..2], ["10.0.0.1,192.168.1.2,1234,80,tcp,3,300", "172.16.5.4,10.0.0.1,0,0,icmp,1,28"]);
     assert_eq!(m.lines().count(), 3);
 
     // -T packets,2 then -T bytes: descending.
     let t = srv.table(
-        Request::Table {
-            matches: None,
-            top: Some((CounterKind::Packets, Some(2))),
-            reset: false,
-            clear: false,
-        },
+        Request::Table { matches: None, top: Some((CounterKind::Packets, Some(2))), reset: false, clear: false },
         OutputFormat::Csv,
     );
     assert_eq!(t.lines().count(), 3);
-    assert_eq!(
-        t.lines().nth(1).unwrap(),
-        "10.0.0.1,192.168.1.2,1234,80,tcp,3,300"
-    );
+    assert_eq!(t.lines().nth(1).unwrap(), "10.0.0.1,192.168.1.2,1234,80,tcp,3,300");
     let t = srv.table(
-        Request::Table {
-            matches: None,
-            top: Some((CounterKind::Bytes, None)),
-            reset: false,
-            clear: false,
-        },
+        Request::Table { matches: None, top: Some((CounterKind::Bytes, None)), reset: false, clear: false },
         OutputFormat::Csv,
     );
-    let bytes: Vec<u64> = t
-        .lines()
-        .skip(1)
-        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
-        .collect();
+    let bytes: Vec<u64> = t.lines().skip(1).map(|l| l.rsplit(',').next().unwrap().parse().unwrap()).collect();
     assert_eq!(bytes, [300, 78, 44, 28]);
 
     // A bad query is answered with an error, and the server keeps serving.
     let bad = imt::request(
         &srv.socket,
-        &Request::Counters {
-            matches: MatchSpec::from_args("src_mac", "zz"),
-            reset: false,
-            clear: false,
-        },
+        &Request::Counters { matches: MatchSpec::from_args("src_mac", "zz"), reset: false, clear: false },
     );
-    assert!(
-        matches!(bad, Err(imt::ImtError::Server(_))),
-        "{:?}",
-        bad.err()
-    );
+    assert!(matches!(bad, Err(imt::ImtError::Server(_))), "{:?}", bad.err());
 
     // -r resets the matched entries only.
     assert_eq!(srv.counters("src_host", "10.0.0.1", true)[0].bytes, 344);
@@ -281,10 +212,7 @@ fn queries_over_the_socket() {
     assert_eq!(srv.counters("src_host", "10.0.0.1", false)[0].bytes, 100);
 
     // -t
-    let st = match imt::request(&srv.socket, &Request::Status)
-        .unwrap()
-        .response
-    {
+    let st = match imt::request(&srv.socket, &Request::Status).unwrap().response {
         Response::Status(st) => st,
         other => panic!("{other:?}"),
     };
@@ -294,34 +222,17 @@ fn queries_over_the_socket() {
     let mut text = Vec::new();
     st.write_text(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(
-        text.contains("entries: 3\n") && text.contains("source eth0:\n  received: 42\n"),
-        "{text}"
-    );
+    assert!(text.contains("entries: 3\n") && text.contains("source eth0:\n  received: 42\n"), "{text}");
 
     // -i before and after -e.
-    let since = |srv: &Running| match imt::request(&srv.socket, &Request::SinceClear)
-        .unwrap()
-        .response
-    {
+    let since = |srv: &Running| match imt::request(&srv.socket, &Request::SinceClear).unwrap().response {
         Response::SinceClear { seconds } => seconds,
         other => panic!("{other:?}"),
     };
     assert_eq!(since(&srv), None);
-    assert_eq!(
-        imt::request(&srv.socket, &Request::Clear).unwrap().response,
-        Response::Cleared
-    );
+    assert_eq!(imt::request(&srv.socket, &Request::Clear).unwrap().response, Response::Cleared);
     assert_eq!(since(&srv), Some(0));
-    let s = srv.table(
-        Request::Table {
-            matches: None,
-            top: None,
-            reset: false,
-            clear: false,
-        },
-        OutputFormat::Formatted,
-    );
+    let s = srv.table(Request::Table { matches: None, top: None, reset: false, clear: false }, OutputFormat::Formatted);
     assert!(s.ends_with("\nFor a total of: 0 entries\n"), "{s}");
 
     // Garbage on the socket does not take the server down.
@@ -338,33 +249,16 @@ fn queries_over_the_socket() {
 fn sum_host_both_directions() {
     let srv = start("sum_host");
     srv.add(&rec([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 6, 100));
-    let csv = srv.table(
-        Request::Table {
-            matches: None,
-            top: None,
-            reset: false,
-            clear: false,
-        },
-        OutputFormat::Csv,
-    );
-    assert_eq!(
-        sorted_rows(&csv),
-        ["10.0.0.1,1,100", "10.0.0.2,1,100", "SRC_IP,PACKETS,BYTES"]
-    );
+    let csv = srv.table(Request::Table { matches: None, top: None, reset: false, clear: false }, OutputFormat::Csv);
+    assert_eq!(sorted_rows(&csv), ["10.0.0.1,1,100", "10.0.0.2,1,100", "SRC_IP,PACKETS,BYTES"]);
     assert_eq!(srv.counters("sum_host", "10.0.0.2", false)[0].packets, 1);
     srv.stop();
 }
 
 #[test]
 fn missing_socket_is_a_clear_error() {
-    let e = imt::request(Path::new("/nonexistent/xacct.pipe"), &Request::Status)
-        .err()
-        .unwrap();
-    assert!(
-        e.to_string()
-            .starts_with("no xacctd memory table at /nonexistent/xacct.pipe"),
-        "{e}"
-    );
+    let e = imt::request(Path::new("/nonexistent/xacct.pipe"), &Request::Status).err().unwrap();
+    assert!(e.to_string().starts_with("no xacctd memory table at /nonexistent/xacct.pipe"), "{e}");
 }
 
 /// Not an assertion: prints how long a 1,000,000-entry `-s -O csv` takes (request, transfer,
@@ -377,43 +271,20 @@ fn million_entries_csv_timing() {
         let mut t = srv.pending.lock().unwrap();
         for i in 0..1_000_000u32 {
             let b = i.to_be_bytes();
-            let r = rec(
-                [10, b[1], b[2], b[3]],
-                [192, 168, 0, 1],
-                1024 + (i % 1000) as u16,
-                443,
-                6,
-                1500,
-            );
+            let r = rec([10, b[1], b[2], b[3]], [192, 168, 0, 1], 1024 + (i % 1000) as u16, 443, 6, 1500);
             srv.proj.pack(&r, 0, &mut k, &mut k2);
             t.add(&k, &srv.proj.counters(&r));
         }
     }
     let t0 = Instant::now();
-    let reply = imt::request(
-        &srv.socket,
-        &Request::Table {
-            matches: None,
-            top: None,
-            reset: false,
-            clear: false,
-        },
-    )
-    .unwrap();
+    let reply =
+        imt::request(&srv.socket, &Request::Table { matches: None, top: None, reset: false, clear: false }).unwrap();
     let mut out = Vec::with_capacity(64 << 20);
-    let opts = FormatOptions {
-        format: OutputFormat::Csv,
-        ..FormatOptions::default()
-    };
-    let n = reply
-        .render_table(&mut out, |a| TableWriter::new(a, opts), true)
-        .unwrap();
+    let opts = FormatOptions { format: OutputFormat::Csv, ..FormatOptions::default() };
+    let n = reply.render_table(&mut out, |a| TableWriter::new(a, opts), true).unwrap();
     let el = t0.elapsed();
     assert_eq!(n, 1_000_000);
     assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1_000_001);
-    println!(
-        "-s -O csv over {n} entries: {el:?} ({} bytes of CSV)",
-        out.len()
-    );
+    println!("-s -O csv over {n} entries: {el:?} ({} bytes of CSV)", out.len());
     srv.stop();
 }

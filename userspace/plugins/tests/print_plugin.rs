@@ -92,12 +92,7 @@ fn writes_csv_file_each_refresh_and_flushes_at_shutdown() {
         std::fs::read_to_string(&file).unwrap(),
         "SRC_IP;DST_IP;DST_PORT;PROTOCOL;PACKETS;BYTES\n10.0.0.9;192.168.1.2;80;tcp;1;7\n"
     );
-    assert_eq!(
-        stats
-            .entries_written
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(stats.entries_written.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
 
 #[test]

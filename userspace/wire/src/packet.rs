@@ -74,8 +74,14 @@ pub enum L3 {
     /// No IP header (ARP, LLDP, …): `etype` says what it was.
     #[default]
     None,
-    V4 { src: [u8; 4], dst: [u8; 4] },
-    V6 { src: [u8; 16], dst: [u8; 16] },
+    V4 {
+        src: [u8; 4],
+        dst: [u8; 4],
+    },
+    V6 {
+        src: [u8; 16],
+        dst: [u8; 16],
+    },
 }
 
 /// Everything the accounting pipeline needs from one packet. Plain data, `Copy`, ~80 bytes.

@@ -71,7 +71,12 @@ pub fn parse_file_header(b: &[u8]) -> Result<FileHeader, PcapFileError> {
         m if m.swap_bytes() == MAGIC_NSEC => (true, true),
         m => return Err(PcapFileError::NotPcap(m)),
     };
-    Ok(FileHeader { swapped, nanos, snaplen: u32_at(b, 16, swapped), linktype: (u32_at(b, 20, swapped) & 0xffff) as u16 })
+    Ok(FileHeader {
+        swapped,
+        nanos,
+        snaplen: u32_at(b, 16, swapped),
+        linktype: (u32_at(b, 20, swapped) & 0xffff) as u16,
+    })
 }
 
 /// Parses a 16-byte record header (`None` when fewer bytes are given).
@@ -80,7 +85,12 @@ pub fn parse_record_header(h: &FileHeader, b: &[u8]) -> Option<RecordHeader> {
         return None;
     }
     let s = h.swapped;
-    Some(RecordHeader { ts_sec: u32_at(b, 0, s), ts_frac: u32_at(b, 4, s), caplen: u32_at(b, 8, s), len: u32_at(b, 12, s) })
+    Some(RecordHeader {
+        ts_sec: u32_at(b, 0, s),
+        ts_frac: u32_at(b, 4, s),
+        caplen: u32_at(b, 8, s),
+        len: u32_at(b, 12, s),
+    })
 }
 
 #[cfg(test)]

@@ -11,11 +11,7 @@ use xacct_core::format::{FormatOptions, TableWriter, TimeStyle};
 use xacct_core::imt::{self, CounterKind, MatchSpec, Request, Response};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "xacct",
-    version,
-    about = "Query xacctd memory tables (pmacct client compatible flags)"
-)]
+#[command(name = "xacct", version, about = "Query xacctd memory tables (pmacct client compatible flags)")]
 struct Args {
     /// Socket of the memory table (imt_path).
     #[arg(short = 'p', value_name = "socket", default_value = imt::DEFAULT_SOCKET)]
@@ -81,9 +77,7 @@ fn main() {
     let res = run(&args, &mut out).and_then(|_| out.flush().map_err(Into::into));
     if let Err(e) = res {
         // `xacct -s | head` is normal use, not an error.
-        if e.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-        {
+        if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {
             return;
         }
         let _ = out.flush();
@@ -95,9 +89,7 @@ fn main() {
 /// `file:<path>` reads the queries from a file, one per line.
 fn query_values(v: &str) -> Result<String> {
     match v.strip_prefix("file:") {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading queries from {path}"))
-        }
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading queries from {path}")),
         None => Ok(v.to_string()),
     }
 }
@@ -121,15 +113,9 @@ fn run(args: &Args, out: &mut impl Write) -> Result<()> {
         .as_deref()
         .map(|t| -> Result<(CounterKind, Option<usize>)> {
             let (kind, n) = t.split_once(',').map_or((t, None), |(k, n)| (k, Some(n)));
-            let kind = CounterKind::parse(kind)
-                .with_context(|| format!("-T: '{kind}' is not bytes, packets or flows"))?;
-            let n = n
-                .map(|n| {
-                    n.trim()
-                        .parse::<usize>()
-                        .with_context(|| format!("-T: bad count '{n}'"))
-                })
-                .transpose()?;
+            let kind =
+                CounterKind::parse(kind).with_context(|| format!("-T: '{kind}' is not bytes, packets or flows"))?;
+            let n = n.map(|n| n.trim().parse::<usize>().with_context(|| format!("-T: bad count '{n}'"))).transpose()?;
             Ok((kind, n))
         })
         .transpose()?;
@@ -150,25 +136,11 @@ fn run(args: &Args, out: &mut impl Write) -> Result<()> {
     };
 
     let req = if let Some(v) = &args.counters {
-        Request::Counters {
-            matches: match_spec(args, v)?,
-            reset: args.reset,
-            clear: args.clear,
-        }
+        Request::Counters { matches: match_spec(args, v)?, reset: args.reset, clear: args.clear }
     } else if let Some(v) = &args.matching {
-        Request::Table {
-            matches: Some(match_spec(args, v)?),
-            top,
-            reset: args.reset,
-            clear: args.clear,
-        }
+        Request::Table { matches: Some(match_spec(args, v)?), top, reset: args.reset, clear: args.clear }
     } else if args.show {
-        Request::Table {
-            matches: None,
-            top,
-            reset: false,
-            clear: args.clear,
-        }
+        Request::Table { matches: None, top, reset: false, clear: args.clear }
     } else if args.status {
         Request::Status
     } else if args.since_clear {
@@ -182,10 +154,9 @@ fn run(args: &Args, out: &mut impl Write) -> Result<()> {
     let counter = match args.counter.as_deref() {
         None => Some(CounterKind::Bytes),
         Some("all") => None,
-        Some(k) => Some(
-            CounterKind::parse(k)
-                .with_context(|| format!("-n: '{k}' is not bytes, packets, flows or all"))?,
-        ),
+        Some(k) => {
+            Some(CounterKind::parse(k).with_context(|| format!("-n: '{k}' is not bytes, packets, flows or all"))?)
+        }
     };
 
     let reply = imt::request(&args.socket, &req)?;
@@ -195,13 +166,11 @@ fn run(args: &Args, out: &mut impl Write) -> Result<()> {
         }
         Response::Counters { results } => {
             let lines: Vec<imt::QueryCounters> = if args.sum {
-                vec![results.iter().fold(imt::QueryCounters::default(), |a, q| {
-                    imt::QueryCounters {
-                        packets: a.packets + q.packets,
-                        bytes: a.bytes + q.bytes,
-                        flows: a.flows + q.flows,
-                        entries: a.entries + q.entries,
-                    }
+                vec![results.iter().fold(imt::QueryCounters::default(), |a, q| imt::QueryCounters {
+                    packets: a.packets + q.packets,
+                    bytes: a.bytes + q.bytes,
+                    flows: a.flows + q.flows,
+                    entries: a.entries + q.entries,
                 })]
             } else {
                 results.clone()

@@ -21,15 +21,8 @@ impl Harvest for FakeHarvest {
 }
 
 fn xacct(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_xacct"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8(o.stdout).unwrap(),
-        String::from_utf8(o.stderr).unwrap(),
-    )
+    let o = Command::new(env!("CARGO_BIN_EXE_xacct")).args(args).output().unwrap();
+    (o.status.success(), String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
 }
 
 #[test]
@@ -43,11 +36,9 @@ fn pmacct_style_flags() {
     {
         let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
         let mut t = pending.lock().unwrap();
-        for (src, dp, proto, bytes) in [
-            ([10, 0, 0, 1], 80, 6, 100),
-            ([10, 0, 0, 1], 80, 6, 160),
-            ([172, 16, 5, 4], 0, 1, 28),
-        ] {
+        for (src, dp, proto, bytes) in
+            [([10, 0, 0, 1], 80, 6, 100), ([10, 0, 0, 1], 80, 6, 160), ([172, 16, 5, 4], 0, 1, 28)]
+        {
             let r = Record {
                 src_ip: Addr::V4(src),
                 dst_ip: Addr::V4([192, 168, 1, 2]),
@@ -108,30 +99,12 @@ fn pmacct_style_flags() {
 
     let (_, out, _) = xacct(&["-p", sock_s, "-N", "10.0.0.1;172.16.5.4", "-c", "src_host"]);
     assert_eq!(out, "260\n28\n");
-    let (_, out, _) = xacct(&[
-        "-p",
-        sock_s,
-        "-N",
-        "10.0.0.1;172.16.5.4",
-        "-c",
-        "src_host",
-        "-S",
-        "-n",
-        "packets",
-    ]);
+    let (_, out, _) = xacct(&["-p", sock_s, "-N", "10.0.0.1;172.16.5.4", "-c", "src_host", "-S", "-n", "packets"]);
     assert_eq!(out, "3\n");
     let qfile = dir.path().join("q.txt");
     std::fs::write(&qfile, "10.0.0.1,80\n*,0\n").unwrap();
-    let (_, out, _) = xacct(&[
-        "-p",
-        sock_s,
-        "-N",
-        &format!("file:{}", qfile.display()),
-        "-c",
-        "src_host,dst_port",
-        "-n",
-        "all",
-    ]);
+    let (_, out, _) =
+        xacct(&["-p", sock_s, "-N", &format!("file:{}", qfile.display()), "-c", "src_host,dst_port", "-n", "all"]);
     assert_eq!(out, "2 260 0 1\n1 28 0 1\n");
 
     let (ok, _, err) = xacct(&["-p", sock_s, "-N", "10.0.0.1"]);
@@ -153,10 +126,7 @@ fn pmacct_style_flags() {
 
     let (ok, _, err) = xacct(&["-s", "-p", sock_s]);
     assert!(!ok);
-    assert!(
-        err.contains(&format!("no xacctd memory table at {sock_s}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("no xacctd memory table at {sock_s}")), "{err}");
     let (ok, out, _) = xacct(&["-V"]);
     assert!(ok && out.starts_with("xacct "));
 }

@@ -95,7 +95,8 @@ pub fn run(config: Config) -> Result<()> {
     }
     let _pidfile = match &config.global.pidfile {
         Some(p) => {
-            std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("cannot write pidfile {}", p.display()))?;
+            std::fs::write(p, format!("{}\n", std::process::id()))
+                .with_context(|| format!("cannot write pidfile {}", p.display()))?;
             PidFile(Some(p.clone()))
         }
         None => PidFile(None),
@@ -105,7 +106,8 @@ pub fn run(config: Config) -> Result<()> {
     let (ev_tx, ev_rx) = unbounded::<Event>();
     {
         use signal_hook::consts::*;
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP]).context("installing signal handlers")?;
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])
+            .context("installing signal handlers")?;
         let tx = ev_tx.clone();
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             for s in signals.forever() {
@@ -125,7 +127,10 @@ pub fn run(config: Config) -> Result<()> {
         let iface = match &g.interface {
             Some(i) => i.clone(),
             None => {
-                let d = pcap::Device::lookup().ok().flatten().context("no interface or pcap_savefile configured, and libpcap found no default device")?;
+                let d = pcap::Device::lookup()
+                    .ok()
+                    .flatten()
+                    .context("no interface or pcap_savefile configured, and libpcap found no default device")?;
                 tracing::info!("no interface configured: using libpcap's default device {}", d.name);
                 d.name
             }
@@ -200,7 +205,8 @@ pub fn run(config: Config) -> Result<()> {
     // Plugin threads.
     let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
     let mut plugins: Vec<(String, JoinHandle<Result<(), xacct_plugins::PluginError>>)> = Vec::new();
-    let named_sources: Vec<(String, Arc<SourceStats>)> = source_names.iter().cloned().zip(source_stats.iter().cloned()).collect();
+    let named_sources: Vec<(String, Arc<SourceStats>)> =
+        source_names.iter().cloned().zip(source_stats.iter().cloned()).collect();
     for (i, p) in config.plugins.iter().enumerate() {
         let ctx = PluginContext {
             config: p.clone(),
@@ -235,7 +241,7 @@ pub fn run(config: Config) -> Result<()> {
             let end = src.run(id, &mut sink, &stop, &stats);
             src.update_kernel_drops(&stats);
             drop(sink); // closes this source's share of the worker queues
-            // "finished" means every frame read has been accounted by a worker.
+                        // "finished" means every frame read has been accounted by a worker.
             while stats.processed.load(Relaxed) + stats.queue_dropped.load(Relaxed) < stats.received.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -257,7 +263,9 @@ pub fn run(config: Config) -> Result<()> {
                 break;
             }
             Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &specs),
-            Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => tracing::info!("SIGUSR2: no reloadable maps configured"),
+            Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
+                tracing::info!("SIGUSR2: no reloadable maps configured")
+            }
             Event::Signal(_) => {} // SIGHUP: log files are reopened per write (append mode)
             Event::SourceDone { name, end } => {
                 live_sources -= 1;

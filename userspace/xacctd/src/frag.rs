@@ -103,7 +103,17 @@ mod tests {
     use super::*;
 
     fn frag(ts: i64, sp: u16, dp: u16) -> Record {
-        Record { src_ip: Addr::V4([1, 1, 1, 1]), dst_ip: Addr::V4([2, 2, 2, 2]), proto: 17, src_port: sp, dst_port: dp, ts, packets: 1, bytes: 100, ..Record::default() }
+        Record {
+            src_ip: Addr::V4([1, 1, 1, 1]),
+            dst_ip: Addr::V4([2, 2, 2, 2]),
+            proto: 17,
+            src_port: sp,
+            dst_port: dp,
+            ts,
+            packets: 1,
+            bytes: 100,
+            ..Record::default()
+        }
     }
 
     const K: FragKey = FragKey { src: Addr::V4([1, 1, 1, 1]), dst: Addr::V4([2, 2, 2, 2]), proto: 17, id: 7 };

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use xacct_capture::Batch;
 use xacct_core::aggregate::{Counters, KeyBuf, Projector, Table, MAX_KEY_WORDS};
-use xacct_core::shard::ShardTable;
 use xacct_core::filter::Filter;
 use xacct_core::history::History;
 use xacct_core::maps::{Networks, Ports};
 use xacct_core::record::Record;
+use xacct_core::shard::ShardTable;
 use xacct_core::stats::{PluginStats, SourceStats};
 
 /// What a worker needs to account records for one plugin.
@@ -97,11 +97,28 @@ impl Worker {
         Worker::with_shared(specs, sources, sampling, Shared::new(1))
     }
 
-    pub fn with_shared(specs: Arc<Vec<PluginSpec>>, sources: Arc<Vec<Arc<SourceStats>>>, sampling: Sampling, frags: Arc<Shared>) -> Worker {
+    pub fn with_shared(
+        specs: Arc<Vec<PluginSpec>>,
+        sources: Arc<Vec<Arc<SourceStats>>>,
+        sampling: Sampling,
+        frags: Arc<Shared>,
+    ) -> Worker {
         let shards: Vec<ShardTable> = specs.iter().map(|s| ShardTable::with_words(s.projector.words())).collect();
-        let pending = shards.iter().map(|s| Pending { stride: s.stride(), keys: Vec::new(), counters: Vec::new() }).collect();
+        let pending =
+            shards.iter().map(|s| Pending { stride: s.stride(), keys: Vec::new(), counters: Vec::new() }).collect();
         let local = vec![(0, 0); specs.len()];
-        Worker { specs, shards, pending, hashes: Vec::new(), sources, sampling, skip: 0, frags, orphans: Vec::new(), local }
+        Worker {
+            specs,
+            shards,
+            pending,
+            hashes: Vec::new(),
+            sources,
+            sampling,
+            skip: 0,
+            frags,
+            orphans: Vec::new(),
+            local,
+        }
     }
 
     /// Decodes and accounts every frame of `batch`.

@@ -2,38 +2,29 @@
 //! (libpcap), and `pcap_filter` (libpcap's BPF on whole frames) selects what an equivalent
 //! `aggregate_filter` (xacct's evaluator on records) selects.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-fn xacctd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_xacctd"))
-}
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::{query_csv, savefile_conf, skip, sorted_rows, Daemon};
 
-/// Runs xacctd over `pcap` with `extra` config lines and returns `xacct -s -O csv`, rows sorted.
+/// Runs xacctd over `pcap` with `extra` config lines and returns `xacct -s -O csv`'s rows, sorted.
 fn table(dir: &Path, tag: &str, pcap: &Path, extra: &str) -> Vec<String> {
     let sock = dir.join(format!("{tag}.pipe"));
     let conf = dir.join(format!("{tag}.conf"));
-    let log = dir.join(format!("{tag}.log"));
-    std::fs::write(
+    savefile_conf(
         &conf,
-        format!("pcap_savefile: {}\npcap_savefile_wait: true\naggregate: src_host,dst_host,proto,dst_port\nimt_path: {}\n{extra}", pcap.display(), sock.display()),
-    )
-    .expect("conf");
-    let mut child = Command::new(xacctd()).arg("-f").arg(&conf).stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("finished reading") {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("xacctd exited {st}: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        assert!(t.elapsed() < Duration::from_secs(30), "no 'finished reading'");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new(xacctd().with_file_name("xacct")).arg("-p").arg(&sock).args(["-s", "-O", "csv"]).output().expect("xacct");
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    assert!(child.wait().expect("wait").success());
-    let mut rows: Vec<String> = String::from_utf8(out.stdout).expect("utf8").lines().map(str::to_string).collect();
-    rows.sort();
+        pcap,
+        &format!(
+            "pcap_savefile_wait: true\naggregate: src_host,dst_host,proto,dst_port\nimt_path: {}\n{extra}",
+            sock.display()
+        ),
+    );
+    let mut d = Daemon::start(&conf, &dir.join(format!("{tag}.log")));
+    d.wait_log("finished reading", Duration::from_secs(30));
+    let rows = sorted_rows(&query_csv(&sock));
+    d.terminate();
     rows
 }
 
@@ -47,16 +38,20 @@ fn pcap_and_pcapng_and_both_filters_agree() {
 
     let ng = dir.path().join("t.pcapng");
     match Command::new("editcap").args(["-F", "pcapng"]).arg(&pcap).arg(&ng).status() {
-        Ok(st) if st.success() => assert_eq!(table(dir.path(), "ng", &ng, ""), classic, "pcapng (libpcap) differs from pcap (block reader)"),
-        _ => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "editcap (tshark's wireshark-common) is required under CI");
-            eprintln!("SKIP pcapng half: editcap not installed");
+        Ok(st) if st.success() => {
+            assert_eq!(table(dir.path(), "ng", &ng, ""), classic, "pcapng (libpcap) differs from pcap (block reader)")
         }
+        _ => skip("pcapng half: editcap (tshark's wireshark-common) is not installed"),
     }
 
     let expr = "udp or (vlan and tcp)";
     let by_pcap = table(dir.path(), "pf", &pcap, &format!("pcap_filter: {expr}\n"));
     let by_agg = table(dir.path(), "af", &pcap, &format!("aggregate_filter: {expr}\n"));
-    assert!(by_pcap.len() > 10 && by_pcap.len() < classic.len(), "filter selected {} of {}", by_pcap.len(), classic.len());
+    assert!(
+        by_pcap.len() > 10 && by_pcap.len() < classic.len(),
+        "filter selected {} of {}",
+        by_pcap.len(),
+        classic.len()
+    );
     assert_eq!(by_pcap, by_agg, "pcap_filter and aggregate_filter disagree");
 }

@@ -1,8 +1,9 @@
 //! The `flows` counter end to end: bidirectional flows, lifetime expiry, SYN after FIN.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
+use support::{query_csv, savefile_conf, sorted_rows, Daemon};
 use xacct_perf::traffic::{build, write_pcap, Frame, FrameSpec, L3, L4};
 
 fn frame(ts: i64, src: u8, dst: u8, l4: L4) -> Frame {
@@ -42,33 +43,29 @@ fn flows_count_connections_and_expired_flows() {
     write_pcap(&pcap, &frames).expect("pcap");
     let sock = dir.path().join("f.pipe");
     let conf = dir.path().join("f.conf");
-    std::fs::write(
+    savefile_conf(
         &conf,
-        format!(
-            "pcap_savefile: {}\npcap_savefile_wait: true\nworkers: 2\naggregate: src_host,dst_host,flows\nimt_path: {}\n",
-            pcap.display(),
+        &pcap,
+        &format!(
+            "pcap_savefile_wait: true\nworkers: 2\naggregate: src_host,dst_host,flows\nimt_path: {}\n",
             sock.display()
         ),
-    )
-    .expect("conf");
+    );
     let log = dir.path().join("f.log");
-    let xacctd = PathBuf::from(env!("CARGO_BIN_EXE_xacctd"));
-    let mut child = Command::new(&xacctd).arg("-f").arg(&conf).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("finished reading") {
-        assert!(t.elapsed() < Duration::from_secs(30), "no 'finished reading'");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new(xacctd.with_file_name("xacct")).arg("-p").arg(&sock).args(["-s", "-O", "csv"]).output().expect("xacct");
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let _ = child.wait();
-    let csv = String::from_utf8(out.stdout).expect("utf8");
-    let mut rows: Vec<&str> = csv.lines().skip(1).collect();
-    rows.sort();
+    let mut daemon = Daemon::start(&conf, &log);
+    daemon.wait_log("finished reading", Duration::from_secs(30));
+    let csv = query_csv(&sock);
+    drop(daemon);
+    let rows = sorted_rows(&csv);
     assert_eq!(csv.lines().next(), Some("SRC_IP,DST_IP,PACKETS,FLOWS,BYTES"), "{csv}");
     assert_eq!(
         rows,
-        vec!["10.0.0.1,10.0.0.2,4,2,200", "10.0.0.2,10.0.0.1,3,0,150", "10.0.0.3,10.0.0.4,3,2,114", "10.0.0.4,10.0.0.3,2,0,76"],
+        vec![
+            "10.0.0.1,10.0.0.2,4,2,200",
+            "10.0.0.2,10.0.0.1,3,0,150",
+            "10.0.0.3,10.0.0.4,3,2,114",
+            "10.0.0.4,10.0.0.3,2,0,76"
+        ],
         "{csv}"
     );
 }

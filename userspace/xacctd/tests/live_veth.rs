@@ -8,44 +8,21 @@
 //! Addresses are from 198.18.0.0/15 (RFC 2544, benchmarking) and 2001:db8::/32 (documentation):
 //! nothing here is ever routed, and every frame stays inside the namespace made for the test.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{counter, row_key, skip, spec, try_client, xacct_bin, Daemon, SUMMARY_CSV};
 use xacct_perf::traffic::{arp, build, FrameSpec, L3, L4};
 
 const TX: &str = "xa0";
 const RX: &str = "xa1";
 
-fn xacctd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_xacctd"))
-}
-
-/// The client is another package's binary; it sits in the same target directory.
-fn xacct_bin() -> PathBuf {
-    let p = xacctd_bin().with_file_name("xacct");
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo build -p xacct` first (CI builds the workspace before testing)",
-        p.display()
-    );
-    p
-}
-
-fn under_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Best effort: a kernel without IPv6 has no such files, and then emits no IPv6 noise either.
@@ -53,131 +30,25 @@ fn sysctl_off(path: &str) {
     let _ = std::fs::write(path, "1");
 }
 
-/// The daemon, killed if a failing assertion unwinds past it (so the namespace can go away).
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(conf: &Path, log: &Path) -> Daemon {
-        let child = Command::new(xacctd_bin())
-            .arg("-f")
-            .arg(conf)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(log.with_extension("out")).expect("stdout file"))
-            .stderr(std::fs::File::create(log).expect("log file"))
-            .spawn()
-            .expect("spawn xacctd");
-        Daemon {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&mut self, needle: &str, timeout: Duration) {
-        let t = Instant::now();
-        loop {
-            let s = self.log();
-            if s.contains(needle) {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("xacctd exited ({st}) before logging '{needle}'; log:\n{s}");
-            }
-            assert!(
-                t.elapsed() < timeout,
-                "timed out waiting for '{needle}'; log:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, then the exit status and the whole log.
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM xacctd");
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait xacctd") {
-                return (st, self.log());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "xacctd did not exit within 20 s of SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// `xacct -s -O csv` as rows of column → value (column names from the header line).
 fn query(pipe: &Path) -> Result<Vec<BTreeMap<String, String>>, String> {
-    let out = Command::new(xacct_bin())
-        .arg("-p")
-        .arg(pipe)
-        .args(["-s", "-O", "csv"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "xacct -s failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = try_client(&xacct_bin(), pipe, &SUMMARY_CSV)?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .ok_or("empty answer")?
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let header: Vec<String> = lines.next().ok_or("empty answer")?.split(',').map(str::to_string).collect();
     Ok(lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(str::to_string))
-                .collect::<BTreeMap<_, _>>()
-        })
+        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect::<BTreeMap<_, _>>())
         .filter(|r| r.len() == header.len())
         .collect())
 }
 
 /// Our rows only (the namespace is quiet, but a kernel may still emit something of its own),
-/// keyed by the non-counter columns as `COLUMN=value` in column-name order, valued
-/// (packets, bytes).
+/// keyed by [`row_key`], valued (packets, bytes).
 fn ours(rows: &[BTreeMap<String, String>]) -> BTreeMap<String, (u64, u64)> {
     rows.iter()
-        .filter(|r| {
-            r.get("SRC_IP")
-                .is_some_and(|a| a.starts_with("198.18.") || a.starts_with("2001:db8:"))
-        })
+        .filter(|r| r.get("SRC_IP").is_some_and(|a| a.starts_with("198.18.") || a.starts_with("2001:db8:")))
         .map(|r| {
-            let key = r
-                .iter()
-                .filter(|(k, _)| *k != "PACKETS" && *k != "BYTES")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ");
             let n = |k: &str| r.get(k).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
-            (key, (n("PACKETS"), n("BYTES")))
+            (row_key(r), (n("PACKETS"), n("BYTES")))
         })
         .collect()
 }
@@ -192,39 +63,10 @@ fn settle(pipe: &Path, want: &BTreeMap<String, (u64, u64)>, timeout: Duration) {
             return;
         }
         if t.elapsed() > timeout {
-            assert_eq!(
-                got,
-                Ok(want.clone()),
-                "table behind {} never settled on the expected counts",
-                pipe.display()
-            );
+            assert_eq!(got, Ok(want.clone()), "table behind {} never settled on the expected counts", pipe.display());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The number right after `name` in `text` (`name 3`, `name: 3`, `("name", 3)` all read as 3).
-fn counter(text: &str, name: &str) -> Option<u64> {
-    let mut rest = text;
-    while let Some(i) = rest.find(name) {
-        let before = rest[..i].chars().next_back();
-        let after = &rest[i + name.len()..];
-        let word = |c: char| c.is_alphanumeric() || c == '_';
-        let boundary = !before.is_some_and(word) && !after.starts_with(word);
-        if boundary {
-            // Only separators may stand between the name and its number (not `.pcap: …`).
-            let digits: String = after
-                .trim_start_matches([' ', '\t', ':', '=', '"', '\'', ','])
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if !digits.is_empty() {
-                return digits.parse().ok();
-            }
-        }
-        rest = after;
-    }
-    None
 }
 
 struct Flow {
@@ -238,11 +80,7 @@ struct Flow {
 }
 
 fn v4(a: [u8; 4], b: [u8; 4]) -> L3 {
-    L3::V4 {
-        src: a,
-        dst: b,
-        tos: 0,
-    }
+    L3::V4 { src: a, dst: b, tos: 0 }
 }
 
 fn v6(last_src: u16, last_dst: u16) -> L3 {
@@ -253,32 +91,16 @@ fn v6(last_src: u16, last_dst: u16) -> L3 {
         a[14..].copy_from_slice(&x.to_be_bytes());
         a
     };
-    L3::V6 {
-        src: mk(last_src),
-        dst: mk(last_dst),
-        tclass: 0,
-    }
+    L3::V6 { src: mk(last_src), dst: mk(last_dst), tclass: 0 }
 }
 
 fn flows() -> Vec<Flow> {
-    let spec = |vlans: Vec<u16>, l3, l4, payload| FrameSpec {
-        src_mac: [2, 0, 0, 0, 0, 1],
-        dst_mac: [2, 0, 0, 0, 0, 2],
-        vlans,
-        l3,
-        l4,
-        payload,
-    };
     vec![
         Flow {
             spec: spec(
                 vec![],
                 v4([198, 18, 1, 1], [198, 18, 2, 1]),
-                L4::Tcp {
-                    sport: 40001,
-                    dport: 80,
-                    flags: 0x18,
-                },
+                L4::Tcp { sport: 40001, dport: 80, flags: 0x18 },
                 100,
             ),
             count: 5,
@@ -287,15 +109,7 @@ fn flows() -> Vec<Flow> {
             key_b: None,
         },
         Flow {
-            spec: spec(
-                vec![],
-                v4([198, 18, 1, 2], [198, 18, 2, 2]),
-                L4::Udp {
-                    sport: 40002,
-                    dport: 53,
-                },
-                30,
-            ),
+            spec: spec(vec![], v4([198, 18, 1, 2], [198, 18, 2, 2]), L4::Udp { sport: 40002, dport: 53 }, 30),
             count: 7,
             ip_len: 20 + 8 + 30,
             key_a: "DST_IP=198.18.2.2 DST_PORT=53 PROTOCOL=udp SRC_IP=198.18.1.2 SRC_PORT=40002",
@@ -303,15 +117,7 @@ fn flows() -> Vec<Flow> {
         },
         // Padded to Ethernet's 60-byte minimum on the wire; bytes must still be the IP length.
         Flow {
-            spec: spec(
-                vec![],
-                v4([198, 18, 1, 3], [198, 18, 2, 3]),
-                L4::Udp {
-                    sport: 40003,
-                    dport: 5353,
-                },
-                0,
-            ),
+            spec: spec(vec![], v4([198, 18, 1, 3], [198, 18, 2, 3]), L4::Udp { sport: 40003, dport: 5353 }, 0),
             count: 3,
             ip_len: 20 + 8,
             key_a: "DST_IP=198.18.2.3 DST_PORT=5353 PROTOCOL=udp SRC_IP=198.18.1.3 SRC_PORT=40003",
@@ -323,11 +129,7 @@ fn flows() -> Vec<Flow> {
             spec: spec(
                 vec![42],
                 v4([198, 18, 3, 1], [198, 18, 2, 4]),
-                L4::Tcp {
-                    sport: 40004,
-                    dport: 443,
-                    flags: 0x10,
-                },
+                L4::Tcp { sport: 40004, dport: 443, flags: 0x10 },
                 10,
             ),
             count: 4,
@@ -336,59 +138,31 @@ fn flows() -> Vec<Flow> {
             key_b: None,
         },
         Flow {
-            spec: spec(
-                vec![100, 200],
-                v4([198, 18, 3, 2], [198, 18, 2, 5]),
-                L4::Udp {
-                    sport: 40007,
-                    dport: 4789,
-                },
-                50,
-            ),
+            spec: spec(vec![100, 200], v4([198, 18, 3, 2], [198, 18, 2, 5]), L4::Udp { sport: 40007, dport: 4789 }, 50),
             count: 3,
             ip_len: 20 + 8 + 50,
             key_a: "DST_IP=198.18.2.5 DST_PORT=4789 PROTOCOL=udp SRC_IP=198.18.3.2 SRC_PORT=40007",
             key_b: None,
         },
         Flow {
-            spec: spec(
-                vec![],
-                v6(1, 2),
-                L4::Udp {
-                    sport: 40005,
-                    dport: 123,
-                },
-                20,
-            ),
+            spec: spec(vec![], v6(1, 2), L4::Udp { sport: 40005, dport: 123 }, 20),
             count: 6,
             ip_len: 40 + 8 + 20,
-            key_a:
-                "DST_IP=2001:db8::1:2 DST_PORT=123 PROTOCOL=udp SRC_IP=2001:db8::1:1 SRC_PORT=40005",
+            key_a: "DST_IP=2001:db8::1:2 DST_PORT=123 PROTOCOL=udp SRC_IP=2001:db8::1:1 SRC_PORT=40005",
             key_b: None,
         },
         Flow {
-            spec: spec(
-                vec![43],
-                v6(3, 4),
-                L4::Tcp {
-                    sport: 40006,
-                    dport: 22,
-                    flags: 0x02,
-                },
-                0,
-            ),
+            spec: spec(vec![43], v6(3, 4), L4::Tcp { sport: 40006, dport: 22, flags: 0x02 }, 0),
             count: 2,
             ip_len: 40 + 20,
-            key_a:
-                "DST_IP=2001:db8::1:4 DST_PORT=22 PROTOCOL=tcp SRC_IP=2001:db8::1:3 SRC_PORT=40006",
+            key_a: "DST_IP=2001:db8::1:4 DST_PORT=22 PROTOCOL=tcp SRC_IP=2001:db8::1:3 SRC_PORT=40006",
             key_b: None,
         },
     ]
 }
 
 fn setup_namespace() -> Result<(), String> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
     // Before the veths exist, so they are born without IPv6 (no router solicitations, no DAD).
     sysctl_off("/proc/sys/net/ipv6/conf/all/disable_ipv6");
     sysctl_off("/proc/sys/net/ipv6/conf/default/disable_ipv6");
@@ -403,8 +177,7 @@ fn setup_namespace() -> Result<(), String> {
 
 fn live_capture_in_namespace() {
     if let Err(why) = setup_namespace() {
-        assert!(!under_ci(), "live veth test cannot run under CI: {why}");
-        eprintln!("SKIP live_veth: {why} (needs root)");
+        skip(&format!("live_veth needs root: {why}"));
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -423,15 +196,10 @@ fn live_capture_in_namespace() {
     .expect("write config");
     let log = dir.path().join("xacctd.log");
     let mut daemon = Daemon::start(&conf, &log);
-    daemon.wait_log(
-        &format!("capturing from interface {RX}"),
-        Duration::from_secs(20),
-    );
+    daemon.wait_log(&format!("capturing from interface {RX}"), Duration::from_secs(20));
 
     let flows = flows();
-    let mut tx = pcap::Capture::from_device(TX)
-        .and_then(|c| c.open())
-        .expect("open the sending end with libpcap");
+    let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end with libpcap");
     // Interleave the flows, as on a real link, and add ARP that no IP aggregate may count.
     let frames: Vec<Vec<u8>> = flows.iter().map(|f| build(&f.spec)).collect();
     let mut sent = 0u64;
@@ -443,39 +211,23 @@ fn live_capture_in_namespace() {
             }
         }
         if round < 2 {
-            tx.sendpacket(arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]))
-                .expect("inject arp");
+            tx.sendpacket(arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1])).expect("inject arp");
             sent += 1;
         }
     }
 
-    let want_a: BTreeMap<String, (u64, u64)> = flows
-        .iter()
-        .map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len)))
-        .collect();
-    let want_b: BTreeMap<String, (u64, u64)> = flows
-        .iter()
-        .filter_map(|f| {
-            f.key_b
-                .map(|k| (k.to_string(), (f.count, f.count * f.ip_len)))
-        })
-        .collect();
+    let want_a: BTreeMap<String, (u64, u64)> =
+        flows.iter().map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len))).collect();
+    let want_b: BTreeMap<String, (u64, u64)> =
+        flows.iter().filter_map(|f| f.key_b.map(|k| (k.to_string(), (f.count, f.count * f.ip_len)))).collect();
     assert_eq!(want_b.len(), 2, "the test's own expectation for plugin b");
     settle(&pipe_a, &want_a, Duration::from_secs(20));
     settle(&pipe_b, &want_b, Duration::from_secs(20));
     // Settled means nothing more arrives: a second look must not have grown.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        query(&pipe_a).map(|r| ours(&r)),
-        Ok(want_a),
-        "table a changed after settling"
-    );
+    assert_eq!(query(&pipe_a).map(|r| ours(&r)), Ok(want_a), "table a changed after settling");
 
-    let (status, log) = daemon.terminate();
-    assert!(
-        status.success(),
-        "xacctd exit status {status} after SIGTERM; log:\n{log}"
-    );
+    let log = daemon.terminate();
     let line = log
         .lines()
         .rev()
@@ -483,11 +235,7 @@ fn live_capture_in_namespace() {
         .unwrap_or_else(|| panic!("no counters for interface {RX} in the log:\n{log}"));
     eprintln!("live: sent {sent} frames; {line}");
     let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
-    assert!(
-        n("received") >= sent,
-        "received {} < sent {sent}: {line}",
-        n("received")
-    );
+    assert!(n("received") >= sent, "received {} < sent {sent}: {line}", n("received"));
     assert_eq!(n("processed"), n("received"), "{line}");
     assert_eq!(n("queue_dropped"), 0, "{line}");
     assert_eq!(n("kernel_dropped"), 0, "{line}");
@@ -499,10 +247,8 @@ fn live_capture_in_namespace() {
 fn live_capture_on_veth_pair() {
     // The namespace belongs to this thread alone (and to the processes it spawns); it vanishes
     // with the thread, taking the veth pair along.
-    let h = std::thread::Builder::new()
-        .name("netns".into())
-        .spawn(live_capture_in_namespace)
-        .expect("spawn netns thread");
+    let h =
+        std::thread::Builder::new().name("netns".into()).spawn(live_capture_in_namespace).expect("spawn netns thread");
     if let Err(panic) = h.join() {
         std::panic::resume_unwind(panic);
     }

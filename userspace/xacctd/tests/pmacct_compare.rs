@@ -4,56 +4,33 @@
 //! pmacctd 1.7.7 ignores `aggregate_filter` when reading a pcap file, so for the filtered case
 //! the reference pmacctd gets the same expression as `pcap_filter` (one plugin) instead.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn xacctd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_xacctd"))
-}
-
-fn xacct_bin() -> PathBuf {
-    xacctd_bin().with_file_name("xacct")
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::{client, query_csv, skip, Daemon, SUMMARY_CSV};
 
 /// pmacct is the reference; without it the comparison cannot run. CI installs it (xtask setup).
 fn have_pmacct() -> bool {
     let ok = Command::new("pmacctd").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "pmacctd is required under CI (cargo xtask setup installs it)");
-        eprintln!("SKIP: pmacctd not installed (apt-get install pmacct)");
+        skip("pmacctd is not installed (cargo xtask setup, or apt-get install pmacct)");
     }
     ok
 }
 
-fn wait_for_log(path: &Path, needle: &str, child: &mut Child, timeout: Duration) {
-    let t = Instant::now();
-    loop {
-        let s = std::fs::read_to_string(path).unwrap_or_default();
-        if s.contains(needle) {
-            return;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("process exited ({st}) before '{needle}'; log:\n{s}");
-        }
-        assert!(t.elapsed() < timeout, "timed out waiting for '{needle}' in {}:\n{s}", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn query(client: &Path, pipe: &Path) -> String {
-    let out = Command::new(client).arg("-p").arg(pipe).args(["-s", "-O", "csv"]).output().expect("run client");
-    assert!(out.status.success(), "{} -p {} failed: {}", client.display(), pipe.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8")
+fn query_pmacct(pipe: &Path) -> String {
+    client(Path::new("pmacct"), pipe, &SUMMARY_CSV)
 }
 
 /// pmacct's memory plugin receives data asynchronously: query until two answers agree.
-fn query_stable(client: &Path, pipe: &Path) -> String {
-    let mut last = query(client, pipe);
+fn query_stable(pipe: &Path) -> String {
+    let mut last = query_pmacct(pipe);
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(300));
-        let now = query(client, pipe);
+        let now = query_pmacct(pipe);
         if now == last && now.lines().count() > 1 {
             return now;
         }
@@ -69,34 +46,10 @@ fn table(csv: &str) -> (String, BTreeSet<String>) {
     (header, lines.map(str::to_string).collect())
 }
 
-struct Run {
-    child: Child,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(bin: &Path, conf: &Path, log: &Path) -> Run {
-    let child = Command::new(bin)
-        .arg("-f")
-        .arg(conf)
-        .stdout(std::fs::File::create(log.with_extension("out")).expect("stdout file"))
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn daemon");
-    Run { child }
+fn start_pmacctd(conf: &Path, log: &Path) -> Daemon {
+    let mut cmd = Command::new("pmacctd");
+    cmd.arg("-f").arg(conf);
+    Daemon::spawn(cmd, log)
 }
 
 const AGGREGATES: &[(&str, &str)] = &[
@@ -121,7 +74,10 @@ fn config(pcap: &Path, dir: &Path, tag: &str, nets: &Path, plugins: &[(&str, &st
         plugins.iter().map(|(n, _)| format!("memory[{n}]")).collect::<Vec<_>>().join(", ")
     );
     for (n, agg) in plugins {
-        c.push_str(&format!("aggregate[{n}]: {agg}\nimt_path[{n}]: {}\n", dir.join(format!("{tag}_{n}.pipe")).display()));
+        c.push_str(&format!(
+            "aggregate[{n}]: {agg}\nimt_path[{n}]: {}\n",
+            dir.join(format!("{tag}_{n}.pipe")).display()
+        ));
     }
     let path = dir.join(format!("{tag}.conf"));
     std::fs::write(&path, c).expect("write config");
@@ -130,26 +86,29 @@ fn config(pcap: &Path, dir: &Path, tag: &str, nets: &Path, plugins: &[(&str, &st
 
 fn compare(pcap: &Path, dir: &Path, plugins: &[(&str, &str)], pm_extra: &str, xa_extra: &str) {
     let nets = dir.join("networks.lst");
-    std::fs::write(&nets, "! test networks\n65001,10.0.0.0/16\n10.0.1.0/24\n65002,192.168.0.0/16\n65003,2001:db8::/32\n")
-        .expect("networks file");
+    std::fs::write(
+        &nets,
+        "! test networks\n65001,10.0.0.0/16\n10.0.1.0/24\n65002,192.168.0.0/16\n65003,2001:db8::/32\n",
+    )
+    .expect("networks file");
     // xacctd runs every plugin in one daemon (that is the point); pmacctd 1.7.7's core dies
     // with several memory plugins reading a savefile, so it gets one process per plugin.
     let xa_conf = config(pcap, dir, "xa", &nets, plugins, xa_extra);
     let xa_log = dir.join("xa.log");
-    let mut xa = start(&xacctd_bin(), &xa_conf, &xa_log);
+    let mut xa = Daemon::start(&xa_conf, &xa_log);
     let mut pms = Vec::new();
     for p in plugins {
         let tag = format!("pm{}", p.0);
         let conf = config(pcap, dir, &tag, &nets, std::slice::from_ref(p), pm_extra);
         let log = dir.join(format!("{tag}.log"));
-        pms.push((start(Path::new("pmacctd"), &conf, &log), log, dir.join(format!("{tag}_{}.pipe", p.0))));
+        pms.push((start_pmacctd(&conf, &log), dir.join(format!("{tag}_{}.pipe", p.0))));
     }
-    wait_for_log(&xa_log, "finished reading", &mut xa.child, Duration::from_secs(60));
+    xa.wait_log("finished reading", Duration::from_secs(60));
     let mut failures = Vec::new();
-    for ((n, agg), (pm, pm_log, pm_pipe)) in plugins.iter().zip(pms.iter_mut()) {
-        wait_for_log(pm_log, "finished reading PCAP capture file", &mut pm.child, Duration::from_secs(60));
-        let want = query_stable(Path::new("pmacct"), pm_pipe);
-        let got = query(&xacct_bin(), &dir.join(format!("xa_{n}.pipe")));
+    for ((n, agg), (pm, pm_pipe)) in plugins.iter().zip(pms.iter_mut()) {
+        pm.wait_log("finished reading PCAP capture file", Duration::from_secs(60));
+        let want = query_stable(pm_pipe);
+        let got = query_csv(&dir.join(format!("xa_{n}.pipe")));
         let (wh, wr) = table(&want);
         let (gh, gr) = table(&got);
         assert!(wr.len() > 1, "reference table for {agg} is nearly empty:\n{want}");
