@@ -3,7 +3,7 @@
 //!
 //! - `setup`: installs the Debian packages the build and tests need (only what is missing).
 //! - `demo`:  setup, release build, then runs xacctd end to end on an embedded default config
-//!            (two memory tables and a print plugin over a generated pcap) and queries it.
+//!   (two memory tables and a print plugin over a generated pcap) and queries it.
 //! - `ci`:    setup, then builds and runs the whole test suite.
 //! - `perf`:  runs perf/capacity.sh.
 

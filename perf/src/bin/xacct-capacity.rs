@@ -42,7 +42,7 @@ fn load(path: &PathBuf) -> Result<Vec<Batch>> {
             batches.push(Batch::new(link, 0));
         }
         if let Some(b) = batches.last_mut() {
-            b.push(p.data, p.header.len, p.header.ts.tv_sec as i64);
+            b.push(p.data, p.header.len, p.header.ts.tv_sec);
         }
     }
     Ok(batches)

@@ -164,7 +164,7 @@ impl PcapSource {
             };
             match next {
                 Ok(p) => {
-                    let ts = p.header.ts.tv_sec as i64;
+                    let ts = p.header.ts.tv_sec;
                     batch.push(p.data, p.header.len, ts);
                     if batch.is_full() && !flush(sink, &mut batch, link, id, stats) {
                         return Ok(SourceEnd::WorkersGone);

@@ -4,6 +4,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use xacct_core::aggregate::{Aggregate, Projector, Table, MAX_KEY_WORDS};
 use xacct_core::record::{Addr, Record};
+use xacct_core::shard::ShardTable;
 
 fn records(n: u32) -> Vec<Record> {
     (0..n)
@@ -47,6 +48,36 @@ fn bench(c: &mut Criterion) {
                     for r in &recs {
                         p.pack(r, 0, &mut k, &mut k2);
                         t.add(&k, &p.counters(r));
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        // The workers' path: keys of a 256-record batch collected, then one `add_batch`.
+        g.bench_function("project+shard_add_batch", |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut t = ShardTable::with_words(p.words());
+                    let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
+                    for r in &recs {
+                        p.pack(r, 0, &mut k, &mut k2);
+                        t.add(&k, &p.counters(r));
+                    }
+                    t
+                },
+                |t| {
+                    let stride = t.stride();
+                    let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
+                    let (mut keys, mut ctrs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+                    for chunk in recs.chunks(256) {
+                        keys.clear();
+                        ctrs.clear();
+                        for r in chunk {
+                            p.pack(r, 0, &mut k, &mut k2);
+                            keys.extend_from_slice(&k[..stride]);
+                            ctrs.push(p.counters(r));
+                        }
+                        t.add_batch(&keys, &ctrs, &mut hashes);
                     }
                 },
                 BatchSize::LargeInput,

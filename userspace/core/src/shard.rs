@@ -36,7 +36,7 @@ impl<const W: usize> Shard<W> {
             tags: vec![0; cap],
             slots: vec![([0; W], Counters::default()); cap],
             len: 0,
-            hasher: foldhash::fast::FixedState::with_seed(0x5eed_0f_5a4d),
+            hasher: foldhash::fast::FixedState::with_seed(0x5eed_0f5a_4d00),
         }
     }
 

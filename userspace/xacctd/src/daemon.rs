@@ -62,7 +62,10 @@ impl Drop for PidFile {
     }
 }
 
-fn load_maps(config: &Config) -> Result<(HashMap<PathBuf, Arc<Networks>>, HashMap<PathBuf, Arc<Ports>>)> {
+/// Map files loaded once each, however many plugins name them.
+type Maps<T> = HashMap<PathBuf, Arc<T>>;
+
+fn load_maps(config: &Config) -> Result<(Maps<Networks>, Maps<Ports>)> {
     let mut nets = HashMap::new();
     let mut ports = HashMap::new();
     for p in &config.plugins {

@@ -265,7 +265,7 @@ fn garbage(n: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let len = rng.below(200) as usize;
-        let mut noise: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let mut noise: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         let frame = match rng.below(5) {
             0 => noise,
             1 | 2 => {
@@ -290,7 +290,7 @@ fn garbage(n: usize, seed: u64) -> Vec<Vec<u8>> {
                     L3::V6 { src: v6addr(rng.below(4) as u8), dst: v6addr(9), tclass: 0 }
                 };
                 let l4 = match rng.below(3) {
-                    0 => L4::Tcp { sport: 1000, dport: 80, flags: rng.next() as u8 },
+                    0 => L4::Tcp { sport: 1000, dport: 80, flags: rng.next_u64() as u8 },
                     1 => L4::Udp { sport: 1000, dport: 53 },
                     _ => L4::Icmp { ty: 8, code: 0 },
                 };
@@ -302,7 +302,7 @@ fn garbage(n: usize, seed: u64) -> Vec<Vec<u8>> {
                     for _ in 0..1 + rng.below(4) {
                         let at = rng.below(f.len() as u64) as usize;
                         if let Some(b) = f.get_mut(at) {
-                            *b = rng.next() as u8;
+                            *b = rng.next_u64() as u8;
                         }
                     }
                 }
