@@ -35,7 +35,7 @@ for kind in small64 mixed; do
   printf 'daemonize: false\npcap_savefile: %s\nplugins: print[p]\naggregate[p]: %s\nprint_output[p]: csv\nprint_output_file[p]: %s\nprint_refresh_time[p]: 3600\n' \
     "$pcap" "$AGG" "$OUT/xa_$kind.csv" > "$conf"
   read -r xcpu xwall < <(cpu_of "$BIN/xacctd" -f "$conf")
-  echo "xacctd end to end (libpcap file → workers → print): cpu ${xcpu}s wall ${xwall}s → $(awk -v n="$N" -v c="$xcpu" 'BEGIN{printf "%.0f", n/c}') packets per CPU-second"
+  echo "xacctd end to end (pcap file → workers → print): cpu ${xcpu}s wall ${xwall}s → $(awk -v n="$N" -v c="$xcpu" 'BEGIN{printf "%.0f", n/c}') packets per CPU-second"
 
   if command -v pmacctd >/dev/null; then
     pconf="$OUT/pm_$kind.conf"
