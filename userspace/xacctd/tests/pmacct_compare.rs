@@ -46,6 +46,15 @@ fn table(csv: &str) -> (String, BTreeSet<String>) {
     (header, lines.map(str::to_string).collect())
 }
 
+/// Whether every key column of a CSV row holds its zero value.
+fn all_zero_key(header: &str, row: &str) -> bool {
+    header
+        .split(',')
+        .zip(row.split(','))
+        .filter(|(h, _)| !matches!(*h, "PACKETS" | "BYTES" | "FLOWS"))
+        .all(|(_, v)| matches!(v, "0" | "0.0.0.0" | "::" | "00:00:00:00:00:00"))
+}
+
 fn start_pmacctd(conf: &Path, log: &Path) -> Daemon {
     let mut cmd = Command::new("pmacctd");
     cmd.arg("-f").arg(conf);
@@ -110,7 +119,17 @@ fn compare(pcap: &Path, dir: &Path, plugins: &[(&str, &str)], pm_extra: &str, xa
         let want = query_stable(pm_pipe);
         let got = query_csv(&dir.join(format!("xa_{n}.pipe")));
         let (wh, wr) = table(&want);
-        let (gh, gr) = table(&got);
+        let (gh, mut gr) = table(&got);
+        // pmacct's memory table never shows an entry whose key is all zeros (port 0 in
+        // sum_port, AS 0 in sum_as, …): the traffic is counted but invisible. xacct shows it;
+        // such rows are set aside here, and must be the only difference.
+        let hidden: Vec<String> = gr.iter().filter(|r| all_zero_key(&gh, r)).cloned().collect();
+        for r in &hidden {
+            gr.remove(r);
+        }
+        if !hidden.is_empty() {
+            eprintln!("aggregate {agg}: {} all-zero-key row(s) pmacct hides: {hidden:?}", hidden.len());
+        }
         assert!(wr.len() > 1, "reference table for {agg} is nearly empty:\n{want}");
         if wh != gh || wr != gr {
             let missing: Vec<_> = wr.difference(&gr).take(5).collect();
@@ -155,5 +174,38 @@ fn aggregate_filter_matches_pmacctd_pcap_filter() {
         &[("f1", "src_host,dst_host")],
         &format!("pcap_filter: {expr}\n"),
         &format!("aggregate_filter: {expr}\n"),
+    );
+}
+
+/// The remaining primitives of the core issue, with a ports_file and ASes from the
+/// networks_file (`pmacctd_as: file`), so maps are compared too.
+#[test]
+fn maps_and_remaining_primitives_match_pmacctd() {
+    if !have_pmacct() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(20_000, 2_000, 13)).expect("pcap");
+    let ports = dir.path().join("ports.lst");
+    std::fs::write(&ports, "! ports worth keeping\n80\n443\n53\n").expect("ports file");
+    let extra = format!("ports_file: {}\npmacctd_as: file\n", ports.display());
+    compare(
+        &pcap,
+        dir.path(),
+        &[
+            ("m1", "src_port,dst_port,proto"),
+            ("m2", "src_as,dst_as,src_mask,dst_mask"),
+            ("m3", "sum_port"),
+            ("m4", "tos,proto"),
+            // Not sum_net: pmacctd 1.7.7 credits both directions to the *source* net (a
+            // 3-packet capture 10.0.1.5→192.168.0.9, 2×10.0.0.5→192.168.0.9 gives 10.0.1.0: 2,
+            // 10.0.0.0: 4 and no 192.168.0.0). xacct's sum_net is pinned in tests/lifecycle.rs.
+            ("m6", "sum_as"),
+            ("m7", "dst_mac,etype"),
+            ("m8", "sum_mac"),
+        ],
+        &extra,
+        &extra,
     );
 }
