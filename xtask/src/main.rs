@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Debian packages: libpcap for capture, pmacct as the reference implementation the tests
 /// compare against, iproute2 for the namespace/veth tests, tcpdump/tshark as independent
 /// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs).
-const DEB_PACKAGES: &[&str] = &["libpcap-dev", "pmacct", "iproute2", "tcpdump", "tshark", "pkg-config", "python3-dpkt"];
+const DEB_PACKAGES: &[&str] = &["libpcap-dev", "pmacct", "iproute2", "tcpdump", "tshark", "pkg-config", "python3-dpkt", "clang", "llvm", "m4", "make", "libelf-dev", "zlib1g-dev"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()

@@ -21,6 +21,17 @@ pub struct SourceStats {
     pub fragment_orphans: AtomicU64,
     /// Records that reached the workers.
     pub processed: AtomicU64,
+    /// AF_XDP: frames the kernel could not put on the socket's rx ring because it was full
+    /// (we drained too slowly). Also counted in `kernel_dropped`.
+    pub xsk_rx_ring_full: AtomicU64,
+    /// AF_XDP: times the kernel found the fill ring empty (no free UMEM frame to receive into);
+    /// the frames lost this way are in `xsk_rx_dropped`.
+    pub xsk_fill_ring_empty: AtomicU64,
+    /// AF_XDP: frames dropped for other reasons (no free frame, frame larger than a UMEM
+    /// frame). Also counted in `kernel_dropped`.
+    pub xsk_rx_dropped: AtomicU64,
+    /// AF_XDP: invalid descriptors on the rx ring (a bug on one side if ever non-zero).
+    pub xsk_rx_invalid_descs: AtomicU64,
     /// Set once a finite source (pcap file) has been read to its end and drained.
     pub finished: std::sync::atomic::AtomicBool,
 }
