@@ -9,7 +9,9 @@ pub mod afxdp;
 pub mod batch;
 pub mod pcap_source;
 pub mod savefile;
+pub mod source;
 
 pub use afxdp::{AfXdpConfig, AfXdpError, AfXdpSource, BindMode, Steering};
 pub use batch::{Batch, BatchSink, FrameMeta, SinkMode};
 pub use pcap_source::{CaptureError, PcapSource, SourceEnd};
+pub use source::{Source, SourceError};

@@ -53,6 +53,30 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `capture_method`: how packets are taken off a live interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptureMethod {
+    /// The fastest method that works here, falling back and saying why.
+    #[default]
+    Auto,
+    /// XDP program with in-kernel pre-aggregation (plus AF_XDP for what needs userspace).
+    Xdp,
+    /// AF_XDP sockets, one per RX queue, every packet to userspace.
+    AfXdp,
+    /// libpcap.
+    Pcap,
+}
+
+/// `xdp_action`: what the XDP program does with a packet once counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpAction {
+    /// Hand it on to the kernel stack (a host's own interface).
+    #[default]
+    Pass,
+    /// Drop it (a mirror-port probe: nobody else wants the copy).
+    Drop,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginKind {
     Memory,
@@ -130,6 +154,10 @@ pub struct GlobalConfig {
     pub flow_lifetime: u64,
     /// `pmacctd_flow_tcp_lifetime`: the same for TCP, default 60.
     pub flow_tcp_lifetime: u64,
+    /// `capture_method` (new key).
+    pub capture_method: CaptureMethod,
+    /// `xdp_action` (new key).
+    pub xdp_action: XdpAction,
 }
 
 impl Default for GlobalConfig {
@@ -151,6 +179,8 @@ impl Default for GlobalConfig {
             debug: false,
             flow_lifetime: 60,
             flow_tcp_lifetime: 60,
+            capture_method: CaptureMethod::Auto,
+            xdp_action: XdpAction::Pass,
             as_from_networks_file: false,
         }
     }
@@ -209,7 +239,9 @@ fn implemented(key: &str) -> Option<Applies> {
         | "workers"
         | "debug"
         | "pmacctd_flow_lifetime"
-        | "pmacctd_flow_tcp_lifetime" => Global,
+        | "pmacctd_flow_tcp_lifetime"
+        | "capture_method"
+        | "xdp_action" => Global,
         "aggregate" | "aggregate_filter" | "networks_file" | "ports_file" => AnyPlugin,
         "imt_path" => Only(PluginKind::Memory),
         "print_output"
@@ -277,7 +309,6 @@ const LATER_PREFIXES: &[&str] = &[
 /// The remaining pmacct keys (CONFIG-KEYS of pmacct 1.7.7, plus a few older or xacct names).
 const LATER: &[&str] = &[
     "aggregate_primitives",
-    "capture_method",
     "classifiers",
     "cluster_id",
     "cluster_name",
@@ -510,6 +541,22 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
         "pmacctd_renormalize" => g.renormalize = parse_bool(d)?,
         "workers" => g.workers = Some(parse_count(d, 4096usize)?),
         "debug" => g.debug = parse_bool(d)?,
+        "capture_method" => {
+            g.capture_method = match d.value.to_ascii_lowercase().as_str() {
+                "auto" => CaptureMethod::Auto,
+                "xdp" => CaptureMethod::Xdp,
+                "afxdp" => CaptureMethod::AfXdp,
+                "pcap" => CaptureMethod::Pcap,
+                _ => return Err(bad(d, "expected auto, xdp, afxdp or pcap")),
+            }
+        }
+        "xdp_action" => {
+            g.xdp_action = match d.value.to_ascii_lowercase().as_str() {
+                "pass" => XdpAction::Pass,
+                "drop" => XdpAction::Drop,
+                _ => return Err(bad(d, "expected drop or pass")),
+            }
+        }
         "pmacctd_flow_lifetime" => g.flow_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_flow_tcp_lifetime" => g.flow_tcp_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_net" | "pmacctd_as" => {

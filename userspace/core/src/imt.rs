@@ -278,6 +278,18 @@ pub struct SourceStatus {
     pub queue_dropped: u64,
     pub processed: u64,
     pub finished: bool,
+    /// Later IP fragments accounted with ports 0 (their first fragment never came).
+    #[serde(default)]
+    pub fragment_orphans: u64,
+    /// AF_XDP socket counters (zero for other sources).
+    #[serde(default)]
+    pub xsk_rx_ring_full: u64,
+    #[serde(default)]
+    pub xsk_fill_ring_empty: u64,
+    #[serde(default)]
+    pub xsk_rx_dropped: u64,
+    #[serde(default)]
+    pub xsk_rx_invalid_descs: u64,
 }
 
 impl Status {
@@ -305,6 +317,14 @@ impl Status {
             }
             writeln!(w, "  non-IP: {}", s.non_ip)?;
             writeln!(w, "  queue dropped: {}", s.queue_dropped)?;
+            writeln!(w, "  fragment orphans: {}", s.fragment_orphans)?;
+            let xsk = [s.xsk_rx_ring_full, s.xsk_fill_ring_empty, s.xsk_rx_dropped, s.xsk_rx_invalid_descs];
+            if s.name.contains("AF_XDP") || xsk.iter().any(|n| *n > 0) {
+                writeln!(w, "  AF_XDP rx ring full: {}", s.xsk_rx_ring_full)?;
+                writeln!(w, "  AF_XDP fill ring empty: {}", s.xsk_fill_ring_empty)?;
+                writeln!(w, "  AF_XDP rx dropped: {}", s.xsk_rx_dropped)?;
+                writeln!(w, "  AF_XDP invalid descriptors: {}", s.xsk_rx_invalid_descs)?;
+            }
             writeln!(w, "  processed: {}", s.processed)?;
             writeln!(w, "  finished: {}", if s.finished { "yes" } else { "no" })?;
         }

@@ -1,7 +1,7 @@
 //! pmacct-style configuration: syntax, scoping, overrides, defaults and every error kind.
 
 use std::path::{Path, PathBuf};
-use xacct_core::config::{Config, ConfigError, OutputFormat, PluginKind};
+use xacct_core::config::{CaptureMethod, Config, ConfigError, OutputFormat, PluginKind, XdpAction};
 use xacct_core::Primitive;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -269,7 +269,6 @@ fn pmacct_keys_for_later_issues() {
         "sfprobe_receiver",
         "tee_receivers",
         "maps_refresh",
-        "capture_method",
         "sql_table",
         "sql_history_since_epoch",
         "bgp_daemon",
@@ -511,4 +510,14 @@ fn debug_and_flow_lifetimes_are_read() {
     let d = Config::parse_str("", "/etc/x.conf", &[]).expect("empty config");
     assert!(!d.global.debug);
     assert_eq!((d.global.flow_lifetime, d.global.flow_tcp_lifetime), (60, 60));
+}
+
+#[test]
+fn capture_method_and_xdp_action() {
+    let c = Config::parse_str("capture_method: afxdp\nxdp_action: drop\n", "/etc/x.conf", &[]).expect("valid");
+    assert_eq!((c.global.capture_method, c.global.xdp_action), (CaptureMethod::AfXdp, XdpAction::Drop));
+    let d = Config::parse_str("", "/etc/x.conf", &[]).expect("empty");
+    assert_eq!((d.global.capture_method, d.global.xdp_action), (CaptureMethod::Auto, XdpAction::Pass));
+    let e = Config::parse_str("capture_method: dpdk\n", "/etc/x.conf", &[]).unwrap_err();
+    assert!(e.to_string().starts_with("/etc/x.conf:1: capture_method: bad value 'dpdk'"), "{e}");
 }

@@ -305,6 +305,11 @@ impl Server {
                     queue_dropped: s.queue_dropped.load(Relaxed),
                     processed: s.processed.load(Relaxed),
                     finished: s.finished.load(Relaxed),
+                    fragment_orphans: s.fragment_orphans.load(Relaxed),
+                    xsk_rx_ring_full: s.xsk_rx_ring_full.load(Relaxed),
+                    xsk_fill_ring_empty: s.xsk_fill_ring_empty.load(Relaxed),
+                    xsk_rx_dropped: s.xsk_rx_dropped.load(Relaxed),
+                    xsk_rx_invalid_descs: s.xsk_rx_invalid_descs.load(Relaxed),
                 })
                 .collect(),
         }

@@ -175,7 +175,8 @@ fn setup_namespace() -> Result<(), String> {
     Ok(())
 }
 
-fn live_capture_in_namespace() {
+/// `method` is the `capture_method`; `source` how xacctd names the capture in its log.
+fn live_capture_in_namespace(method: &str, source: &str) {
     if let Err(why) = setup_namespace() {
         skip(&format!("live_veth needs root: {why}"));
         return;
@@ -186,7 +187,7 @@ fn live_capture_in_namespace() {
     std::fs::write(
         &conf,
         format!(
-            "! live capture on a veth\ndaemonize: false\npcap_interface: {RX}\nworkers: 2\nplugins: memory[a], memory[b]\n\
+            "! live capture on a veth\ndaemonize: false\npcap_interface: {RX}\ncapture_method: {method}\nworkers: 2\nplugins: memory[a], memory[b]\n\
              aggregate[a]: src_host,dst_host,src_port,dst_port,proto\nimt_path[a]: {}\n\
              aggregate[b]: src_host,dst_port,proto\naggregate_filter[b]: src net 198.18.1.0/24 and udp\nimt_path[b]: {}\n",
             pipe_a.display(),
@@ -196,7 +197,7 @@ fn live_capture_in_namespace() {
     .expect("write config");
     let log = dir.path().join("xacctd.log");
     let mut daemon = Daemon::start(&conf, &log);
-    daemon.wait_log(&format!("capturing from interface {RX}"), Duration::from_secs(20));
+    daemon.wait_log(&format!("capturing from {source}"), Duration::from_secs(20));
 
     let flows = flows();
     let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end with libpcap");
@@ -231,8 +232,8 @@ fn live_capture_in_namespace() {
     let line = log
         .lines()
         .rev()
-        .find(|l| l.contains(&format!("source interface {RX}:")) && l.contains("received"))
-        .unwrap_or_else(|| panic!("no counters for interface {RX} in the log:\n{log}"));
+        .find(|l| l.contains(&format!("source {source}")) && l.contains("received"))
+        .unwrap_or_else(|| panic!("no counters for {source} in the log:\n{log}"));
     eprintln!("live: sent {sent} frames; {line}");
     let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
     assert!(n("received") >= sent, "received {} < sent {sent}: {line}", n("received"));
@@ -243,13 +244,24 @@ fn live_capture_in_namespace() {
     assert!(n("non_ip") >= 2, "our two ARP frames are non-IP: {line}");
 }
 
-#[test]
-fn live_capture_on_veth_pair() {
+fn in_namespace(method: &'static str, source: String) {
     // The namespace belongs to this thread alone (and to the processes it spawns); it vanishes
     // with the thread, taking the veth pair along.
-    let h =
-        std::thread::Builder::new().name("netns".into()).spawn(live_capture_in_namespace).expect("spawn netns thread");
+    let h = std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || live_capture_in_namespace(method, &source))
+        .expect("spawn netns thread");
     if let Err(panic) = h.join() {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[test]
+fn live_capture_on_veth_pair() {
+    in_namespace("pcap", format!("interface {RX}"));
+}
+
+#[test]
+fn live_capture_with_af_xdp() {
+    in_namespace("afxdp", format!("AF_XDP {RX} queue 0"));
 }
