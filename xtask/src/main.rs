@@ -15,7 +15,21 @@ use std::time::{Duration, Instant};
 /// Debian packages: libpcap for capture, pmacct as the reference implementation the tests
 /// compare against, iproute2 for the namespace/veth tests, tcpdump/tshark as independent
 /// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs).
-const DEB_PACKAGES: &[&str] = &["libpcap-dev", "pmacct", "iproute2", "tcpdump", "tshark", "pkg-config", "python3-dpkt", "clang", "llvm", "m4", "make", "libelf-dev", "zlib1g-dev"];
+const DEB_PACKAGES: &[&str] = &[
+    "libpcap-dev",
+    "pmacct",
+    "iproute2",
+    "tcpdump",
+    "tshark",
+    "pkg-config",
+    "python3-dpkt",
+    "clang",
+    "llvm",
+    "m4",
+    "make",
+    "libelf-dev",
+    "zlib1g-dev",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
@@ -42,14 +56,31 @@ fn setup() -> Result<()> {
     let missing: Vec<&str> = DEB_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         eprintln!("setup: all Debian packages present");
-        return Ok(());
+    } else {
+        eprintln!("setup: installing {missing:?}");
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    eprintln!("setup: installing {missing:?}");
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // The XDP program (ebpf/xdp) is built by userspace/xdp's build.rs on the stable toolchain
+    // with `-Z build-std=core`, which needs the standard library's source, and is linked by
+    // bpf-linker. 0.10.4 is the release that builds on this toolchain (a plain `cargo install
+    // bpf-linker` picks a newer one that does not); --locked keeps its dependencies as tested.
+    run(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    let have_linker = Command::new("bpf-linker")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have_linker {
+        eprintln!("setup: bpf-linker present");
+    } else {
+        eprintln!("setup: installing bpf-linker (a few minutes)");
+        run(cargo().args(["install", "bpf-linker@0.10.4", "--locked"]))?;
+    }
     Ok(())
 }
 

@@ -1,18 +1,276 @@
 //! Types shared by the XDP program (built for `bpfel-unknown-none`) and userspace.
 //!
-//! `no_std` so the kernel side can use them; plain `#[repr(C)]` so both sides agree on layout.
+//! `no_std` so the kernel side can use them; `#[repr(C)]` with no implicit padding so both sides
+//! agree on layout byte for byte (the kernel hashes whole keys, so a padding hole with garbage
+//! in it would split one flow into many). With the `user` feature they implement `aya::Pod`.
 #![cfg_attr(not(test), no_std)]
 
-/// Per-reason drop counters the XDP program keeps (indexes into a per-CPU array map).
+/// Map names in the object, shared so that the loader cannot drift from the program.
+pub mod maps {
+    /// `Array<XdpConfig>`, one entry.
+    pub const CONFIG: &str = "XACCT_CONFIG";
+    /// `Array<u32>`, one entry: which flow map (0 or 1) the program counts into.
+    pub const EPOCH: &str = "XACCT_EPOCH";
+    /// `PerCpuHashMap<FlowKey, FlowValue>` for epoch 0.
+    pub const FLOWS_0: &str = "XACCT_FLOWS0";
+    /// `PerCpuHashMap<FlowKey, FlowValue>` for epoch 1.
+    pub const FLOWS_1: &str = "XACCT_FLOWS1";
+    /// `PerCpuArray<u64>` indexed by [`super::XdpCounter`].
+    pub const COUNTERS: &str = "XACCT_COUNTERS";
+    /// `XskMap` indexed by RX queue.
+    pub const XSKS: &str = "XACCT_XSKS";
+    /// `LpmTrie<[u8; 4], u8>` source / destination IPv4 nets.
+    pub const V4_SRC: &str = "XACCT_V4_SRC";
+    pub const V4_DST: &str = "XACCT_V4_DST";
+    /// `LpmTrie<[u8; 16], u8>` source / destination IPv6 nets.
+    pub const V6_SRC: &str = "XACCT_V6_SRC";
+    pub const V6_DST: &str = "XACCT_V6_DST";
+    /// `Array<u8>` of 256: non-zero = protocol admitted.
+    pub const PROTOS: &str = "XACCT_PROTOS";
+    /// `Array<u8>` of 65536: bit [`super::PORT_SRC`] / [`super::PORT_DST`] = admitted as
+    /// source / destination port.
+    pub const PORTS: &str = "XACCT_PORTS";
+    /// `Array<u8>` of 4096: non-zero = outermost VLAN id admitted.
+    pub const VLANS: &str = "XACCT_VLANS";
+}
+
+/// Name of the XDP program in the object.
+pub const PROGRAM_NAME: &str = "xacct_xdp";
+
+/// Default capacity of each flow map (entries, shared by all CPUs).
+pub const DEFAULT_FLOW_ENTRIES: u32 = 65536;
+/// Capacity of the XSKMAP: the highest RX queue index that can have a socket, plus one.
+pub const MAX_QUEUES: u32 = 256;
+
+/// Per-reason counters the XDP program keeps (indexes into a per-CPU array map). Every frame the
+/// program sees is counted in `Seen` and then in exactly one outcome counter (`Malformed`,
+/// `NonIp`, `PreFiltered`, `Aggregated`, `Redirected`, `MapFullFallback`), so
+/// `Seen` = the sum of those six. `MapFull` and `RedirectFailed` say why, and overlap them.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XdpCounter {
+    /// Every frame the program ran on.
     Seen = 0,
-    Aborted = 1,
-    PreFiltered = 2,
-    MapFullFallback = 3,
-    Malformed = 4,
+    /// Headers the program could not parse (truncated, IHL < 5, bad version, …); the frame
+    /// gets the configured action, unaccounted, as the userspace decoder would count it as
+    /// malformed.
+    Malformed = 1,
+    /// Frames with no IPv4/IPv6 payload (ARP, LLDP, …): never accounted, never pre-filtered.
+    NonIp = 2,
+    /// Frames no pre-filter rule admitted.
+    PreFiltered = 3,
+    /// Frames counted into the flow map.
+    Aggregated = 4,
+    /// Frames that found the flow map full and were redirected to AF_XDP.
+    MapFull = 5,
+    /// Frames redirected to an AF_XDP socket (for any reason, map full included).
+    Redirected = 6,
+    /// Frames that could not be redirected (no socket on their RX queue) after the map was
+    /// full: passed to the stack, not accounted. The loss is here, counted.
+    MapFullFallback = 7,
+    /// Frames that needed userspace for another reason (fragment, deep tag stack, config) and
+    /// could not be redirected: counted into the flow map anyway (also in `Aggregated`).
+    RedirectFailed = 8,
 }
 
 /// Number of [`XdpCounter`] slots.
-pub const XDP_COUNTERS: u32 = 5;
+pub const XDP_COUNTERS: u32 = 9;
+
+impl XdpCounter {
+    /// All counters, in index order.
+    pub const ALL: [XdpCounter; XDP_COUNTERS as usize] = [
+        XdpCounter::Seen,
+        XdpCounter::Malformed,
+        XdpCounter::NonIp,
+        XdpCounter::PreFiltered,
+        XdpCounter::Aggregated,
+        XdpCounter::MapFull,
+        XdpCounter::Redirected,
+        XdpCounter::MapFullFallback,
+        XdpCounter::RedirectFailed,
+    ];
+
+    /// Short stable name for logs and `xacct -t`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            XdpCounter::Seen => "xdp_seen",
+            XdpCounter::Malformed => "xdp_malformed",
+            XdpCounter::NonIp => "xdp_non_ip",
+            XdpCounter::PreFiltered => "xdp_prefiltered",
+            XdpCounter::Aggregated => "xdp_aggregated",
+            XdpCounter::MapFull => "xdp_map_full",
+            XdpCounter::Redirected => "xdp_redirected",
+            XdpCounter::MapFullFallback => "xdp_map_full_lost",
+            XdpCounter::RedirectFailed => "xdp_redirect_failed",
+        }
+    }
+}
+
+/// Kernel flow key. Fields a configuration does not keep are zero, so flows that differ only
+/// there aggregate into one entry, exactly as userspace projection would merge them.
+/// Addresses and ports are in network byte order as on the wire (ports as `[u8; 2]` so that the
+/// layout has no endianness question); IPv4 addresses fill the first 4 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// EtherType after any VLAN tags, big endian bytes.
+    pub ethertype: [u8; 2],
+    /// Outermost VLAN id (12 bits), 0 when untagged; big endian bytes.
+    pub vlan: [u8; 2],
+    pub src_port: [u8; 2],
+    pub dst_port: [u8; 2],
+    /// 4 or 6. Always kept, so v4 and v6 keys never collide.
+    pub family: u8,
+    pub proto: u8,
+    /// IPv4 TOS / IPv6 traffic class.
+    pub tos: u8,
+    /// Explicit so there is no implicit padding; always 0.
+    pub pad: u8,
+}
+
+impl FlowKey {
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes(self.src_port)
+    }
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes(self.dst_port)
+    }
+    pub fn vlan(&self) -> u16 {
+        u16::from_be_bytes(self.vlan)
+    }
+    pub fn ethertype(&self) -> u16 {
+        u16::from_be_bytes(self.ethertype)
+    }
+}
+
+/// Per-flow counters (one copy per CPU in the kernel; userspace sums them).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub packets: u64,
+    /// IP bytes as pmacct counts them (IPv4 total length, IPv6 payload length + 40).
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first and last packet.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// TCP flags OR-ed over the flow's packets (0 unless [`KEEP_TCP_FLAGS`]).
+    pub tcp_flags: u8,
+    pub pad: [u8; 7],
+}
+
+impl FlowValue {
+    /// Folds another CPU's (or harvest's) value into this one.
+    pub fn merge(&mut self, o: &FlowValue) {
+        if o.packets == 0 {
+            return;
+        }
+        if self.packets == 0 || o.first_seen_ns < self.first_seen_ns {
+            self.first_seen_ns = o.first_seen_ns;
+        }
+        self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
+        self.packets = self.packets.wrapping_add(o.packets);
+        self.bytes = self.bytes.wrapping_add(o.bytes);
+        self.tcp_flags |= o.tcp_flags;
+    }
+}
+
+// Which key fields the program keeps ([`XdpConfig::key_fields`]).
+pub const KEEP_SRC_ADDR: u32 = 1 << 0;
+pub const KEEP_DST_ADDR: u32 = 1 << 1;
+pub const KEEP_SRC_PORT: u32 = 1 << 2;
+pub const KEEP_DST_PORT: u32 = 1 << 3;
+pub const KEEP_PROTO: u32 = 1 << 4;
+pub const KEEP_TOS: u32 = 1 << 5;
+pub const KEEP_VLAN: u32 = 1 << 6;
+pub const KEEP_SRC_MAC: u32 = 1 << 7;
+pub const KEEP_DST_MAC: u32 = 1 << 8;
+pub const KEEP_ETHERTYPE: u32 = 1 << 9;
+/// Not a key field: OR the TCP flags into the value.
+pub const KEEP_TCP_FLAGS: u32 = 1 << 10;
+pub const KEEP_ALL: u32 = (1 << 11) - 1;
+
+// Behaviour flags ([`XdpConfig::flags`]).
+/// Evaluate the pre-filter rules ([`XdpConfig::rule_kinds`]); off = admit everything.
+pub const FLAG_PREFILTER: u32 = 1 << 0;
+/// Every admitted IP packet needs userspace (a plugin wants per-packet data): redirect all of
+/// them to AF_XDP instead of aggregating.
+pub const FLAG_REDIRECT_ALL: u32 = 1 << 1;
+
+// Pre-filter rule kinds present ([`XdpConfig::rule_kinds`]); a packet is admitted when any
+// present kind matches it (an over-approximation of the union of the plugins' filters, which
+// userspace re-checks per plugin).
+pub const RULE_V4_SRC: u32 = 1 << 0;
+pub const RULE_V4_DST: u32 = 1 << 1;
+pub const RULE_V6_SRC: u32 = 1 << 2;
+pub const RULE_V6_DST: u32 = 1 << 3;
+pub const RULE_PROTO: u32 = 1 << 4;
+pub const RULE_PORT: u32 = 1 << 5;
+pub const RULE_VLAN: u32 = 1 << 6;
+/// Every IPv4 packet is admitted.
+pub const RULE_IPV4: u32 = 1 << 7;
+/// Every IPv6 packet is admitted.
+pub const RULE_IPV6: u32 = 1 << 8;
+
+/// Bits of a [`maps::PORTS`] entry.
+pub const PORT_SRC: u8 = 1;
+pub const PORT_DST: u8 = 2;
+
+/// XDP return codes used in [`XdpConfig::action`] (values of the kernel's `enum xdp_action`).
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// The program's configuration (entry 0 of [`maps::CONFIG`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpConfig {
+    /// `KEEP_*` bits.
+    pub key_fields: u32,
+    /// What to return after counting (or pre-filtering) a frame: [`XDP_PASS`] or [`XDP_DROP`].
+    pub action: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// `RULE_*` bits: which rule maps hold rules.
+    pub rule_kinds: u32,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        XdpConfig { key_fields: KEEP_ALL, action: XDP_PASS, flags: 0, rule_kinds: 0 }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integer/byte-array structs with no padding and no invalid bit
+    // patterns, as `aya::Pod` requires.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::XdpConfig {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        // Sum of the field sizes: any implicit padding would make size_of larger.
+        assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 6 + 6 + 2 * 4 + 4);
+        assert_eq!(core::mem::size_of::<FlowValue>(), 8 * 4 + 8);
+        assert_eq!(core::mem::size_of::<XdpConfig>(), 16);
+    }
+
+    #[test]
+    fn merge_sums_and_spans() {
+        let mut a = FlowValue { packets: 1, bytes: 10, first_seen_ns: 50, last_seen_ns: 60, tcp_flags: 2, pad: [0; 7] };
+        a.merge(&FlowValue { packets: 2, bytes: 5, first_seen_ns: 40, last_seen_ns: 55, tcp_flags: 16, pad: [0; 7] });
+        a.merge(&FlowValue::default());
+        assert_eq!((a.packets, a.bytes, a.first_seen_ns, a.last_seen_ns, a.tcp_flags), (3, 15, 40, 60, 18));
+    }
+}

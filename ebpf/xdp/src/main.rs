@@ -1,0 +1,450 @@
+//! The XDP program: parses Ethernet / 802.1Q / 802.1ad / QinQ / IPv4 / IPv6 / TCP / UDP / ICMP,
+//! applies the pre-filter rules, counts per flow into a per-CPU hash map selected by an epoch,
+//! and redirects to the RX queue's AF_XDP socket what must go to userspace.
+//!
+//! It parses exactly as `xacct_wire::decode` does (userspace/wire/src/packet.rs): same bytes
+//! (IPv4 total length, IPv6 payload length + 40, the rest of the frame when those are 0),
+//! outermost VLAN id, ports only in first fragments, IPv6 extension headers (hop-by-hop,
+//! routing, fragment, destination options, AH) skipped. Frames the userspace decoder would call
+//! malformed are counted as such here and never accounted.
+//!
+//! On the host (not `target_arch = "bpf"`) this builds as an empty binary, so that the
+//! workspace builds and tests everywhere; the real object is built by userspace/xdp's build.rs.
+#![cfg_attr(target_arch = "bpf", no_std, no_main)]
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
+mod prog {
+
+    use aya_ebpf::{
+        bindings::{xdp_action, BPF_NOEXIST},
+        helpers::bpf_ktime_get_coarse_ns,
+        macros::{map, xdp},
+        maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, PerCpuHashMap, XskMap},
+        programs::XdpContext,
+    };
+    use xacct_ebpf_common::*;
+
+    #[map(name = "XACCT_CONFIG")]
+    static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
+    #[map(name = "XACCT_EPOCH")]
+    static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
+    #[map(name = "XACCT_FLOWS0")]
+    static FLOWS0: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    #[map(name = "XACCT_FLOWS1")]
+    static FLOWS1: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    #[map(name = "XACCT_COUNTERS")]
+    static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(XDP_COUNTERS, 0);
+    #[map(name = "XACCT_XSKS")]
+    static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
+    #[map(name = "XACCT_V4_SRC")]
+    static V4_SRC: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(4096, 0);
+    #[map(name = "XACCT_V4_DST")]
+    static V4_DST: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(4096, 0);
+    #[map(name = "XACCT_V6_SRC")]
+    static V6_SRC: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(4096, 0);
+    #[map(name = "XACCT_V6_DST")]
+    static V6_DST: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(4096, 0);
+    #[map(name = "XACCT_PROTOS")]
+    static PROTOS: Array<u8> = Array::with_max_entries(256, 0);
+    #[map(name = "XACCT_PORTS")]
+    static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+    #[map(name = "XACCT_VLANS")]
+    static VLANS: Array<u8> = Array::with_max_entries(4096, 0);
+
+    const ETH_P_IP: u16 = 0x0800;
+    const ETH_P_IPV6: u16 = 0x86dd;
+    const ETH_P_8021Q: u16 = 0x8100;
+    const ETH_P_8021AD: u16 = 0x88a8;
+    const ETH_P_QINQ_9100: u16 = 0x9100;
+    const IPPROTO_HOPOPTS: u8 = 0;
+    const IPPROTO_TCP: u8 = 6;
+    const IPPROTO_UDP: u8 = 17;
+    const IPPROTO_ROUTING: u8 = 43;
+    const IPPROTO_FRAGMENT: u8 = 44;
+    const IPPROTO_AH: u8 = 51;
+    const IPPROTO_DSTOPTS: u8 = 60;
+    /// Tags beyond this many go to userspace (the verifier needs a bounded loop; real links
+    /// carry at most two).
+    const MAX_VLAN_TAGS: usize = 3;
+    /// IPv6 extension headers walked in the kernel; a longer chain goes to userspace.
+    const MAX_EXT_HEADERS: usize = 6;
+    /// Errno of a racing insert of the same key on another CPU.
+    const EEXIST: i64 = 17;
+
+    enum Verdict {
+        Malformed,
+        NonIp,
+        /// More VLAN tags or IPv6 extension headers than the bounded parser walks.
+        Deep,
+        /// Parsed into the caller's key: IP bytes, TCP flags, and whether userspace must see the
+        /// packet.
+        Ip {
+            bytes: u32,
+            tcp_flags: u8,
+            needs_user: bool,
+        },
+    }
+
+    #[inline(always)]
+    fn count(c: XdpCounter) {
+        if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
+            // SAFETY: a per-CPU slot, and XDP runs with preemption disabled: nothing else
+            // writes it concurrently.
+            unsafe { *p += 1 };
+        }
+    }
+
+    /// The `N` bytes at `off`, or `None` when the frame ends before them. The comparison
+    /// against `data_end` is what the verifier needs to accept the read.
+    #[inline(always)]
+    fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<[u8; N]> {
+        let start = ctx.data();
+        let end = ctx.data_end();
+        if start + off + N > end {
+            return None;
+        }
+        // SAFETY: the range [start+off, start+off+N) was just checked to lie inside the frame.
+        Some(unsafe { core::ptr::read_unaligned((start + off) as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn be16(b: [u8; 2]) -> u16 {
+        u16::from_be_bytes(b)
+    }
+
+    #[inline(always)]
+    fn parse(ctx: &XdpContext, key: &mut FlowKey) -> Verdict {
+        let frame_len = ctx.data_end() - ctx.data();
+        let Some(eth) = bytes::<14>(ctx, 0) else { return Verdict::Malformed };
+        key.dst_mac = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+        key.src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+        let mut etype = be16([eth[12], eth[13]]);
+        let mut off = 14usize;
+        let mut needs_user = false;
+        let mut depth = 0u8;
+        for _ in 0..MAX_VLAN_TAGS {
+            if !matches!(etype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
+                break;
+            }
+            let Some(t) = bytes::<4>(ctx, off) else { return Verdict::Malformed };
+            if depth == 0 {
+                key.vlan = (be16([t[0], t[1]]) & 0x0fff).to_be_bytes();
+            }
+            depth += 1;
+            etype = be16([t[2], t[3]]);
+            off += 4;
+        }
+        if matches!(etype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
+            return Verdict::Deep;
+        }
+        key.ethertype = etype.to_be_bytes();
+        let bytes_ip;
+        let l4;
+        let mut later_fragment = false;
+        match etype {
+            ETH_P_IP => {
+                let Some(h) = bytes::<20>(ctx, off) else { return Verdict::Malformed };
+                if h[0] >> 4 != 4 {
+                    return Verdict::Malformed;
+                }
+                let hlen = usize::from(h[0] & 0x0f) * 4;
+                if hlen < 20 || frame_len < off + hlen {
+                    return Verdict::Malformed;
+                }
+                let total = u32::from(be16([h[2], h[3]]));
+                bytes_ip = if total == 0 {
+                    (frame_len - off) as u32
+                } else if (total as usize) < hlen {
+                    return Verdict::Malformed;
+                } else {
+                    total
+                };
+                key.family = 4;
+                key.tos = h[1];
+                key.proto = h[9];
+                key.src_addr[..4].copy_from_slice(&h[12..16]);
+                key.dst_addr[..4].copy_from_slice(&h[16..20]);
+                let frag = be16([h[6], h[7]]);
+                later_fragment = frag & 0x1fff != 0;
+                // Any fragment: userspace keeps the fragment table that gives later fragments
+                // their datagram's ports.
+                needs_user |= frag & 0x3fff != 0;
+                l4 = off + hlen;
+            }
+            ETH_P_IPV6 => {
+                // Read piecewise, straight into the key: the BPF stack is 512 bytes.
+                let Some(h) = bytes::<8>(ctx, off) else { return Verdict::Malformed };
+                let Some(src) = bytes::<16>(ctx, off + 8) else { return Verdict::Malformed };
+                let Some(dst) = bytes::<16>(ctx, off + 24) else { return Verdict::Malformed };
+                if h[0] >> 4 != 6 {
+                    return Verdict::Malformed;
+                }
+                key.family = 6;
+                key.tos = (h[0] << 4) | (h[1] >> 4);
+                let plen = u32::from(be16([h[4], h[5]]));
+                bytes_ip = if plen == 0 { ((frame_len - off) as u32).max(40) } else { plen + 40 };
+                key.src_addr = src;
+                key.dst_addr = dst;
+                let mut next = h[6];
+                let mut at = off + 40;
+                let mut done = false;
+                for _ in 0..MAX_EXT_HEADERS {
+                    let len = match next {
+                        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                            let Some(e) = bytes::<2>(ctx, at) else { return Verdict::Malformed };
+                            next = e[0];
+                            (usize::from(e[1]) + 1) * 8
+                        }
+                        IPPROTO_AH => {
+                            let Some(e) = bytes::<2>(ctx, at) else { return Verdict::Malformed };
+                            next = e[0];
+                            (usize::from(e[1]) + 2) * 4
+                        }
+                        IPPROTO_FRAGMENT => {
+                            let Some(f) = bytes::<8>(ctx, at) else { return Verdict::Malformed };
+                            next = f[0];
+                            let fo = be16([f[2], f[3]]);
+                            later_fragment = fo >> 3 != 0;
+                            needs_user |= fo & 0xfff9 != 0;
+                            8
+                        }
+                        _ => {
+                            done = true;
+                            break;
+                        }
+                    };
+                    if frame_len < at + len {
+                        return Verdict::Malformed;
+                    }
+                    at += len;
+                    if later_fragment {
+                        done = true;
+                        break;
+                    }
+                }
+                if !done {
+                    // A chain longer than the kernel walks: userspace finishes it.
+                    return Verdict::Deep;
+                }
+                key.proto = next;
+                l4 = at;
+            }
+            _ => return Verdict::NonIp,
+        }
+        let mut tcp_flags = 0u8;
+        if !later_fragment {
+            match key.proto {
+                IPPROTO_TCP => {
+                    let Some(p) = bytes::<4>(ctx, l4) else { return Verdict::Malformed };
+                    key.src_port = [p[0], p[1]];
+                    key.dst_port = [p[2], p[3]];
+                    if let Some(f) = bytes::<1>(ctx, l4 + 13) {
+                        tcp_flags = f[0];
+                    }
+                }
+                IPPROTO_UDP => {
+                    let Some(p) = bytes::<4>(ctx, l4) else { return Verdict::Malformed };
+                    key.src_port = [p[0], p[1]];
+                    key.dst_port = [p[2], p[3]];
+                }
+                _ => {}
+            }
+        }
+        Verdict::Ip { bytes: bytes_ip, tcp_flags, needs_user }
+    }
+
+    /// Whether any present pre-filter rule admits the packet.
+    #[inline(always)]
+    fn admitted(cfg: &XdpConfig, k: &FlowKey) -> bool {
+        let r = cfg.rule_kinds;
+        if k.family == 4 {
+            if r & RULE_IPV4 != 0 {
+                return true;
+            }
+            let src = [k.src_addr[0], k.src_addr[1], k.src_addr[2], k.src_addr[3]];
+            if r & RULE_V4_SRC != 0 && V4_SRC.get(Key::new(32, src)).is_some() {
+                return true;
+            }
+            let dst = [k.dst_addr[0], k.dst_addr[1], k.dst_addr[2], k.dst_addr[3]];
+            if r & RULE_V4_DST != 0 && V4_DST.get(Key::new(32, dst)).is_some() {
+                return true;
+            }
+        } else {
+            if r & RULE_IPV6 != 0 {
+                return true;
+            }
+            if r & RULE_V6_SRC != 0 && V6_SRC.get(Key::new(128, k.src_addr)).is_some() {
+                return true;
+            }
+            if r & RULE_V6_DST != 0 && V6_DST.get(Key::new(128, k.dst_addr)).is_some() {
+                return true;
+            }
+        }
+        if r & RULE_PROTO != 0 && PROTOS.get(u32::from(k.proto)).is_some_and(|v| *v != 0) {
+            return true;
+        }
+        if r & RULE_PORT != 0 {
+            if PORTS.get(u32::from(k.src_port())).is_some_and(|v| *v & PORT_SRC != 0) {
+                return true;
+            }
+            if PORTS.get(u32::from(k.dst_port())).is_some_and(|v| *v & PORT_DST != 0) {
+                return true;
+            }
+        }
+        r & RULE_VLAN != 0 && VLANS.get(u32::from(k.vlan())).is_some_and(|v| *v != 0)
+    }
+
+    /// Zeroes what the configuration does not keep, so those flows merge in the kernel.
+    #[inline(always)]
+    fn project(keep: u32, k: &mut FlowKey) {
+        if keep & KEEP_SRC_ADDR == 0 {
+            k.src_addr = [0; 16];
+        }
+        if keep & KEEP_DST_ADDR == 0 {
+            k.dst_addr = [0; 16];
+        }
+        if keep & KEEP_SRC_PORT == 0 {
+            k.src_port = [0; 2];
+        }
+        if keep & KEEP_DST_PORT == 0 {
+            k.dst_port = [0; 2];
+        }
+        if keep & KEEP_PROTO == 0 {
+            k.proto = 0;
+        }
+        if keep & KEEP_TOS == 0 {
+            k.tos = 0;
+        }
+        if keep & KEEP_VLAN == 0 {
+            k.vlan = [0; 2];
+        }
+        if keep & KEEP_SRC_MAC == 0 {
+            k.src_mac = [0; 6];
+        }
+        if keep & KEEP_DST_MAC == 0 {
+            k.dst_mac = [0; 6];
+        }
+        if keep & KEEP_ETHERTYPE == 0 {
+            k.ethertype = [0; 2];
+        }
+    }
+
+    /// Counts one packet into `flows`; false when the map is full.
+    #[inline(always)]
+    fn add(flows: &PerCpuHashMap<FlowKey, FlowValue>, key: &FlowKey, bytes: u32, flags: u8) -> bool {
+        // SAFETY (both derefs below): the value is this CPU's copy of a per-CPU entry and XDP
+        // runs with preemption disabled, so no one else writes it meanwhile. Entries are only
+        // deleted by userspace from the map of the other epoch, after an RCU grace period.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        if let Some(v) = flows.get_ptr_mut(key) {
+            unsafe {
+                (*v).packets += 1;
+                (*v).bytes += u64::from(bytes);
+                (*v).last_seen_ns = now;
+                (*v).tcp_flags |= flags;
+                if (*v).first_seen_ns == 0 {
+                    (*v).first_seen_ns = now;
+                }
+            }
+            return true;
+        }
+        let init = FlowValue {
+            packets: 1,
+            bytes: u64::from(bytes),
+            first_seen_ns: now,
+            last_seen_ns: now,
+            tcp_flags: flags,
+            pad: [0; 7],
+        };
+        match flows.insert(key, &init, u64::from(BPF_NOEXIST)) {
+            Ok(()) => true,
+            // Another CPU created the entry since our lookup: add to our copy of it (the insert
+            // zero-filled the other CPUs' copies, ours included).
+            Err(e) if i64::from(e) == -EEXIST => match flows.get_ptr_mut(key) {
+                Some(v) => {
+                    unsafe {
+                        (*v).packets += 1;
+                        (*v).bytes += u64::from(bytes);
+                        (*v).first_seen_ns = now;
+                        (*v).last_seen_ns = now;
+                        (*v).tcp_flags |= flags;
+                    }
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    #[inline(always)]
+    fn redirect(ctx: &XdpContext) -> Option<u32> {
+        XSKS.redirect(ctx.rx_queue_index(), 0).ok()
+    }
+
+    #[xdp]
+    pub fn xacct_xdp(ctx: XdpContext) -> u32 {
+        count(XdpCounter::Seen);
+        let Some(cfg) = CONFIG.get(0) else { return xdp_action::XDP_PASS };
+        let cfg = *cfg;
+        let mut key = FlowKey::default();
+        let (bytes, tcp_flags, needs_user) = match parse(&ctx, &mut key) {
+            Verdict::Ip { bytes, tcp_flags, needs_user } => (bytes, tcp_flags, needs_user),
+            Verdict::NonIp => {
+                // Never pre-filtered: dropping ARP would cut the host off its link.
+                count(XdpCounter::NonIp);
+                return cfg.action;
+            }
+            Verdict::Deep => {
+                if let Some(a) = redirect(&ctx) {
+                    count(XdpCounter::Redirected);
+                    return a;
+                }
+                count(XdpCounter::Malformed);
+                return cfg.action;
+            }
+            Verdict::Malformed => {
+                count(XdpCounter::Malformed);
+                return cfg.action;
+            }
+        };
+        if cfg.flags & FLAG_PREFILTER != 0 && !admitted(&cfg, &key) {
+            count(XdpCounter::PreFiltered);
+            return cfg.action;
+        }
+        if needs_user || cfg.flags & FLAG_REDIRECT_ALL != 0 {
+            if let Some(a) = redirect(&ctx) {
+                count(XdpCounter::Redirected);
+                return a;
+            }
+            // Counting it here is the next best thing: a later fragment then has ports 0, as
+            // the userspace decoder gives orphans.
+            count(XdpCounter::RedirectFailed);
+        }
+        project(cfg.key_fields, &mut key);
+        let flags = if cfg.key_fields & KEEP_TCP_FLAGS != 0 { tcp_flags } else { 0 };
+        let epoch = EPOCH.get(0).map_or(0, |e| *e);
+        let flows = if epoch == 0 { &FLOWS0 } else { &FLOWS1 };
+        if add(flows, &key, bytes, flags) {
+            count(XdpCounter::Aggregated);
+            return cfg.action;
+        }
+        count(XdpCounter::MapFull);
+        if let Some(a) = redirect(&ctx) {
+            count(XdpCounter::Redirected);
+            return a;
+        }
+        count(XdpCounter::MapFullFallback);
+        xdp_action::XDP_PASS
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo) -> ! {
+        // SAFETY: the verifier rejects any program with a reachable panic path (there is no
+        // way to unwind in BPF), so this is never reached at run time.
+        unsafe { core::hint::unreachable_unchecked() }
+    }
+}

@@ -1,0 +1,134 @@
+//! Live-capture capacity on a veth pair in a private network namespace: the same traffic mix is
+//! sent (from a thread pinned to core 0) into one end while xacctd (pinned to core 1 with
+//! `taskset`) captures the other end with each capture method in turn. Reports packets/s
+//! received and xacctd's CPU time per packet, side by side.
+//!
+//! On a veth the sender's core also runs the receiver's kernel work (XDP program, AF_XDP copy,
+//! the packet socket's ring), so xacctd's own CPU per packet is what this compares; the XDP
+//! program's own cost is measured separately with BPF_PROG_TEST_RUN (perf/xdp_cost.sh).
+//!
+//! Usage (root): xacct-vethbench [--packets N] [--methods pcap,afxdp] [--xacctd PATH]
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TX: &str = "xb0";
+const RX: &str = "xb1";
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 1_000_000)]
+    packets: usize,
+    #[arg(long, default_value = "pcap,afxdp", value_delimiter = ',')]
+    methods: Vec<String>,
+    /// xacctd binary (default: next to this one).
+    #[arg(long)]
+    xacctd: Option<PathBuf>,
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let st = Command::new(args[0]).args(&args[1..]).status().with_context(|| format!("{args:?}"))?;
+    if !st.success() {
+        bail!("{args:?}: {st}");
+    }
+    Ok(())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32, tck: f64) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok((t(11) + t(12)) / tck)
+}
+
+fn counter(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .skip_while(|w| *w != name)
+        .nth(1)
+        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let xacctd = a.xacctd.clone().unwrap_or_else(|| std::env::current_exe().expect("exe").with_file_name("xacctd"));
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET): run as root")?;
+    std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1").ok();
+    sh(&["ip", "link", "set", "lo", "up"])?;
+    sh(&["ip", "link", "add", TX, "type", "veth", "peer", "name", RX])?;
+    for d in [TX, RX] {
+        sh(&["ip", "link", "set", d, "up"])?;
+    }
+    let tck: f64 =
+        String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?.trim().parse().unwrap_or(100.0);
+    let frames: Vec<Vec<u8>> = xacct_perf::traffic::mixed(a.packets, 100_000, 5).into_iter().map(|f| f.data).collect();
+    let dir = std::env::temp_dir().join(format!("xacct-vethbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    println!("{} frames of the mixed traffic per method, sender pinned to core 0, xacctd to core 1", frames.len());
+    for method in &a.methods {
+        let conf = dir.join(format!("{method}.conf"));
+        let log = dir.join(format!("{method}.log"));
+        std::fs::write(
+            &conf,
+            format!(
+                "pcap_interface: {RX}\ncapture_method: {method}\nworkers: 1\nplugins: memory\naggregate: src_host,dst_host,src_port,dst_port,proto\nimt_path: {}\n",
+                dir.join(format!("{method}.pipe")).display()
+            ),
+        )?;
+        let mut child = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(&xacctd)
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("start xacctd")?;
+        let t = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("capturing from") {
+            if t.elapsed() > Duration::from_secs(20) || child.try_wait()?.is_some() {
+                bail!("{method}: xacctd did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let cpu0 = cpu_seconds(child.id(), tck)?;
+        let frames_ref = &frames;
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
+                    core_affinity::set_for_current(c);
+                }
+                let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open sender");
+                for f in frames_ref {
+                    let _ = tx.sendpacket(f.as_slice());
+                }
+            });
+        });
+        let send_time = start.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_millis(500));
+        let cpu = cpu_seconds(child.id(), tck)? - cpu0;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait()?;
+        let text = std::fs::read_to_string(&log)?;
+        let line = text.lines().rev().find(|l| l.contains("source ") && l.contains("received")).unwrap_or_default();
+        let received = counter(line, "received");
+        let dropped = counter(line, "kernel_dropped") + counter(line, "queue_dropped");
+        println!(
+            "{method:6} sent {} in {:.2}s ({:.0} pps offered) received {received} dropped(counted) {dropped} xacctd cpu {:.3}s = {:.0} ns/packet",
+            frames.len(),
+            send_time,
+            frames.len() as f64 / send_time,
+            cpu,
+            cpu * 1e9 / received.max(1) as f64
+        );
+    }
+    Ok(())
+}

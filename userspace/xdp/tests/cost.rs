@@ -1,0 +1,56 @@
+//! The XDP program's cost per packet, measured by the kernel with BPF_PROG_TEST_RUN over a mix
+//! of packet kinds (perf/xdp_cost.sh runs this in release mode and prints the table). The test
+//! checks the verdicts and that every run was counted; the ns figures are reported, not
+//! asserted, since they depend on the machine.
+
+use xacct_perf::traffic::{arp, build, FrameSpec, L3, L4};
+use xacct_xdp::{Options, XdpCounter, XdpProgram};
+
+const XDP_PASS: u32 = 2;
+
+fn spec(vlans: Vec<u16>, l3: L3, l4: L4, payload: usize) -> FrameSpec {
+    FrameSpec { src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], vlans, l3, l4, payload }
+}
+
+#[test]
+fn cost_per_packet() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot skip under CI=true: BPF needs root");
+        eprintln!("SKIP: BPF_PROG_TEST_RUN needs root");
+        return;
+    }
+    let v4 = L3::V4 { src: [198, 18, 1, 1], dst: [198, 18, 2, 1], tos: 0 };
+    let mut a6 = [0u8; 16];
+    a6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    let v6 = L3::V6 { src: a6, dst: a6, tclass: 0 };
+    let kinds: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("ipv4/tcp", build(&spec(vec![], v4, L4::Tcp { sport: 1234, dport: 80, flags: 0x10 }, 1400)), true),
+        ("ipv4/udp", build(&spec(vec![], v4, L4::Udp { sport: 1234, dport: 53 }, 64)), true),
+        ("ipv4/icmp", build(&spec(vec![], v4, L4::Icmp { ty: 8, code: 0 }, 56)), true),
+        ("vlan/ipv4/udp", build(&spec(vec![10], v4, L4::Udp { sport: 1234, dport: 53 }, 64)), true),
+        ("qinq/ipv4/tcp", build(&spec(vec![10, 20], v4, L4::Tcp { sport: 1, dport: 2, flags: 2 }, 0)), true),
+        ("ipv6/udp", build(&spec(vec![], v6, L4::Udp { sport: 1234, dport: 53 }, 64)), true),
+        ("ipv6/tcp", build(&spec(vec![], v6, L4::Tcp { sport: 1234, dport: 443, flags: 0x18 }, 1000)), true),
+        ("arp", arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]), false),
+    ];
+    let repeat: u32 = std::env::var("XDP_COST_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let p = XdpProgram::load(Options::default()).unwrap_or_else(|e| panic!("load: {e:#}"));
+    let mut ip_runs = 0u64;
+    let mut total_ns = 0.0;
+    println!("{:<16} {:>10}", "kind", "ns/packet");
+    for (name, frame, ip) in &kinds {
+        let r = p.test_run(frame, repeat).unwrap_or_else(|e| panic!("test_run {name}: {e:#}"));
+        assert_eq!(r.action, XDP_PASS, "{name}");
+        let ns = r.per_run.as_nanos() as f64;
+        total_ns += ns;
+        println!("{name:<16} {ns:>10.1}");
+        if *ip {
+            ip_runs += u64::from(repeat);
+        }
+    }
+    println!("{:<16} {:>10.1}", "mean", total_ns / kinds.len() as f64);
+    let c = p.counters().expect("counters");
+    assert_eq!(c.get(XdpCounter::Aggregated), ip_runs, "{c:?}");
+    assert_eq!(c.get(XdpCounter::NonIp), u64::from(repeat), "{c:?}");
+}
