@@ -26,6 +26,8 @@ pub struct Batch {
     pub source: usize,
     pub buf: Vec<u8>,
     pub frames: Vec<FrameMeta>,
+    /// Records that arrive already decoded and aggregated (XDP flow-map harvests).
+    pub records: Vec<xacct_core::Record>,
 }
 
 /// Bytes of each frame kept for decoding: Ethernet + two VLAN tags + IPv6 + 160 bytes of
@@ -43,6 +45,7 @@ impl Batch {
             source,
             buf: Vec::with_capacity(BATCH_FRAMES * HEADER_BYTES),
             frames: Vec::with_capacity(BATCH_FRAMES),
+            records: Vec::new(),
         }
     }
 
@@ -57,21 +60,23 @@ impl Batch {
         self.frames.push(FrameMeta { off, caplen: kept.len() as u32, wire_len, ts });
     }
 
+    /// Frames plus records.
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.frames.len() + self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.frames.is_empty() && self.records.is_empty()
     }
 
     pub fn is_full(&self) -> bool {
-        self.frames.len() >= BATCH_FRAMES
+        self.frames.len() >= BATCH_FRAMES || self.records.len() >= BATCH_FRAMES
     }
 
     pub fn clear(&mut self) {
         self.buf.clear();
         self.frames.clear();
+        self.records.clear();
     }
 
     /// The frame bytes for `m` (metadata from this batch).

@@ -10,8 +10,10 @@ pub mod batch;
 pub mod pcap_source;
 pub mod savefile;
 pub mod source;
+pub mod xdp_source;
 
 pub use afxdp::{AfXdpConfig, AfXdpError, AfXdpSource, BindMode, Steering};
 pub use batch::{Batch, BatchSink, FrameMeta, SinkMode};
 pub use pcap_source::{CaptureError, PcapSource, SourceEnd};
 pub use source::{Source, SourceError};
+pub use xdp_source::XdpHarvester;

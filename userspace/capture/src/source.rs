@@ -3,6 +3,7 @@
 use crate::afxdp::{AfXdpError, AfXdpSource};
 use crate::batch::BatchSink;
 use crate::pcap_source::{CaptureError, PcapSource, SourceEnd};
+use crate::xdp_source::XdpHarvester;
 use std::sync::atomic::AtomicBool;
 use xacct_core::stats::SourceStats;
 use xacct_wire::LinkType;
@@ -13,12 +14,16 @@ pub enum SourceError {
     Pcap(#[from] CaptureError),
     #[error(transparent)]
     AfXdp(#[from] AfXdpError),
+    #[error(transparent)]
+    Xdp(#[from] xacct_xdp::XdpError),
 }
 
 /// A libpcap handle (live or file) or an AF_XDP socket on one RX queue.
 pub enum Source {
     Pcap(PcapSource),
-    AfXdp(AfXdpSource),
+    AfXdp(Box<AfXdpSource>),
+    /// The XDP program's flow maps, harvested.
+    Xdp(Box<XdpHarvester>),
 }
 
 impl Source {
@@ -26,13 +31,14 @@ impl Source {
         match self {
             Source::Pcap(s) => s.describe().to_string(),
             Source::AfXdp(s) => format!("{} ({} mode)", s.describe(), s.mode()),
+            Source::Xdp(s) => s.describe().to_string(),
         }
     }
 
     pub fn link(&self) -> LinkType {
         match self {
             Source::Pcap(s) => s.link(),
-            Source::AfXdp(_) => LinkType::Ethernet,
+            Source::AfXdp(_) | Source::Xdp(_) => LinkType::Ethernet,
         }
     }
 
@@ -51,6 +57,7 @@ impl Source {
         Ok(match self {
             Source::Pcap(s) => s.run(id, sink, stop, stats)?,
             Source::AfXdp(s) => s.run(id, sink, stop, stats)?,
+            Source::Xdp(s) => s.run(id, sink, stop, stats)?,
         })
     }
 
@@ -59,6 +66,7 @@ impl Source {
         match self {
             Source::Pcap(s) => s.update_kernel_drops(stats),
             Source::AfXdp(s) => s.update_stats(stats),
+            Source::Xdp(s) => s.update_stats(stats),
         }
     }
 }

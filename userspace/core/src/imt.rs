@@ -290,6 +290,9 @@ pub struct SourceStatus {
     pub xsk_rx_dropped: u64,
     #[serde(default)]
     pub xsk_rx_invalid_descs: u64,
+    /// Counters of the source kind (the XDP program's), by name.
+    #[serde(default)]
+    pub extra: Vec<(String, u64)>,
 }
 
 impl Status {
@@ -324,6 +327,9 @@ impl Status {
                 writeln!(w, "  AF_XDP fill ring empty: {}", s.xsk_fill_ring_empty)?;
                 writeln!(w, "  AF_XDP rx dropped: {}", s.xsk_rx_dropped)?;
                 writeln!(w, "  AF_XDP invalid descriptors: {}", s.xsk_rx_invalid_descs)?;
+            }
+            for (k, v) in &s.extra {
+                writeln!(w, "  {k}: {v}")?;
             }
             writeln!(w, "  processed: {}", s.processed)?;
             writeln!(w, "  finished: {}", if s.finished { "yes" } else { "no" })?;

@@ -32,6 +32,8 @@ pub struct SourceStats {
     pub xsk_rx_dropped: AtomicU64,
     /// AF_XDP: invalid descriptors on the rx ring (a bug on one side if ever non-zero).
     pub xsk_rx_invalid_descs: AtomicU64,
+    /// Counters a source kind keeps on its own (the XDP program's), as last read.
+    pub extra: std::sync::Mutex<Vec<(&'static str, u64)>>,
     /// Set once a finite source (pcap file) has been read to its end and drained.
     pub finished: std::sync::atomic::AtomicBool,
 }
@@ -40,6 +42,11 @@ impl SourceStats {
     pub fn count_malformed(&self, e: DecodeError) {
         let i = DecodeError::ALL.iter().position(|x| *x == e).unwrap_or(0);
         self.malformed[i].fetch_add(1, Relaxed);
+    }
+
+    /// A copy of [`Self::extra`].
+    pub fn extra_counters(&self) -> Vec<(&'static str, u64)> {
+        self.extra.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     pub fn malformed_total(&self) -> u64 {

@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use xacct_capture::{AfXdpConfig, AfXdpSource, BatchSink, PcapSource, SinkMode, Source, SourceEnd, Steering};
+use xacct_capture::{
+    AfXdpConfig, AfXdpSource, BatchSink, PcapSource, SinkMode, Source, SourceEnd, Steering, XdpHarvester,
+};
 use xacct_core::aggregate::Projector;
-use xacct_core::config::{CaptureMethod, Config, GlobalConfig, PluginKind};
+use xacct_core::config::{CaptureMethod, Config, PluginKind};
 use xacct_core::filter::Filter;
 use xacct_core::maps::{Networks, Ports};
 use xacct_core::stats::{PluginStats, SourceStats};
@@ -93,8 +95,81 @@ fn rx_queues(iface: &str) -> u32 {
         .max(1)
 }
 
+/// The kernel flow-key fields the plugins need: what their aggregates project, and every field
+/// when any plugin filters (a filter may read any field).
+fn xdp_key_fields(config: &Config) -> u32 {
+    use xacct_core::Primitive as P;
+    use xacct_xdp::*;
+    if config.plugins.iter().any(|p| p.aggregate_filter.is_some()) {
+        return KEEP_ALL;
+    }
+    let mut k = 0;
+    for p in config.plugins.iter().flat_map(|p| p.aggregate.primitives()) {
+        k |= match p {
+            P::SrcHost | P::SrcNet | P::SrcMask | P::SrcAs => KEEP_SRC_ADDR,
+            P::DstHost | P::DstNet | P::DstMask | P::DstAs => KEEP_DST_ADDR,
+            P::SumHost | P::SumNet | P::SumAs => KEEP_SRC_ADDR | KEEP_DST_ADDR,
+            P::SrcPort => KEEP_SRC_PORT,
+            P::DstPort => KEEP_DST_PORT,
+            P::SumPort => KEEP_SRC_PORT | KEEP_DST_PORT,
+            P::Proto => KEEP_PROTO,
+            P::Tos => KEEP_TOS,
+            P::Vlan => KEEP_VLAN,
+            P::SrcMac => KEEP_SRC_MAC,
+            P::DstMac => KEEP_DST_MAC,
+            P::SumMac => KEEP_SRC_MAC | KEEP_DST_MAC,
+            P::Etype => KEEP_ETHERTYPE,
+            P::TcpFlags => KEEP_TCP_FLAGS,
+            P::Tag | P::Tag2 | P::InIface | P::OutIface | P::Flows | P::None => 0,
+        };
+    }
+    k
+}
+
+/// XDP pre-aggregation on `iface`: the program counts flows in the kernel (harvested by an
+/// `XdpHarvester` source) and sends what needs userspace (IP fragments, a full flow map) to
+/// one AF_XDP socket per RX queue.
+fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
+    let g = &config.global;
+    if config.plugins.iter().any(|p| p.aggregate.has(xacct_core::Primitive::Flows)) {
+        bail!("the flows counter needs every packet in userspace (flow starts), which XDP pre-aggregation hides");
+    }
+    if g.sampling_rate > 1 {
+        bail!("sampling_rate picks individual packets, which XDP pre-aggregation does not hand up");
+    }
+    if g.pcap_filter.is_some() {
+        bail!("pcap_filter needs libpcap; use aggregate_filter (every plugin filters in userspace)");
+    }
+    let action = match g.xdp_action {
+        xacct_core::config::XdpAction::Pass => xacct_xdp::Action::Pass,
+        xacct_core::config::XdpAction::Drop => xacct_xdp::Action::Drop,
+    };
+    let opts = xacct_xdp::Options { key_fields: xdp_key_fields(config), action, ..xacct_xdp::Options::default() };
+    let mut prog = xacct_xdp::XdpProgram::load(opts).context("loading the XDP program")?;
+    let att = prog.attach(iface).context("attaching the XDP program")?;
+    match &att.native_error {
+        Some(why) => tracing::info!("XDP on {iface}: generic mode (native attach failed: {why})"),
+        None => tracing::info!("XDP on {iface}: native mode"),
+    }
+    // Kernel pre-filter rules from aggregate_filter are not derived yet: the program admits
+    // everything and each plugin filters in userspace.
+    prog.set_rules(&xacct_xdp::Rules::pass_all()).context("setting XDP rules")?;
+    let queues = rx_queues(iface);
+    let cfg = AfXdpConfig { steering: Steering::External, ..AfXdpConfig::default() };
+    let mut sources = Vec::new();
+    for q in 0..queues {
+        let s = AfXdpSource::open(iface, q, &cfg).with_context(|| format!("AF_XDP socket for queue {q}"))?;
+        prog.insert_xsk(q, s.fd()).with_context(|| format!("XSKMAP slot {q}"))?;
+        sources.push(Source::AfXdp(Box::new(s)));
+    }
+    let what = format!("XDP {iface} ({} mode)", if att.native_error.is_some() { "generic" } else { "native" });
+    sources.insert(0, Source::Xdp(Box::new(XdpHarvester::new(prog, what))));
+    Ok(sources)
+}
+
 /// Opens the configured packet sources, choosing the capture method for a live interface.
-fn open_sources(g: &GlobalConfig) -> Result<Vec<Source>> {
+fn open_sources(config: &Config) -> Result<Vec<Source>> {
+    let g = &config.global;
     if let Some(file) = &g.pcap_savefile {
         return Ok(vec![Source::Pcap(PcapSource::open_file(file, g.pcap_filter.as_deref())?)]);
     }
@@ -121,21 +196,22 @@ fn open_sources(g: &GlobalConfig) -> Result<Vec<Source>> {
             let queues = rx_queues(&iface);
             let cfg = AfXdpConfig { steering: Steering::Standalone, ..AfXdpConfig::default() };
             let socks = (0..queues)
-                .map(|q| AfXdpSource::open(&iface, q, &cfg).map(Source::AfXdp))
+                .map(|q| AfXdpSource::open(&iface, q, &cfg).map(|s| Source::AfXdp(Box::new(s))))
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("capture_method afxdp on {iface}"))?;
             tracing::info!("AF_XDP on {iface}: {queues} RX queue(s), one socket and one source thread each");
             Ok(socks)
         }
-        CaptureMethod::Xdp => {
-            bail!("capture_method xdp: the XDP pre-aggregation path is not wired into xacctd yet; use afxdp or pcap")
-        }
-        CaptureMethod::Auto => {
-            // AF_XDP alone would take every packet of the interface away from the kernel stack,
-            // so auto does not pick it by itself; XDP pre-aggregation will come first here.
-            tracing::info!("capture_method auto: libpcap (XDP pre-aggregation is not wired in yet)");
-            pcap()
-        }
+        CaptureMethod::Xdp => open_xdp(config, &iface).with_context(|| format!("capture_method xdp on {iface}")),
+        CaptureMethod::Auto => match open_xdp(config, &iface) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                // AF_XDP alone would take every packet of the interface away from the kernel
+                // stack, so auto falls back to libpcap, never to AF_XDP by itself.
+                tracing::info!("capture_method auto: XDP not used on {iface} ({e:#}); falling back to libpcap");
+                pcap()
+            }
+        },
     }
 }
 
@@ -177,7 +253,7 @@ pub fn run(config: Config) -> Result<()> {
 
     // Sources.
     let g = &config.global;
-    let sources = open_sources(g)?;
+    let sources = open_sources(&config)?;
     let source_stats: Vec<Arc<SourceStats>> = sources.iter().map(|_| Arc::new(SourceStats::default())).collect();
     let source_names: Vec<String> = sources.iter().map(|s| s.describe()).collect();
     for s in &sources {
@@ -360,7 +436,7 @@ pub fn run(config: Config) -> Result<()> {
 fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
     for (name, s) in sources {
         tracing::info!(
-            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}",
+            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
             s.received.load(Relaxed),
             s.processed.load(Relaxed),
             s.kernel_dropped.load(Relaxed),
@@ -373,6 +449,7 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
             s.xsk_fill_ring_empty.load(Relaxed),
             s.xsk_rx_dropped.load(Relaxed),
             s.xsk_rx_invalid_descs.load(Relaxed),
+            s.extra_counters().iter().map(|(k, v)| format!(" {k} {v}")).collect::<String>(),
         );
     }
     for p in specs {

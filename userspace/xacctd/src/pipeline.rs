@@ -169,6 +169,10 @@ impl Worker {
             }
         }
         std::hint::black_box(sink);
+        // Pre-aggregated records (XDP flow maps) are filtered and projected like packets.
+        for r in &batch.records {
+            self.account(r);
+        }
         self.apply_pending();
         self.publish_counts();
         src.processed.fetch_add(batch.len() as u64, Relaxed);

@@ -311,7 +311,7 @@ impl XdpProgram {
 
     /// Puts the AF_XDP socket `fd` (bound to RX queue `queue`) in the XSKMAP slot of that
     /// queue: the program redirects that queue's packets for userspace to it.
-    pub fn insert_xsk(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+    pub fn insert_xsk(&mut self, queue: u32, fd: impl AsRawFd) -> Result<(), XdpError> {
         let mut m: XskMap<&mut MapData> = XskMap::try_from(self.map_mut(maps::XSKS)?)?;
         m.set(queue, fd.as_raw_fd(), 0)?;
         Ok(())

@@ -1,0 +1,144 @@
+//! The XDP pre-aggregation source: the kernel counts packets per flow key; this source harvests
+//! the flow maps (exactly: see `xacct_xdp::XdpProgram::harvest`) at a fixed interval and hands
+//! the flows to the workers as pre-aggregated [`Record`]s, which they filter and project like
+//! packets. Packets the program sends to userspace arrive through AF_XDP sources instead.
+
+use crate::batch::{Batch, BatchSink};
+use crate::pcap_source::SourceEnd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use xacct_core::record::{Addr, Record};
+use xacct_core::stats::SourceStats;
+use xacct_wire::LinkType;
+use xacct_xdp::{FlowKey, FlowValue, XdpCounter, XdpError, XdpProgram};
+
+/// How often the kernel maps are drained: bounds both the age of what plugins see and the
+/// number of flows the kernel map must hold between harvests.
+pub const HARVEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The attached XDP program and what is needed to turn its flows into records.
+pub struct XdpHarvester {
+    prog: XdpProgram,
+    what: String,
+}
+
+impl XdpHarvester {
+    pub fn new(prog: XdpProgram, what: String) -> XdpHarvester {
+        XdpHarvester { prog, what }
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.what
+    }
+
+    /// Harvests every [`HARVEST_INTERVAL`] until `stop`, then once more so nothing counted in
+    /// the kernel is left behind.
+    pub fn run(
+        &mut self,
+        id: usize,
+        sink: &mut BatchSink,
+        stop: &AtomicBool,
+        stats: &SourceStats,
+    ) -> Result<SourceEnd, XdpError> {
+        let mut next = Instant::now() + HARVEST_INTERVAL;
+        loop {
+            let stopping = stop.load(Relaxed);
+            if stopping || Instant::now() >= next {
+                if !self.harvest_once(id, sink, stats)? {
+                    return Ok(SourceEnd::WorkersGone);
+                }
+                self.update_stats(stats);
+                if stopping {
+                    return Ok(SourceEnd::Stopped);
+                }
+                next = Instant::now() + HARVEST_INTERVAL;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One harvest into batches of records. False when the workers are gone.
+    fn harvest_once(&mut self, id: usize, sink: &mut BatchSink, stats: &SourceStats) -> Result<bool, XdpError> {
+        let clock = Clock::now();
+        let mut batch = sink.empty(LinkType::Ethernet, id);
+        let mut full: Vec<Batch> = Vec::new();
+        self.prog.harvest(|k, v| {
+            batch.records.push(record_of(k, v, &clock));
+            if batch.is_full() {
+                full.push(std::mem::replace(&mut batch, Batch::new(LinkType::Ethernet, id)));
+            }
+        })?;
+        full.push(batch);
+        for b in full {
+            if b.is_empty() {
+                continue;
+            }
+            stats.received.fetch_add(b.len() as u64, Relaxed);
+            if !sink.send(b) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Copies the program's counters into the source's `extra` counters.
+    pub fn update_stats(&mut self, stats: &SourceStats) {
+        if let Ok(c) = self.prog.counters() {
+            let v: Vec<(&'static str, u64)> = XdpCounter::ALL.iter().map(|x| (x.name(), c.get(*x))).collect();
+            if let Ok(mut e) = stats.extra.lock() {
+                *e = v;
+            }
+        }
+    }
+}
+
+/// Wall and monotonic clocks read together, to date flows the kernel stamped with
+/// `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+struct Clock {
+    wall: i64,
+    mono_ns: u64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let mono_ns = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
+        Clock { wall, mono_ns }
+    }
+
+    /// Wall-clock seconds of a monotonic kernel timestamp.
+    fn wall_of(&self, ns: u64) -> i64 {
+        self.wall - (self.mono_ns.saturating_sub(ns) / 1_000_000_000) as i64
+    }
+}
+
+/// A kernel flow as a record: counters as counted, fields the key did not keep stay zero.
+fn record_of(k: &FlowKey, v: &FlowValue, clock: &Clock) -> Record {
+    let addr = |a: &[u8; 16]| match k.family {
+        4 => Addr::V4([a[0], a[1], a[2], a[3]]),
+        6 => Addr::V6(*a),
+        _ => Addr::None,
+    };
+    let vlan = k.vlan();
+    Record {
+        src_mac: k.src_mac,
+        dst_mac: k.dst_mac,
+        vlan,
+        // The key keeps the outer tag only; libpcap `vlan` filters on pre-aggregated flows see
+        // one tag at most.
+        vlan_depth: u8::from(vlan != 0),
+        etype: k.ethertype(),
+        src_ip: addr(&k.src_addr),
+        dst_ip: addr(&k.dst_addr),
+        src_port: k.src_port(),
+        dst_port: k.dst_port(),
+        proto: k.proto,
+        tos: k.tos,
+        tcp_flags: v.tcp_flags,
+        packets: v.packets,
+        bytes: v.bytes,
+        ts: clock.wall_of(v.last_seen_ns),
+        ..Record::default()
+    }
+}
