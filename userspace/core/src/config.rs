@@ -158,6 +158,9 @@ pub struct GlobalConfig {
     pub capture_method: CaptureMethod,
     /// `xdp_action` (new key).
     pub xdp_action: XdpAction,
+    /// `xdp_flow_entries` (new key): capacity of each kernel flow map; None = the loader's
+    /// default. Flows beyond it go to userspace over AF_XDP, counted.
+    pub xdp_flow_entries: Option<u32>,
 }
 
 impl Default for GlobalConfig {
@@ -181,6 +184,7 @@ impl Default for GlobalConfig {
             flow_tcp_lifetime: 60,
             capture_method: CaptureMethod::Auto,
             xdp_action: XdpAction::Pass,
+            xdp_flow_entries: None,
             as_from_networks_file: false,
         }
     }
@@ -241,7 +245,8 @@ fn implemented(key: &str) -> Option<Applies> {
         | "pmacctd_flow_lifetime"
         | "pmacctd_flow_tcp_lifetime"
         | "capture_method"
-        | "xdp_action" => Global,
+        | "xdp_action"
+        | "xdp_flow_entries" => Global,
         "aggregate" | "aggregate_filter" | "networks_file" | "ports_file" => AnyPlugin,
         "imt_path" => Only(PluginKind::Memory),
         "print_output"
@@ -550,6 +555,7 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
                 _ => return Err(bad(d, "expected auto, xdp, afxdp or pcap")),
             }
         }
+        "xdp_flow_entries" => g.xdp_flow_entries = Some(parse_count(d, 1u32 << 26)?),
         "xdp_action" => {
             g.xdp_action = match d.value.to_ascii_lowercase().as_str() {
                 "pass" => XdpAction::Pass,

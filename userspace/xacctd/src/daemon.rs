@@ -144,7 +144,10 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
         xacct_core::config::XdpAction::Pass => xacct_xdp::Action::Pass,
         xacct_core::config::XdpAction::Drop => xacct_xdp::Action::Drop,
     };
-    let opts = xacct_xdp::Options { key_fields: xdp_key_fields(config), action, ..xacct_xdp::Options::default() };
+    let mut opts = xacct_xdp::Options { key_fields: xdp_key_fields(config), action, ..xacct_xdp::Options::default() };
+    if let Some(n) = g.xdp_flow_entries {
+        opts.flow_entries = n;
+    }
     let mut prog = xacct_xdp::XdpProgram::load(opts).context("loading the XDP program")?;
     let att = prog.attach(iface).context("attaching the XDP program")?;
     match &att.native_error {

@@ -176,18 +176,21 @@ fn setup_namespace() -> Result<(), String> {
 }
 
 /// `method` is the `capture_method`; `source` how xacctd names the capture in its log.
-fn live_capture_in_namespace(method: &str, source: &str) {
+fn live_capture_in_namespace(method: &str, source: &str, extra: &str) {
     if let Err(why) = setup_namespace() {
         skip(&format!("live_veth needs root: {why}"));
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    if method == "auto" {
+        occupy_xdp(dir.path());
+    }
     let (pipe_a, pipe_b) = (dir.path().join("a.pipe"), dir.path().join("b.pipe"));
     let conf = dir.path().join("xacctd.conf");
     std::fs::write(
         &conf,
         format!(
-            "! live capture on a veth\ndaemonize: false\npcap_interface: {RX}\ncapture_method: {method}\nworkers: 2\nplugins: memory[a], memory[b]\n\
+            "! live capture on a veth\ndaemonize: false\npcap_interface: {RX}\ncapture_method: {method}\n{extra}workers: 2\nplugins: memory[a], memory[b]\n\
              aggregate[a]: src_host,dst_host,src_port,dst_port,proto\nimt_path[a]: {}\n\
              aggregate[b]: src_host,dst_port,proto\naggregate_filter[b]: src net 198.18.1.0/24 and udp\nimt_path[b]: {}\n",
             pipe_a.display(),
@@ -198,6 +201,9 @@ fn live_capture_in_namespace(method: &str, source: &str) {
     let log = dir.path().join("xacctd.log");
     let mut daemon = Daemon::start(&conf, &log);
     daemon.wait_log(&format!("capturing from {source}"), Duration::from_secs(20));
+    if method == "auto" {
+        daemon.wait_log("falling back to libpcap", Duration::from_secs(1));
+    }
 
     let flows = flows();
     let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end with libpcap");
@@ -241,6 +247,9 @@ fn live_capture_in_namespace(method: &str, source: &str) {
         assert!(n("xdp_seen") >= sent, "xdp_seen {} < sent {sent}: {line}", n("xdp_seen"));
         assert!(n("xdp_non_ip") >= 2, "our two ARP frames are non-IP: {line}");
         assert_eq!(n("xdp_malformed") + n("xdp_map_full_lost"), 0, "{line}");
+        if extra.contains("xdp_flow_entries") {
+            assert!(n("xdp_map_full") > 0 && n("xdp_redirected") >= n("xdp_map_full"), "no overflow to AF_XDP: {line}");
+        }
         assert_eq!(n("processed"), n("received"), "{line}");
         return;
     }
@@ -252,12 +261,30 @@ fn live_capture_in_namespace(method: &str, source: &str) {
     assert!(n("non_ip") >= 2, "our two ARP frames are non-IP: {line}");
 }
 
-fn in_namespace(method: &'static str, source: String) {
+/// Attaches a foreign XDP program (compiled here with clang) to the capture end, so xacctd's own
+/// program cannot attach and `capture_method: auto` must fall back to libpcap.
+fn occupy_xdp(dir: &Path) {
+    let src = dir.join("foreign.c");
+    let obj = dir.join("foreign.o");
+    std::fs::write(&src, "__attribute__((section(\"xdp\"), used)) int foreign(void *ctx) { return 2; }\nchar _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n")
+        .expect("write foreign.c");
+    let st = std::process::Command::new("clang")
+        .args(["-O2", "-target", "bpf", "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .expect("clang (cargo xtask setup installs it)");
+    assert!(st.success(), "clang could not build the foreign XDP program");
+    sh(&["ip", "link", "set", "dev", RX, "xdpgeneric", "obj", obj.to_str().expect("utf8"), "sec", "xdp"]);
+}
+
+fn in_namespace(method: &'static str, source: String, extra: &'static str) {
     // The namespace belongs to this thread alone (and to the processes it spawns); it vanishes
     // with the thread, taking the veth pair along.
     let h = std::thread::Builder::new()
         .name("netns".into())
-        .spawn(move || live_capture_in_namespace(method, &source))
+        .spawn(move || live_capture_in_namespace(method, &source, extra))
         .expect("spawn netns thread");
     if let Err(panic) = h.join() {
         std::panic::resume_unwind(panic);
@@ -266,15 +293,28 @@ fn in_namespace(method: &'static str, source: String) {
 
 #[test]
 fn live_capture_on_veth_pair() {
-    in_namespace("pcap", format!("interface {RX}"));
+    in_namespace("pcap", format!("interface {RX}"), "");
 }
 
 #[test]
 fn live_capture_with_af_xdp() {
-    in_namespace("afxdp", format!("AF_XDP {RX} queue 0"));
+    in_namespace("afxdp", format!("AF_XDP {RX} queue 0"), "");
 }
 
 #[test]
 fn live_capture_with_xdp_pre_aggregation() {
-    in_namespace("xdp", format!("XDP {RX} (native mode)"));
+    in_namespace("xdp", format!("XDP {RX} (native mode)"), "");
+}
+
+/// Another XDP program already owns the interface: auto says why and captures with libpcap.
+#[test]
+fn auto_falls_back_to_libpcap_when_xdp_cannot_attach() {
+    in_namespace("auto", format!("interface {RX}"), "");
+}
+
+/// A kernel flow map of 4 entries for 7 flows: the overflow goes up over AF_XDP, and the
+/// tables are still exact.
+#[test]
+fn xdp_flow_map_overflow_goes_to_af_xdp_without_loss() {
+    in_namespace("xdp", format!("XDP {RX} (native mode)"), "xdp_flow_entries: 4\n");
 }
