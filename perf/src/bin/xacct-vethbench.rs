@@ -1,5 +1,5 @@
 //! Live-capture capacity on a veth pair in a private network namespace: the same traffic mix is
-//! sent (from a thread pinned to core 0) into one end while xacctd (pinned to core 1 with
+//! sent (by an AF_XDP socket on a thread pinned to core 0) into one end while xacctd (pinned to core 1 with
 //! `taskset`) captures the other end with each capture method in turn. Reports packets/s
 //! received and xacctd's CPU time per packet, side by side.
 //!
@@ -7,7 +7,7 @@
 //! the packet socket's ring), so xacctd's own CPU per packet is what this compares; the XDP
 //! program's own cost is measured separately with BPF_PROG_TEST_RUN (perf/xdp_cost.sh).
 //!
-//! Usage (root): xacct-vethbench [--packets N] [--methods pcap,afxdp] [--xacctd PATH]
+//! Usage (root): xacct-vethbench [--packets N] [--methods xdp,afxdp,pcap] [--xacctd PATH]
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -22,7 +22,7 @@ const RX: &str = "xb1";
 struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     packets: usize,
-    #[arg(long, default_value = "pcap,afxdp", value_delimiter = ',')]
+    #[arg(long, default_value = "xdp,afxdp,pcap", value_delimiter = ',')]
     methods: Vec<String>,
     /// xacctd binary (default: next to this one).
     #[arg(long)]
@@ -106,10 +106,8 @@ fn main() -> Result<()> {
                 if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
                     core_affinity::set_for_current(c);
                 }
-                let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open sender");
-                for f in frames_ref {
-                    let _ = tx.sendpacket(f.as_slice());
-                }
+                let mut tx = xacct_perf::afxdp_tx::AfXdpSender::open(TX).expect("AF_XDP sender");
+                tx.send_all(frames_ref).expect("send");
             });
         });
         let send_time = start.elapsed().as_secs_f64();
