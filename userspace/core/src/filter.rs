@@ -2,7 +2,9 @@
 //! evaluated on [`Record`] fields so that packets and flow records get the same answer.
 //!
 //! CONTRACT (stable API): `Filter::parse(&str) -> Result<Filter, FilterError>`,
-//! `Filter::matches(&self, &Record) -> bool`.
+//! `Filter::matches(&self, &Record) -> bool`,
+//! `Filter::kernel_superset(&self) -> Option<PrefilterRules>` (rules for the XDP pre-filter
+//! that admit at least what the filter accepts; see [`PrefilterRules`]).
 //!
 //! The grammar and the meaning of each primitive follow pcap-filter(7) as implemented by
 //! libpcap 1.10 (checked by `tests/filter_vs_libpcap.rs` against the real library):
@@ -1554,6 +1556,283 @@ fn ether_proto(name: &str) -> Option<u32> {
         "loopback" => 0x9000,
         _ => return None,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel pre-filter: a superset of a filter in the XDP program's rule language
+
+/// Entries each of the XDP program's address tries holds (`LpmTrie::with_max_entries(4096)` in
+/// ebpf/xdp): a superset needing more nets than that is not expressible.
+pub const PREFILTER_MAX_NETS: usize = 4096;
+
+/// Longest port range expanded into port rules; a wider range falls back to protocol rules.
+const PREFILTER_MAX_RANGE: u32 = 1024;
+
+/// Kernel pre-filter rules in xacct-core's terms (the daemon converts them into the XDP
+/// loader's rules, so xacct-core does not depend on it). An IP packet is admitted when ANY
+/// rule admits it; no rule at all admits no IP packet. The XDP program never pre-filters
+/// non-IP frames, nor frames it cannot fully parse (more than 3 VLAN tags, long IPv6
+/// extension-header chains), so rules only ever need to cover IP packets.
+///
+/// Rule meanings, as the XDP program evaluates them on its parsed flow key:
+/// - `v4_src`…`v6_dst`: the packet's address is in one of the nets (any VLAN depth);
+/// - `protos`: the IP protocol (IPv6: after extension headers) is in the set;
+/// - `src_ports`/`dst_ports`: the port is in the set, where the kernel's ports are those of
+///   TCP and UDP first fragments and 0 for every other packet (ICMP, SCTP, later fragments…);
+/// - `vlans`: the OUTERMOST VLAN id is in the set (untagged frames have id 0);
+/// - `ipv4`/`ipv6`: every packet of that family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrefilterRules {
+    /// Nets as (network address with host bits cleared, prefix length).
+    pub v4_src: Vec<(std::net::Ipv4Addr, u8)>,
+    pub v4_dst: Vec<(std::net::Ipv4Addr, u8)>,
+    pub v6_src: Vec<(Ipv6Addr, u8)>,
+    pub v6_dst: Vec<(Ipv6Addr, u8)>,
+    pub protos: Vec<u8>,
+    pub src_ports: Vec<u16>,
+    pub dst_ports: Vec<u16>,
+    pub vlans: Vec<u16>,
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl PrefilterRules {
+    /// Whether these rules admit no IP packet at all.
+    pub fn is_empty(&self) -> bool {
+        self.v4_src.is_empty()
+            && self.v4_dst.is_empty()
+            && self.v6_src.is_empty()
+            && self.v6_dst.is_empty()
+            && self.protos.is_empty()
+            && self.src_ports.is_empty()
+            && self.dst_ports.is_empty()
+            && self.vlans.is_empty()
+            && !self.ipv4
+            && !self.ipv6
+    }
+
+    /// Rules admitting what either set admits (sorted, deduplicated); `None` when a net list
+    /// would outgrow [`PREFILTER_MAX_NETS`].
+    pub fn union(mut self, other: PrefilterRules) -> Option<PrefilterRules> {
+        fn merge<T: Ord>(a: &mut Vec<T>, b: Vec<T>) {
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
+        }
+        merge(&mut self.v4_src, other.v4_src);
+        merge(&mut self.v4_dst, other.v4_dst);
+        merge(&mut self.v6_src, other.v6_src);
+        merge(&mut self.v6_dst, other.v6_dst);
+        merge(&mut self.protos, other.protos);
+        merge(&mut self.src_ports, other.src_ports);
+        merge(&mut self.dst_ports, other.dst_ports);
+        merge(&mut self.vlans, other.vlans);
+        self.ipv4 |= other.ipv4;
+        self.ipv6 |= other.ipv6;
+        let nets = [self.v4_src.len(), self.v4_dst.len(), self.v6_src.len(), self.v6_dst.len()];
+        (nets.iter().all(|n| *n <= PREFILTER_MAX_NETS)).then_some(self)
+    }
+
+    /// A rough guess of the share of IP traffic admitted, only used to choose between the two
+    /// sides of an `and`. Traffic is not uniform, so these are orders of magnitude: a whole
+    /// family or protocol is a lot, a port a little, a net by its length.
+    fn cost(&self) -> f64 {
+        let net = |len: u8| 0.5f64.powf(f64::from(len) / 4.0);
+        let mut c = 0.0;
+        c += f64::from(u8::from(self.ipv4)) + f64::from(u8::from(self.ipv6));
+        c += 0.3 * self.protos.len() as f64;
+        c += 0.2 * self.vlans.len() as f64;
+        let ports = self.src_ports.len() + self.dst_ports.len();
+        if ports > 0 {
+            // Port 0 also admits every packet without ports (see `leaf_superset`).
+            c += 0.1 + 0.01 * ports as f64;
+        }
+        c += self.v4_src.iter().chain(&self.v4_dst).map(|(_, l)| net(*l)).sum::<f64>();
+        c += self.v6_src.iter().chain(&self.v6_dst).map(|(_, l)| net(*l / 4)).sum::<f64>();
+        c
+    }
+}
+
+impl std::fmt::Display for PrefilterRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Long lists (port ranges, big net sets) are cut: this goes to the log.
+        const SHOWN: usize = 16;
+        fn cut(items: Vec<String>, total: usize) -> String {
+            let mut s = items.join(",");
+            if total > SHOWN {
+                s.push_str(&format!(",… ({total} in all)"));
+            }
+            s
+        }
+        fn list<T: std::fmt::Display>(v: &[T]) -> String {
+            cut(v.iter().take(SHOWN).map(|x| x.to_string()).collect(), v.len())
+        }
+        fn nets<A: std::fmt::Display>(v: &[(A, u8)]) -> String {
+            cut(v.iter().take(SHOWN).map(|(a, l)| format!("{a}/{l}")).collect(), v.len())
+        }
+        let mut parts = Vec::new();
+        for (name, s) in [
+            ("v4 src", nets(&self.v4_src)),
+            ("v4 dst", nets(&self.v4_dst)),
+            ("v6 src", nets(&self.v6_src)),
+            ("v6 dst", nets(&self.v6_dst)),
+            ("proto", list(&self.protos)),
+            ("src port", list(&self.src_ports)),
+            ("dst port", list(&self.dst_ports)),
+            ("vlan", list(&self.vlans)),
+        ] {
+            if !s.is_empty() {
+                parts.push(format!("{name} {s}"));
+            }
+        }
+        if self.ipv4 {
+            parts.push("all ipv4".into());
+        }
+        if self.ipv6 {
+            parts.push("all ipv6".into());
+        }
+        if parts.is_empty() {
+            f.write_str("no IP packet")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// `None` stands for "every packet" in the superset computation.
+type Sup = Option<PrefilterRules>;
+
+/// Either side is a superset of an intersection: take the more selective one.
+fn sup_and(a: Sup, b: Sup) -> Sup {
+    match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(a), Some(b)) => Some(if b.cost() < a.cost() { b } else { a }),
+    }
+}
+
+fn sup_or(a: Sup, b: Sup) -> Sup {
+    a?.union(b?)
+}
+
+/// The prefix that a possibly non-contiguous `net … mask …` mask starts with: every address
+/// matching the mask matches that prefix.
+fn prefix_len(mask: u128, bits: u32) -> u8 {
+    mask.leading_ones().min(bits) as u8
+}
+
+/// (source nets, destination nets)
+type NetPair<A> = (Vec<(A, u8)>, Vec<(A, u8)>);
+
+fn nets_by_dir<A: Copy>(dir: Dir, net: (A, u8)) -> NetPair<A> {
+    match dir {
+        Dir::Src => (vec![net], vec![]),
+        Dir::Dst => (vec![], vec![net]),
+        Dir::Or => (vec![net], vec![net]),
+        // Both must match, so either list alone is a superset.
+        Dir::And => (vec![net], vec![]),
+    }
+}
+
+impl Test {
+    /// Kernel rules admitting every IP packet whose record passes this test; `None` when the
+    /// kernel rules cannot express one short of everything.
+    ///
+    /// The `depth` of address/protocol/port tests (libpcap's `vlan` offset shift) is ignored:
+    /// the kernel's rules hold at any VLAN depth, which only widens the superset. Tests that
+    /// only non-IP frames pass give empty rules, since the kernel never pre-filters non-IP.
+    fn kernel_superset(&self) -> Sup {
+        let empty = PrefilterRules::default();
+        match *self {
+            Test::EtherType { etype: ET_IP, .. } => Some(PrefilterRules { ipv4: true, ..empty }),
+            Test::EtherType { etype: ET_IP6, .. } => Some(PrefilterRules { ipv6: true, ..empty }),
+            Test::EtherType { .. } => Some(empty),
+            // Only the outermost id is kept by the kernel, and only `vlan <id>` before any other
+            // `vlan` tests it; an inner or absent id would admit every frame.
+            Test::Vlan { depth: 0, id: Some(id) } => Some(PrefilterRules { vlans: vec![id], ..empty }),
+            Test::Vlan { .. } => None,
+            Test::IpProto { v4: false, v6: false, .. } => Some(empty),
+            Test::IpProto { proto, .. } => Some(PrefilterRules { protos: vec![proto], ..empty }),
+            Test::Host4 { fam, .. } if fam & FAM_IP == 0 => Some(empty),
+            Test::Host4 { dir, net, mask, .. } => {
+                let len = prefix_len(u128::from(mask) << 96, 32);
+                let keep = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                let (v4_src, v4_dst) = nets_by_dir(dir, (std::net::Ipv4Addr::from(net & keep), len));
+                Some(PrefilterRules { v4_src, v4_dst, ..empty })
+            }
+            Test::Host6 { dir, net, mask, .. } => {
+                let len = prefix_len(mask, 128);
+                let keep = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                let (v6_src, v6_dst) = nets_by_dir(dir, (Ipv6Addr::from(net & keep), len));
+                Some(PrefilterRules { v6_src, v6_dst, ..empty })
+            }
+            Test::Port { l4, dir, lo, hi, .. } => {
+                let mut protos = Vec::new();
+                for (bit, p) in [(L4_TCP, 6u8), (L4_UDP, 17), (L4_SCTP, 132)] {
+                    if l4 & bit != 0 {
+                        protos.push(p);
+                    }
+                }
+                if protos.is_empty() {
+                    return Some(empty);
+                }
+                if u32::from(hi) - u32::from(lo) >= PREFILTER_MAX_RANGE || l4 & (L4_TCP | L4_UDP) == 0 {
+                    return Some(PrefilterRules { protos, ..empty });
+                }
+                // Port 0 is added because the kernel's ports are 0 for later IPv4/IPv6
+                // fragments (checked before they go up, while userspace gives them their
+                // datagram's ports) and for SCTP (the kernel reads TCP and UDP ports only).
+                let mut ports: Vec<u16> = (lo..=hi).collect();
+                if lo != 0 {
+                    ports.insert(0, 0);
+                }
+                let (src_ports, dst_ports) = match dir {
+                    Dir::Src | Dir::And => (ports, vec![]),
+                    Dir::Dst => (vec![], ports),
+                    Dir::Or => (ports.clone(), ports),
+                };
+                Some(PrefilterRules { src_ports, dst_ports, ..empty })
+            }
+            Test::Ip4Multicast { .. } => {
+                Some(PrefilterRules { v4_dst: vec![(std::net::Ipv4Addr::new(224, 0, 0, 0), 3)], ..empty })
+            }
+            Test::Ip6Multicast { .. } => {
+                Some(PrefilterRules { v6_dst: vec![(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8)], ..empty })
+            }
+            Test::TcpFlags { .. } => Some(PrefilterRules { protos: vec![6], ..empty }),
+            Test::Ether { .. } | Test::EtherBroadcast | Test::EtherMulticast | Test::Len { .. } => None,
+        }
+    }
+}
+
+impl Filter {
+    /// Kernel pre-filter rules admitting (at least) every IP packet this filter accepts, or
+    /// `None` when no rule set short of "admit everything" is known to be one. Userspace still
+    /// applies the filter itself: the rules only have to be a superset.
+    ///
+    /// Computed on the compiled program rather than the expression tree: an instruction
+    /// accepts `(test and accept(jt)) or (not test and accept(jf))`, a subset of
+    /// `(superset(test) or-else superset(jt)) ∪ superset(jf)`, where either side of the `and`
+    /// will do (the more selective one is taken). A `not` only shows up as swapped jump
+    /// targets, so it costs selectivity, never correctness.
+    pub fn kernel_superset(&self) -> Option<PrefilterRules> {
+        // sup[i]: superset of what is accepted from instruction i on. Jumps only go to lower
+        // indices, so one pass in index order sees every target before its use.
+        let mut sup: Vec<Sup> = Vec::with_capacity(self.prog.len());
+        let at = |sup: &[Sup], pc: u32| -> Sup {
+            match pc {
+                ACCEPT => None,
+                REJECT => Some(PrefilterRules::default()),
+                // Unreachable by construction; "everything" is the safe answer anyway.
+                _ => sup.get(pc as usize).cloned().flatten(),
+            }
+        };
+        for insn in &self.prog {
+            let taken = sup_and(insn.test.kernel_superset(), at(&sup, insn.jt));
+            let s = sup_or(taken, at(&sup, insn.jf));
+            sup.push(s);
+        }
+        at(&sup, self.entry)
+    }
 }
 
 #[cfg(test)]

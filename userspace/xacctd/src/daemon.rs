@@ -154,9 +154,50 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
         Some(why) => tracing::info!("XDP on {iface}: generic mode (native attach failed: {why})"),
         None => tracing::info!("XDP on {iface}: native mode"),
     }
-    // Kernel pre-filter rules from aggregate_filter are not derived yet: the program admits
-    // everything and each plugin filters in userspace.
-    prog.set_rules(&xacct_xdp::Rules::pass_all()).context("setting XDP rules")?;
+    // Kernel pre-filter: the union of supersets of the plugins' aggregate_filters (each plugin
+    // still applies its own filter in userspace). A plugin without a filter, or with one the
+    // kernel rules cannot narrow, wants everything: the pre-filter is then off.
+    let mut union = Some(xacct_core::filter::PrefilterRules::default());
+    for p in &config.plugins {
+        let sup = p.aggregate_filter.as_deref().and_then(|f| Filter::parse(f).ok()).and_then(|f| f.kernel_superset());
+        if sup.is_none() && union.is_some() {
+            let why = match p.aggregate_filter {
+                Some(_) => "its aggregate_filter has no kernel form",
+                None => "it has no aggregate_filter",
+            };
+            tracing::info!("XDP pre-filter off: plugin {} takes every packet ({why})", p.name);
+        }
+        union = match (union, sup) {
+            (Some(u), Some(s)) => {
+                let merged = u.union(s);
+                if merged.is_none() {
+                    tracing::info!("XDP pre-filter off: the plugins' filters need more nets than the kernel holds");
+                }
+                merged
+            }
+            _ => None,
+        };
+    }
+    let rules = match union {
+        Some(r) => {
+            tracing::info!("XDP pre-filter on {iface}: admits non-IP frames and IP packets matching {r}");
+            xacct_xdp::Rules {
+                pass_all: false,
+                v4_src: r.v4_src,
+                v4_dst: r.v4_dst,
+                v6_src: r.v6_src,
+                v6_dst: r.v6_dst,
+                protos: r.protos,
+                src_ports: r.src_ports,
+                dst_ports: r.dst_ports,
+                vlans: r.vlans,
+                ipv4: r.ipv4,
+                ipv6: r.ipv6,
+            }
+        }
+        None => xacct_xdp::Rules::pass_all(),
+    };
+    prog.set_rules(&rules).context("setting XDP rules")?;
     let queues = rx_queues(iface);
     let cfg = AfXdpConfig { steering: Steering::External, ..AfXdpConfig::default() };
     let mut sources = Vec::new();

@@ -318,3 +318,60 @@ fn auto_falls_back_to_libpcap_when_xdp_cannot_attach() {
 fn xdp_flow_map_overflow_goes_to_af_xdp_without_loss() {
     in_namespace("xdp", format!("XDP {RX} (native mode)"), "xdp_flow_entries: 4\n");
 }
+
+/// Every plugin filters, so xacctd derives kernel pre-filter rules from the filters: what no
+/// plugin wants is dropped in the kernel (counted), and the table is still exact.
+fn prefilter_in_namespace() {
+    if let Err(why) = setup_namespace() {
+        skip(&format!("live_veth needs root: {why}"));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipe = dir.path().join("p.pipe");
+    let conf = dir.path().join("xacctd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcap_interface: {RX}\ncapture_method: xdp\nplugins: memory[p]\naggregate[p]: src_host,dst_host,src_port,dst_port,proto\n\
+             aggregate_filter[p]: src net 198.18.1.0/24 and udp\nimt_path[p]: {}\n",
+            pipe.display()
+        ),
+    )
+    .expect("write config");
+    let mut daemon = Daemon::start(&conf, &dir.path().join("xacctd.log"));
+    daemon.wait_log("XDP pre-filter", Duration::from_secs(20));
+    daemon.wait_log(&format!("capturing from XDP {RX}"), Duration::from_secs(20));
+    let flows = flows();
+    let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end");
+    let mut ip_frames = 0u64;
+    for f in &flows {
+        for _ in 0..f.count {
+            tx.sendpacket(build(&f.spec).as_slice()).expect("inject frame");
+            ip_frames += 1;
+        }
+    }
+    let want: BTreeMap<String, (u64, u64)> = flows
+        .iter()
+        .filter(|f| f.key_b.is_some())
+        .map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len)))
+        .collect();
+    settle(&pipe, &want, Duration::from_secs(20));
+    let log = daemon.terminate();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(&format!("source XDP {RX}")) && l.contains("xdp_seen"))
+        .unwrap_or_else(|| panic!("no XDP counters in the log:\n{log}"));
+    eprintln!("prefilter: {line}");
+    let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
+    assert!(n("xdp_prefiltered") > 0, "nothing pre-filtered: {line}");
+    assert_eq!(n("xdp_prefiltered") + n("xdp_aggregated") + n("xdp_redirected"), ip_frames, "{line}");
+}
+
+#[test]
+fn xdp_prefilter_drops_what_no_plugin_wants() {
+    let h = std::thread::Builder::new().name("netns".into()).spawn(prefilter_in_namespace).expect("spawn netns thread");
+    if let Err(panic) = h.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
