@@ -15,7 +15,8 @@ pub mod maps {
     pub const FLOWS_0: &str = "XACCT_FLOWS0";
     /// `PerCpuHashMap<FlowKey, FlowValue>` for epoch 1.
     pub const FLOWS_1: &str = "XACCT_FLOWS1";
-    /// `PerCpuArray<u64>` indexed by [`super::XdpCounter`].
+    /// `PerCpuArray<CpuState>`, one entry: the counters and the clock cache, so that one map
+    /// lookup per packet serves both.
     pub const COUNTERS: &str = "XACCT_COUNTERS";
     /// `XskMap` indexed by RX queue.
     pub const XSKS: &str = "XACCT_XSKS";
@@ -42,7 +43,7 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 65536;
 /// Capacity of the XSKMAP: the highest RX queue index that can have a socket, plus one.
 pub const MAX_QUEUES: u32 = 256;
 
-/// Per-reason counters the XDP program keeps (indexes into a per-CPU array map). Every frame the
+/// Per-reason counters the XDP program keeps (indexes into the per-CPU counter array). Every frame the
 /// program sees is counted in `Seen` and then in exactly one outcome counter (`Malformed`,
 /// `NonIp`, `PreFiltered`, `Aggregated`, `Redirected`, `MapFullFallback`), so
 /// `Seen` = the sum of those six. `MapFull` and `RedirectFailed` say why, and overlap them.
@@ -106,11 +107,29 @@ impl XdpCounter {
     }
 }
 
+/// Per-CPU state of the XDP program (the one entry of [`maps::COUNTERS`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuState {
+    /// Indexed by [`XdpCounter`].
+    pub counters: [u64; XDP_COUNTERS as usize],
+    /// Clock cache: the `jiffies` value for which `clock_ns` was read. The program reads
+    /// `bpf_ktime_get_coarse_ns()` (a helper call costing about 20 ns, a third of the program)
+    /// only when `jiffies` (inlined by the verifier: one load) has moved on. The coarse clock
+    /// itself only advances once per tick, so the cached value is what the helper would return
+    /// give or take one tick.
+    pub clock_jiffies: u64,
+    pub clock_ns: u64,
+}
+
 /// Kernel flow key. Fields a configuration does not keep are zero, so flows that differ only
 /// there aggregate into one entry, exactly as userspace projection would merge them.
 /// Addresses and ports are in network byte order as on the wire (ports as `[u8; 2]` so that the
 /// layout has no endianness question); IPv4 addresses fill the first 4 bytes.
-#[repr(C)]
+///
+/// Aligned to 8 (the field offsets are unchanged): with byte-array fields alone the alignment
+/// would be 1, and the BPF backend then zeroes and copies the key one byte at a time.
+#[repr(C, align(8))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub src_addr: [u8; 16],
@@ -154,7 +173,8 @@ pub struct FlowValue {
     pub packets: u64,
     /// IP bytes as pmacct counts them (IPv4 total length, IPv6 payload length + 40).
     pub bytes: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first and last packet.
+    /// CLOCK_MONOTONIC ns of the first and last packet, at tick resolution
+    /// (`bpf_ktime_get_coarse_ns()`, cached per tick: see [`CpuState`]).
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     /// TCP flags OR-ed over the flow's packets (0 unless [`KEEP_TCP_FLAGS`]).
@@ -252,6 +272,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::XdpConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CpuState {}
 }
 
 #[cfg(test)]
@@ -262,8 +284,10 @@ mod tests {
     fn layouts_have_no_padding() {
         // Sum of the field sizes: any implicit padding would make size_of larger.
         assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 6 + 6 + 2 * 4 + 4);
+        assert_eq!(core::mem::align_of::<FlowKey>(), 8);
         assert_eq!(core::mem::size_of::<FlowValue>(), 8 * 4 + 8);
         assert_eq!(core::mem::size_of::<XdpConfig>(), 16);
+        assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 2));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! logs it.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
 use std::time::Duration;
 
@@ -349,11 +349,12 @@ impl XdpProgram {
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, XdpError> {
         let m = self.ebpf.map(maps::COUNTERS).ok_or(XdpError::Missing(maps::COUNTERS))?;
-        let a: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(m)?;
+        let a: PerCpuArray<&MapData, common::CpuState> = PerCpuArray::try_from(m)?;
         let mut out = Counters::default();
-        for (i, slot) in out.0.iter_mut().enumerate() {
-            let vals = a.get(&(i as u32), 0)?;
-            *slot = vals.iter().fold(0u64, |s, v| s.wrapping_add(*v));
+        for cpu in a.get(&0, 0)?.iter() {
+            for (slot, v) in out.0.iter_mut().zip(&cpu.counters) {
+                *slot = slot.wrapping_add(*v);
+            }
         }
         Ok(out)
     }

@@ -265,14 +265,15 @@ fn continuous_harvest_is_exact() {
     let Some(mut p) = load(opts) else { return };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = Arc::clone(&stop);
+    let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rounds2 = Arc::clone(&rounds);
     let harvester = std::thread::spawn(move || {
         let mut table: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
-        let mut rounds = 0u64;
         while !stop2.load(Ordering::Relaxed) {
             p.harvest(|k, v| table.entry(*k).or_default().merge(v)).expect("harvest");
-            rounds += 1;
+            rounds2.fetch_add(1, Ordering::Relaxed);
         }
-        (p, table, rounds)
+        (p, table)
     });
     let mut tx = sender();
     let per_flow = 400u64;
@@ -285,13 +286,23 @@ fn continuous_harvest_is_exact() {
             ip_len: 38,
         });
     }
-    let n = send(&flows, &mut tx);
-    std::thread::sleep(Duration::from_millis(300));
+    // Send in chunks and let at least two harvests complete after each, so harvests overlap
+    // the traffic by construction, however loaded the machine is.
+    let mut n = 0;
+    for chunk in flows.chunks(5) {
+        n += send(chunk, &mut tx);
+        let seen = rounds.load(Ordering::Relaxed);
+        let t = std::time::Instant::now();
+        while rounds.load(Ordering::Relaxed) < seen + 2 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     stop.store(true, Ordering::Relaxed);
-    let (mut p, mut table, rounds) = harvester.join().expect("harvester");
+    let (mut p, mut table) = harvester.join().expect("harvester");
+    let rounds = rounds.load(Ordering::Relaxed);
     harvest_until(&mut p, &mut table, |t| total(t) >= n);
     eprintln!("continuous: {n} frames, {rounds} harvests while sending");
-    assert!(rounds > 10, "the harvests must overlap the sending: {rounds}");
+    assert!(rounds >= 20, "the harvests must overlap the sending: {rounds}");
     assert_eq!(total(&table), n);
     assert_eq!(table.len(), 50);
     for (k, v) in &table {
