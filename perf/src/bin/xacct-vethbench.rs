@@ -4,8 +4,11 @@
 //! received and xacctd's CPU time per packet, side by side.
 //!
 //! On a veth the sender's core also runs the receiver's kernel work (XDP program, AF_XDP copy,
-//! the packet socket's ring), so xacctd's own CPU per packet is what this compares; the XDP
-//! program's own cost is measured separately with BPF_PROG_TEST_RUN (perf/xdp_cost.sh).
+//! the packet socket's ring). So besides xacctd's own CPU per packet, the whole machine's busy
+//! time during each run is read from /proc/stat and a baseline run (same traffic, nothing
+//! capturing) is subtracted: what remains is the full cost of capturing, kernel included.
+//! The XDP program alone is measured with BPF_PROG_TEST_RUN (perf/xdp_cost.sh). Run it on an
+//! otherwise idle machine.
 //!
 //! Usage (root): xacct-vethbench [--packets N] [--methods xdp,afxdp,pcap] [--xacctd PATH]
 
@@ -47,6 +50,31 @@ fn cpu_seconds(pid: u32, tck: f64) -> Result<f64> {
     Ok((t(11) + t(12)) / tck)
 }
 
+/// Busy time of the whole machine so far (all CPUs, everything but idle and iowait), seconds.
+fn machine_busy(tck: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or_default();
+    let v: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: f64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (total - idle) / tck
+}
+
+/// Sends every frame from core 0; returns the seconds it took.
+fn blast(frames: &[Vec<u8>]) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
+                core_affinity::set_for_current(c);
+            }
+            let mut tx = xacct_perf::afxdp_tx::AfXdpSender::open(TX).expect("AF_XDP sender");
+            tx.send_all(frames).expect("send");
+        });
+    });
+    start.elapsed().as_secs_f64()
+}
+
 fn counter(line: &str, name: &str) -> u64 {
     line.split_whitespace()
         .skip_while(|w| *w != name)
@@ -71,6 +99,17 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("xacct-vethbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!("{} frames of the mixed traffic per method, sender pinned to core 0, xacctd to core 1", frames.len());
+    // Baseline: the same traffic with nothing capturing (the kernel drops it unclaimed).
+    let b0 = machine_busy(tck);
+    let base_time = blast(&frames);
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = machine_busy(tck) - b0;
+    println!(
+        "baseline (nothing capturing): sent in {:.2}s ({:.0} pps), machine busy {:.3}s",
+        base_time,
+        frames.len() as f64 / base_time,
+        baseline
+    );
     for method in &a.methods {
         let conf = dir.join(format!("{method}.conf"));
         let log = dir.join(format!("{method}.log"));
@@ -99,19 +138,10 @@ fn main() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(300));
         let cpu0 = cpu_seconds(child.id(), tck)?;
-        let frames_ref = &frames;
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
-                    core_affinity::set_for_current(c);
-                }
-                let mut tx = xacct_perf::afxdp_tx::AfXdpSender::open(TX).expect("AF_XDP sender");
-                tx.send_all(frames_ref).expect("send");
-            });
-        });
-        let send_time = start.elapsed().as_secs_f64();
+        let busy0 = machine_busy(tck);
+        let send_time = blast(&frames);
         std::thread::sleep(Duration::from_millis(500));
+        let busy = machine_busy(tck) - busy0;
         let cpu = cpu_seconds(child.id(), tck)? - cpu0;
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         child.wait()?;
@@ -119,13 +149,15 @@ fn main() -> Result<()> {
         let line = text.lines().rev().find(|l| l.contains("source ") && l.contains("received")).unwrap_or_default();
         let received = counter(line, "received");
         let dropped = counter(line, "kernel_dropped") + counter(line, "queue_dropped");
+        let n = frames.len() as f64;
         println!(
-            "{method:6} sent {} in {:.2}s ({:.0} pps offered) received {received} dropped(counted) {dropped} xacctd cpu {:.3}s = {:.0} ns/packet",
+            "{method:6} sent {} in {:.2}s ({:.0} pps) | source received {received}, dropped (counted) {dropped} | xacctd cpu {:.3}s = {:.0} ns/packet | capture cost incl. kernel (machine busy - baseline) {:.0} ns/packet",
             frames.len(),
             send_time,
-            frames.len() as f64 / send_time,
+            n / send_time,
             cpu,
-            cpu * 1e9 / received.max(1) as f64
+            cpu * 1e9 / n,
+            (busy - baseline).max(0.0) * 1e9 / n
         );
     }
     Ok(())
