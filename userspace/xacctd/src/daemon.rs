@@ -131,12 +131,15 @@ fn xdp_key_fields(config: &Config) -> u32 {
 /// one AF_XDP socket per RX queue.
 fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
     let g = &config.global;
-    if config.plugins.iter().any(|p| p.aggregate.has(xacct_core::Primitive::Flows)) {
-        bail!("the flows counter needs every packet in userspace (flow starts), which XDP pre-aggregation hides");
-    }
-    if g.sampling_rate > 1 {
-        bail!("sampling_rate picks individual packets, which XDP pre-aggregation does not hand up");
-    }
+    // Plugins that need each packet in userspace get every admitted packet over AF_XDP: the
+    // program still pre-filters and counts, but aggregates nothing in the kernel.
+    let per_packet = if config.plugins.iter().any(|p| p.aggregate.has(xacct_core::Primitive::Flows)) {
+        Some("the flows counter needs every packet (flow starts)")
+    } else if g.sampling_rate > 1 {
+        Some("sampling_rate picks individual packets")
+    } else {
+        None
+    };
     if g.pcap_filter.is_some() {
         bail!("pcap_filter needs libpcap; use aggregate_filter (every plugin filters in userspace)");
     }
@@ -147,6 +150,10 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
     let mut opts = xacct_xdp::Options { key_fields: xdp_key_fields(config), action, ..xacct_xdp::Options::default() };
     if let Some(n) = g.xdp_flow_entries {
         opts.flow_entries = n;
+    }
+    if let Some(why) = per_packet {
+        tracing::info!("XDP on {iface}: every admitted packet goes to userspace over AF_XDP ({why})");
+        opts.redirect_all = true;
     }
     let mut prog = xacct_xdp::XdpProgram::load(opts).context("loading the XDP program")?;
     let att = prog.attach(iface).context("attaching the XDP program")?;

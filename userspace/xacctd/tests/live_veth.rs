@@ -375,3 +375,60 @@ fn xdp_prefilter_drops_what_no_plugin_wants() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A plugin that needs every packet (here for the `flows` counter) makes the XDP program hand
+/// every admitted packet up over AF_XDP; nothing is lost and flows are counted per packet.
+fn per_packet_in_namespace() {
+    if let Err(why) = setup_namespace() {
+        skip(&format!("live_veth needs root: {why}"));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipe = dir.path().join("f.pipe");
+    let conf = dir.path().join("xacctd.conf");
+    std::fs::write(
+        &conf,
+        format!("pcap_interface: {RX}\ncapture_method: xdp\naggregate: src_host,dst_host,flows\nimt_path: {}\n", pipe.display()),
+    )
+    .expect("write config");
+    let mut daemon = Daemon::start(&conf, &dir.path().join("xacctd.log"));
+    daemon.wait_log("every admitted packet goes to userspace", Duration::from_secs(20));
+    daemon.wait_log(&format!("capturing from XDP {RX}"), Duration::from_secs(20));
+    let flows = flows();
+    let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end");
+    let mut ip_frames = 0u64;
+    for f in &flows {
+        for _ in 0..f.count {
+            tx.sendpacket(build(&f.spec).as_slice()).expect("inject frame");
+            ip_frames += 1;
+        }
+    }
+    // Every flow of the test is one connection: FLOWS sums to the number of flows.
+    let t = std::time::Instant::now();
+    let (packets, flow_starts) = loop {
+        let rows = query(&pipe).unwrap_or_default();
+        let sum = |k: &str| rows.iter().filter_map(|r| r.get(k).and_then(|v| v.parse::<u64>().ok())).sum::<u64>();
+        let got = (sum("PACKETS"), sum("FLOWS"));
+        if got.0 >= ip_frames || t.elapsed() > Duration::from_secs(20) {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!((packets, flow_starts), (ip_frames, flows.len() as u64));
+    let log = daemon.terminate();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(&format!("source XDP {RX}")) && l.contains("xdp_seen"))
+        .unwrap_or_else(|| panic!("no XDP counters in the log:\n{log}"));
+    let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
+    assert_eq!((n("xdp_redirected"), n("xdp_aggregated")), (ip_frames, 0), "{line}");
+}
+
+#[test]
+fn xdp_hands_every_packet_up_when_a_plugin_needs_it() {
+    let h = std::thread::Builder::new().name("netns".into()).spawn(per_packet_in_namespace).expect("spawn netns thread");
+    if let Err(panic) = h.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
