@@ -5,7 +5,9 @@
 //! a reason that the daemon counts, so malformed input is always visible to the operator.
 #![forbid(unsafe_code)]
 
+pub mod netflow;
 pub mod packet;
 pub mod pcapfile;
+pub mod sflow;
 
 pub use packet::{decode, DecodeError, LinkType, PacketSummary, L3};
