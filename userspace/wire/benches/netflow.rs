@@ -26,14 +26,34 @@ fn records(n: usize) -> Vec<FlowRecord> {
 }
 
 fn fields() -> Vec<TemplateField> {
-    [(8, 4), (12, 4), (15, 4), (7, 2), (11, 2), (4, 1), (5, 1), (6, 1), (10, 4), (14, 4), (16, 4), (17, 4), (9, 1), (13, 1), (2, 8), (1, 8), (22, 4), (21, 4)]
-        .into_iter()
-        .map(|(ie, len)| TemplateField::iana(ie, len))
-        .collect()
+    [
+        (8, 4),
+        (12, 4),
+        (15, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (5, 1),
+        (6, 1),
+        (10, 4),
+        (14, 4),
+        (16, 4),
+        (17, 4),
+        (9, 1),
+        (13, 1),
+        (2, 8),
+        (1, 8),
+        (22, 4),
+        (21, 4),
+    ]
+    .into_iter()
+    .map(|(ie, len)| TemplateField::iana(ie, len))
+    .collect()
 }
 
 fn bench(c: &mut Criterion) {
-    let h = NetflowHeader { sys_uptime_ms: 1_000_000, unix_secs: 1_700_000_000, source_id: 1, ..NetflowHeader::default() };
+    let h =
+        NetflowHeader { sys_uptime_ms: 1_000_000, unix_secs: 1_700_000_000, source_id: 1, ..NetflowHeader::default() };
     let mut g = c.benchmark_group("netflow");
 
     let v5 = encode_v5(&h, &records(30));

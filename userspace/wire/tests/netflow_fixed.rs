@@ -235,7 +235,10 @@ fn v8_destination_prefix_tos() {
 fn v8_prefix_tos() {
     let r = v8(13, &counted(&[10, 1, 0, 0, 10, 2, 0, 0, 24, 16, 0x48, 0, 0, 1, 0, 2, 0, 3, 0, 4]));
     check_counted(&r);
-    assert_eq!((r.src_addr, r.dst_addr, r.dst_mask, r.src_mask, r.tos), (ip(10, 1, 0, 0), ip(10, 2, 0, 0), 24, 16, 0x48));
+    assert_eq!(
+        (r.src_addr, r.dst_addr, r.dst_mask, r.src_mask, r.tos),
+        (ip(10, 1, 0, 0), ip(10, 2, 0, 0), 24, 16, 0x48)
+    );
     assert_eq!((r.src_as, r.dst_as, r.input, r.output), (1, 2, 3, 4));
 }
 

@@ -74,7 +74,9 @@ fn softflowd_ipfix() {
 /// v9 and IPFIX exports of the same pcap describe the same flows.
 #[test]
 fn softflowd_v9_and_ipfix_agree() {
-    let key = |(_, r): &(NetflowHeader, FlowRecord)| (r.src_addr, r.dst_addr, r.src_port, r.dst_port, r.proto, r.packets, r.bytes);
+    let key = |(_, r): &(NetflowHeader, FlowRecord)| {
+        (r.src_addr, r.dst_addr, r.src_port, r.dst_port, r.proto, r.packets, r.bytes)
+    };
     let a: Vec<_> = decode_all(9).iter().map(key).collect();
     let b: Vec<_> = decode_all(10).iter().map(key).collect();
     assert_eq!(a, b);

@@ -137,7 +137,20 @@ fn ipfix_roundtrip_v6_and_absolute_times() {
             ..r
         })
         .collect();
-    let fields = [f(27, 16), f(28, 16), f(62, 16), f(7, 2), f(11, 2), f(4, 1), f(2, 4), f(1, 4), f(152, 8), f(153, 8), f(29, 1), f(30, 1)];
+    let fields = [
+        f(27, 16),
+        f(28, 16),
+        f(62, 16),
+        f(7, 2),
+        f(11, 2),
+        f(4, 1),
+        f(2, 4),
+        f(1, 4),
+        f(152, 8),
+        f(153, 8),
+        f(29, 1),
+        f(30, 1),
+    ];
     let mut m = MessageBuilder::ipfix(&hdr(1000));
     m.template(256, &fields).data(256, &fields, &recs);
     let bytes = m.finish();
@@ -174,8 +187,8 @@ fn ipfix_options_sampling_varlen_enterprise_padding() {
     // (305)/4 and selectorAlgorithm (304)/1.
     let opt_t = set(3, &[1, 144, 0, 3, 0, 1, 0, 149, 0, 4, 1, 49, 0, 4, 1, 48, 0, 1]);
     let opt_d = set(400, &[0, 0, 0, 42, 0, 0, 0, 64, 1, 0, 0, 0]); // + 3 bytes padding
-    // Template 500: srcIPv4, enterprise 12345 IE 7 variable length, packets/2, an IANA
-    // variable-length field (IE 82 interfaceName), dstIPv4, enterprise 99 IE 1 / 3 bytes.
+                                                                   // Template 500: srcIPv4, enterprise 12345 IE 7 variable length, packets/2, an IANA
+                                                                   // variable-length field (IE 82 interfaceName), dstIPv4, enterprise 99 IE 1 / 3 bytes.
     let t = set(
         2,
         &[
@@ -195,7 +208,10 @@ fn ipfix_options_sampling_varlen_enterprise_padding() {
     let (st, s) = decode(&mut dec, &ipfix(42, 1, &[opt_t, opt_d, t, d]));
     let st = st.unwrap();
     assert_eq!((st.records, st.options_records, st.templates), (2, 1, 2));
-    assert_eq!(s.sampling, vec![SamplingInfo { exporter: Some(EXP), source_id: 42, sampler_id: 0, interval: 64, algorithm: 1 }]);
+    assert_eq!(
+        s.sampling,
+        vec![SamplingInfo { exporter: Some(EXP), source_id: 42, sampler_id: 0, interval: 64, algorithm: 1 }]
+    );
     let (a, b) = (&s.recs[0].1, &s.recs[1].1);
     assert_eq!((a.src_addr, a.dst_addr, a.packets), (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]), 5));
     assert_eq!((b.src_addr, b.dst_addr, b.packets), (IpAddr::from([10, 0, 0, 3]), IpAddr::from([10, 0, 0, 4]), 7));
@@ -230,10 +246,7 @@ fn v9_options_sampling_with_sampler_id() {
 #[test]
 fn data_before_template_is_held_then_replayed() {
     let fields = [f(8, 4), f(12, 4), f(2, 4)];
-    let recs = [
-        FlowRecord { packets: 1, ..FlowRecord::default() },
-        FlowRecord { packets: 2, ..FlowRecord::default() },
-    ];
+    let recs = [FlowRecord { packets: 1, ..FlowRecord::default() }, FlowRecord { packets: 2, ..FlowRecord::default() }];
     let mut dec = Decoder::default();
     let mut m = MessageBuilder::ipfix(&hdr(1));
     m.data(256, &fields, &recs);
@@ -319,8 +332,24 @@ fn malformed_corpus() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("v9 short header", vec![0, 9, 0, 1, 0, 0], "truncated_header"),
         ("ipfix short header", vec![0, 10, 0, 16], "truncated_header"),
-        ("ipfix length beyond datagram", { let mut m = ipfix(1, 1, &[]); m[3] = 200; m }, "bad_message_length"),
-        ("ipfix length below header", { let mut m = ipfix(1, 1, &[]); m[3] = 8; m }, "bad_message_length"),
+        (
+            "ipfix length beyond datagram",
+            {
+                let mut m = ipfix(1, 1, &[]);
+                m[3] = 200;
+                m
+            },
+            "bad_message_length",
+        ),
+        (
+            "ipfix length below header",
+            {
+                let mut m = ipfix(1, 1, &[]);
+                m[3] = 8;
+                m
+            },
+            "bad_message_length",
+        ),
         ("set length 2", v9(&[vec![1, 0, 0, 2]]), "bad_set_length"),
         ("set length past end", v9(&[vec![1, 0, 0, 40, 0, 0]]), "bad_set_length"),
         ("ipfix trailing bytes", ipfix(1, 1, &[vec![1, 2]]), "bad_set_length"),

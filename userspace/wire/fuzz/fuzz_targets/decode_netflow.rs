@@ -9,7 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use xacct_wire::netflow::{decode_fixed, Decoder, FlowRecord, Limits, NetflowHeader};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits { max_templates: 8, max_fields: 32, max_pending_sets: 4, max_pending_bytes: 4096, max_domains: 8 };
+    let limits =
+        Limits { max_templates: 8, max_fields: 32, max_pending_sets: 4, max_pending_bytes: 4096, max_domains: 8 };
     let mut dec = Decoder::new(limits);
     // Datagrams are separated by the byte 0xa5 so that the fuzzer can build
     // template-then-data sequences; a missing marker is one datagram.

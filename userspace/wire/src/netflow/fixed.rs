@@ -12,14 +12,14 @@ const V8_HEADER: usize = 28;
 /// v8 record length per aggregation scheme (1..=14), 0 = not a scheme.
 fn v8_record_len(scheme: u8) -> usize {
     match scheme {
-        1 | 2 => 28,             // AS, proto/port
-        3 | 4 => 32,             // source prefix, destination prefix
-        5 => 40,                 // prefix
-        6 => 32,                 // destination only (router/full-flow family)
-        7 => 40,                 // source-destination
-        8 => 44,                 // full flow
-        9..=12 => 32,            // AS-ToS, proto/port-ToS, src prefix-ToS, dst prefix-ToS
-        13 | 14 => 40,           // prefix-ToS, prefix-port-ToS
+        1 | 2 => 28,   // AS, proto/port
+        3 | 4 => 32,   // source prefix, destination prefix
+        5 => 40,       // prefix
+        6 => 32,       // destination only (router/full-flow family)
+        7 => 40,       // source-destination
+        8 => 44,       // full flow
+        9..=12 => 32,  // AS-ToS, proto/port-ToS, src prefix-ToS, dst prefix-ToS
+        13 | 14 => 40, // prefix-ToS, prefix-port-ToS
         _ => 0,
     }
 }
@@ -217,14 +217,9 @@ fn v8(scheme: u8, r: &[u8]) -> FlowRecord {
             proto: byte(r, 33),
             ..v8_router(r, 12)
         },
-        9 => FlowRecord {
-            src_as: w(20),
-            dst_as: w(22),
-            input: w(24),
-            output: w(26),
-            tos: byte(r, 28),
-            ..v8_counted(r)
-        },
+        9 => {
+            FlowRecord { src_as: w(20), dst_as: w(22), input: w(24), output: w(26), tos: byte(r, 28), ..v8_counted(r) }
+        }
         10 => FlowRecord {
             proto: byte(r, 20),
             tos: byte(r, 21),

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::templates::{DomainKey, Kind, PendingSet, Template, TemplateCache, TemplateField, VARLEN};
-use super::{be16, be32, version, DatagramStats, FlowRecord, FlowSink, NetflowError, NetflowHeader, SamplingInfo};
 use super::VERSION_IPFIX;
+use super::{be16, be32, version, DatagramStats, FlowRecord, FlowSink, NetflowError, NetflowHeader, SamplingInfo};
 
 const V9_HEADER: usize = 20;
 const IPFIX_HEADER: usize = 16;
@@ -72,7 +72,9 @@ pub(crate) fn decode<S: FlowSink + ?Sized>(
             (_, id) if id >= 256 => {
                 let t = cache.domains.get(&key).and_then(|dom| dom.templates.get(&id)).map(Arc::clone);
                 match t {
-                    Some(t) => data_set(cache, key, &h, &t, content, sink, &mut stats.records, &mut stats.options_records)?,
+                    Some(t) => {
+                        data_set(cache, key, &h, &t, content, sink, &mut stats.records, &mut stats.options_records)?
+                    }
                     None => {
                         stats.unknown_template_sets += 1;
                         let pending = PendingSet { header: h, template_id: id, data: content.to_vec() };
@@ -186,7 +188,7 @@ fn template_set<S: FlowSink + ?Sized>(
             for p in held {
                 // A held set that turns out malformed is dropped on its own: the current
                 // datagram, whose template just parsed, is not at fault.
-                let _ = data_set(
+                let replay = data_set(
                     cache,
                     key,
                     &p.header,
@@ -196,6 +198,9 @@ fn template_set<S: FlowSink + ?Sized>(
                     &mut stats.replayed_records,
                     &mut stats.options_records,
                 );
+                if replay.is_err() {
+                    stats.replay_malformed += 1;
+                }
             }
         }
     }

@@ -39,7 +39,7 @@ pub use encode::{encode_v5, MessageBuilder};
 pub use fixed::decode_fixed;
 pub use templates::{Limits, TemplateCache, TemplateField};
 
-/// Which NetFlow flavour a datagram is (the header's version number).
+/// The version number IPFIX messages carry in their header.
 pub const VERSION_IPFIX: u16 = 10;
 
 /// One flow (or, for v8, one aggregate of flows) in a common shape. Absent fields are zero.
@@ -205,6 +205,8 @@ pub struct DatagramStats {
     pub pending_dropped: u32,
     /// Records delivered from held sets that this datagram's templates unlocked.
     pub replayed_records: u32,
+    /// Held sets that turned out malformed once their template arrived (dropped).
+    pub replay_malformed: u32,
     /// Sets with a reserved set id, skipped.
     pub skipped_sets: u32,
 }

@@ -206,7 +206,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_templates: 1024, max_fields: 256, max_pending_sets: 32, max_pending_bytes: 64 * 1024, max_domains: 4096 }
+        Limits {
+            max_templates: 1024,
+            max_fields: 256,
+            max_pending_sets: 32,
+            max_pending_bytes: 64 * 1024,
+            max_domains: 4096,
+        }
     }
 }
 
