@@ -388,7 +388,10 @@ fn per_packet_in_namespace() {
     let conf = dir.path().join("xacctd.conf");
     std::fs::write(
         &conf,
-        format!("pcap_interface: {RX}\ncapture_method: xdp\naggregate: src_host,dst_host,flows\nimt_path: {}\n", pipe.display()),
+        format!(
+            "pcap_interface: {RX}\ncapture_method: xdp\naggregate: src_host,dst_host,flows\nimt_path: {}\n",
+            pipe.display()
+        ),
     )
     .expect("write config");
     let mut daemon = Daemon::start(&conf, &dir.path().join("xacctd.log"));
@@ -427,7 +430,8 @@ fn per_packet_in_namespace() {
 
 #[test]
 fn xdp_hands_every_packet_up_when_a_plugin_needs_it() {
-    let h = std::thread::Builder::new().name("netns".into()).spawn(per_packet_in_namespace).expect("spawn netns thread");
+    let h =
+        std::thread::Builder::new().name("netns".into()).spawn(per_packet_in_namespace).expect("spawn netns thread");
     if let Err(panic) = h.join() {
         std::panic::resume_unwind(panic);
     }
