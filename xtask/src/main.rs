@@ -29,6 +29,7 @@ const DEB_PACKAGES: &[&str] = &[
     "make",
     "libelf-dev",
     "zlib1g-dev",
+    "softflowd",
 ];
 
 fn root() -> PathBuf {

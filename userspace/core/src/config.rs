@@ -161,6 +161,48 @@ pub struct GlobalConfig {
     /// `xdp_flow_entries` (new key): capacity of each kernel flow map; None = the loader's
     /// default. Flows beyond it go to userspace over AF_XDP, counted.
     pub xdp_flow_entries: Option<u32>,
+    /// NetFlow/IPFIX collector (`nfacctd_port`, default 2100; `nfacctd_ip`, default all
+    /// addresses). It runs when either key is set.
+    pub nfacctd_port: Option<u16>,
+    pub nfacctd_ip: Option<std::net::IpAddr>,
+    /// sFlow collector (`sfacctd_port`, default 6343; `sfacctd_ip`).
+    pub sfacctd_port: Option<u16>,
+    pub sfacctd_ip: Option<std::net::IpAddr>,
+    /// `nfacctd_pipe_size` / `sfacctd_pipe_size`: the collector socket's receive buffer in
+    /// bytes (SO_RCVBUF); None = the kernel default.
+    pub nfacctd_pipe_size: Option<usize>,
+    pub sfacctd_pipe_size: Option<usize>,
+    /// `nfacctd_renormalize` / `sfacctd_renormalize`: multiply collected counters by the
+    /// exporter's sampling rate.
+    pub nfacctd_renormalize: bool,
+    pub sfacctd_renormalize: bool,
+    /// `nfacctd_time_new` / `sfacctd_time_new`: time collected records by their arrival.
+    pub nfacctd_time_new: bool,
+    pub sfacctd_time_new: bool,
+    /// `collector_threads` (new key): SO_REUSEPORT sockets, one thread each, per collector.
+    pub collector_threads: usize,
+}
+
+impl GlobalConfig {
+    /// Where the NetFlow/IPFIX collector listens, when one is configured.
+    pub fn netflow_listen(&self) -> Option<(Option<std::net::IpAddr>, u16)> {
+        (self.nfacctd_port.is_some() || self.nfacctd_ip.is_some())
+            .then(|| (self.nfacctd_ip, self.nfacctd_port.unwrap_or(2100)))
+    }
+
+    /// Where the sFlow collector listens, when one is configured.
+    pub fn sflow_listen(&self) -> Option<(Option<std::net::IpAddr>, u16)> {
+        (self.sfacctd_port.is_some() || self.sfacctd_ip.is_some())
+            .then(|| (self.sfacctd_ip, self.sfacctd_port.unwrap_or(6343)))
+    }
+
+    /// Whether packets are to be captured: an interface or savefile is named, or no collector
+    /// is configured (then the daemon falls back to libpcap's default device, as pmacctd).
+    pub fn captures_packets(&self) -> bool {
+        self.interface.is_some()
+            || self.pcap_savefile.is_some()
+            || (self.netflow_listen().is_none() && self.sflow_listen().is_none())
+    }
 }
 
 impl Default for GlobalConfig {
@@ -186,6 +228,17 @@ impl Default for GlobalConfig {
             xdp_action: XdpAction::Pass,
             xdp_flow_entries: None,
             as_from_networks_file: false,
+            nfacctd_port: None,
+            nfacctd_ip: None,
+            sfacctd_port: None,
+            sfacctd_ip: None,
+            nfacctd_pipe_size: None,
+            sfacctd_pipe_size: None,
+            nfacctd_renormalize: false,
+            sfacctd_renormalize: false,
+            nfacctd_time_new: false,
+            sfacctd_time_new: false,
+            collector_threads: 1,
         }
     }
 }
@@ -246,7 +299,18 @@ fn implemented(key: &str) -> Option<Applies> {
         | "pmacctd_flow_tcp_lifetime"
         | "capture_method"
         | "xdp_action"
-        | "xdp_flow_entries" => Global,
+        | "xdp_flow_entries"
+        | "nfacctd_port"
+        | "nfacctd_ip"
+        | "sfacctd_port"
+        | "sfacctd_ip"
+        | "nfacctd_pipe_size"
+        | "sfacctd_pipe_size"
+        | "nfacctd_renormalize"
+        | "sfacctd_renormalize"
+        | "nfacctd_time_new"
+        | "sfacctd_time_new"
+        | "collector_threads" => Global,
         "aggregate" | "aggregate_filter" | "networks_file" | "ports_file" => AnyPlugin,
         "imt_path" => Only(PluginKind::Memory),
         "print_output"
@@ -438,6 +502,10 @@ fn parse_count<T: std::str::FromStr + PartialOrd + Default + std::fmt::Display>(
     }
 }
 
+fn parse_ip(d: &Directive) -> Result<std::net::IpAddr, ConfigError> {
+    d.value.parse().map_err(|_| bad(d, "expected an IPv4 or IPv6 address"))
+}
+
 fn parse_filter(d: &Directive) -> Result<String, ConfigError> {
     crate::filter::Filter::parse(&d.value).map_err(|e| bad(d, e.to_string()))?;
     Ok(d.value.clone())
@@ -563,6 +631,18 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
                 _ => return Err(bad(d, "expected drop or pass")),
             }
         }
+        "nfacctd_port" => g.nfacctd_port = Some(parse_count(d, u16::MAX)?),
+        "sfacctd_port" => g.sfacctd_port = Some(parse_count(d, u16::MAX)?),
+        "nfacctd_ip" => g.nfacctd_ip = Some(parse_ip(d)?),
+        "sfacctd_ip" => g.sfacctd_ip = Some(parse_ip(d)?),
+        // The kernel caps SO_RCVBUF at net.core.rmem_max (or 2 GiB with privileges).
+        "nfacctd_pipe_size" => g.nfacctd_pipe_size = Some(parse_count(d, i32::MAX as usize)?),
+        "sfacctd_pipe_size" => g.sfacctd_pipe_size = Some(parse_count(d, i32::MAX as usize)?),
+        "nfacctd_renormalize" => g.nfacctd_renormalize = parse_bool(d)?,
+        "sfacctd_renormalize" => g.sfacctd_renormalize = parse_bool(d)?,
+        "nfacctd_time_new" => g.nfacctd_time_new = parse_bool(d)?,
+        "sfacctd_time_new" => g.sfacctd_time_new = parse_bool(d)?,
+        "collector_threads" => g.collector_threads = parse_count(d, 1024usize)?,
         "pmacctd_flow_lifetime" => g.flow_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_flow_tcp_lifetime" => g.flow_tcp_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_net" | "pmacctd_as" => {

@@ -36,6 +36,47 @@ pub struct SourceStats {
     pub extra: std::sync::Mutex<Vec<(&'static str, u64)>>,
     /// Set once a finite source (pcap file) has been read to its end and drained.
     pub finished: std::sync::atomic::AtomicBool,
+    /// Collectors: per-exporter counters, as last published by the collector thread.
+    pub exporters: std::sync::Mutex<Vec<ExporterStats>>,
+}
+
+/// Counters of one NetFlow/IPFIX exporter domain (address + engine or source id /
+/// observation domain) or one sFlow agent + sub-agent, as seen by one collector socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExporterStats {
+    /// "netflow" or "sflow".
+    pub protocol: &'static str,
+    pub exporter: std::net::IpAddr,
+    /// NetFlow v9 source id / IPFIX observation domain / v5-v8 `engine_type << 8 | engine_id`
+    /// / sFlow sub-agent id.
+    pub domain: u32,
+    pub datagrams: u64,
+    /// Flow records (NetFlow) or flow samples (sFlow) turned into records.
+    pub records: u64,
+    /// Malformed datagrams by reason (the decoders' stable labels).
+    pub malformed: Vec<(&'static str, u64)>,
+    /// v9/IPFIX data sets whose template was unknown when they arrived.
+    pub unknown_template_sets: u64,
+    /// Sequence numbers that jumped ahead (datagrams or flows lost on the way) or back
+    /// (reordering, or an exporter restart).
+    pub seq_gaps_forward: u64,
+    pub seq_gaps_backward: u64,
+}
+
+impl ExporterStats {
+    /// `(name, value)` lines for `xacct -t`, prefixed with the exporter.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let who = format!("{} exporter {}/{}", self.protocol, self.exporter, self.domain);
+        let mut v = vec![
+            (format!("{who} datagrams"), self.datagrams),
+            (format!("{who} records"), self.records),
+            (format!("{who} unknown_template_sets"), self.unknown_template_sets),
+            (format!("{who} seq_gaps_forward"), self.seq_gaps_forward),
+            (format!("{who} seq_gaps_backward"), self.seq_gaps_backward),
+        ];
+        v.extend(self.malformed.iter().map(|(why, n)| (format!("{who} malformed {why}"), *n)));
+        v
+    }
 }
 
 impl SourceStats {
@@ -47,6 +88,11 @@ impl SourceStats {
     /// A copy of [`Self::extra`].
     pub fn extra_counters(&self) -> Vec<(&'static str, u64)> {
         self.extra.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Every exporter's counters as `(name, value)` lines (empty for packet sources).
+    pub fn exporter_counters(&self) -> Vec<(String, u64)> {
+        self.exporters.lock().map(|v| v.iter().flat_map(ExporterStats::counters).collect()).unwrap_or_default()
     }
 
     pub fn malformed_total(&self) -> u64 {

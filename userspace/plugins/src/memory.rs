@@ -310,7 +310,12 @@ impl Server {
                     xsk_fill_ring_empty: s.xsk_fill_ring_empty.load(Relaxed),
                     xsk_rx_dropped: s.xsk_rx_dropped.load(Relaxed),
                     xsk_rx_invalid_descs: s.xsk_rx_invalid_descs.load(Relaxed),
-                    extra: s.extra_counters().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                    extra: s
+                        .extra_counters()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .chain(s.exporter_counters())
+                        .collect(),
                 })
                 .collect(),
         }

@@ -266,6 +266,63 @@ fn open_sources(config: &Config) -> Result<Vec<Source>> {
     }
 }
 
+/// A packet source or a NetFlow/sFlow collector socket: each runs on a thread of its own.
+enum AnySource {
+    Capture(Source),
+    Collect(Box<xacct_collect::Collector>),
+}
+
+impl AnySource {
+    fn describe(&self) -> String {
+        match self {
+            AnySource::Capture(s) => s.describe(),
+            AnySource::Collect(c) => c.describe().to_string(),
+        }
+    }
+
+    fn is_file(&self) -> bool {
+        matches!(self, AnySource::Capture(s) if s.is_file())
+    }
+
+    fn run(
+        &mut self,
+        id: usize,
+        sink: &mut BatchSink,
+        stop: &AtomicBool,
+        stats: &SourceStats,
+    ) -> Result<SourceEnd, String> {
+        match self {
+            AnySource::Capture(s) => s.run(id, sink, stop, stats).map_err(|e| e.to_string()),
+            AnySource::Collect(c) => c.run(id, sink, stop, stats).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn update_stats(&mut self, stats: &SourceStats) {
+        if let AnySource::Capture(s) = self {
+            s.update_stats(stats)
+        }
+    }
+}
+
+/// The configured collectors: `collector_threads` SO_REUSEPORT sockets per protocol.
+fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
+    use xacct_collect::{Collector, CollectorConfig, Protocol};
+    let g = &config.global;
+    let mut out = Vec::new();
+    let wanted = [
+        (Protocol::Netflow, g.netflow_listen(), g.nfacctd_pipe_size, g.nfacctd_renormalize, g.nfacctd_time_new),
+        (Protocol::Sflow, g.sflow_listen(), g.sfacctd_pipe_size, g.sfacctd_renormalize, g.sfacctd_time_new),
+    ];
+    for (protocol, listen, recv_buffer, renormalize, time_new) in wanted {
+        let Some((ip, port)) = listen else { continue };
+        let cfg = CollectorConfig { protocol, ip, port, recv_buffer, renormalize, time_new };
+        for _ in 0..g.collector_threads.max(1) {
+            out.push(AnySource::Collect(Box::new(Collector::open(&cfg)?)));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs the daemon until a signal or (without `pcap_savefile_wait`) the end of the pcap file.
 pub fn run(config: Config) -> Result<()> {
     if config.global.daemonize {
@@ -304,11 +361,20 @@ pub fn run(config: Config) -> Result<()> {
 
     // Sources.
     let g = &config.global;
-    let sources = open_sources(&config)?;
+    // Packet capture runs when asked for, or when no collector is configured (then on
+    // libpcap's default device, as pmacctd).
+    let mut sources: Vec<AnySource> = Vec::new();
+    if g.captures_packets() {
+        sources.extend(open_sources(&config)?.into_iter().map(AnySource::Capture));
+    }
+    sources.extend(open_collectors(&config)?);
     let source_stats: Vec<Arc<SourceStats>> = sources.iter().map(|_| Arc::new(SourceStats::default())).collect();
     let source_names: Vec<String> = sources.iter().map(|s| s.describe()).collect();
     for s in &sources {
-        tracing::info!("capturing from {} (link type {:?})", s.describe(), s.link());
+        match s {
+            AnySource::Capture(c) => tracing::info!("capturing from {} (link type {:?})", c.describe(), c.link()),
+            AnySource::Collect(c) => tracing::info!("listening: {}", c.describe()),
+        }
     }
 
     // Plugins' worker-side specs.
@@ -414,7 +480,7 @@ pub fn run(config: Config) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(1));
             }
             stats.finished.store(true, Relaxed);
-            let _ = tx.send(Event::SourceDone { name, end: end.map_err(|e| e.to_string()) });
+            let _ = tx.send(Event::SourceDone { name, end });
         })?);
     }
     drop(data_txs);
@@ -502,6 +568,20 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
             s.xsk_rx_invalid_descs.load(Relaxed),
             s.extra_counters().iter().map(|(k, v)| format!(" {k} {v}")).collect::<String>(),
         );
+        for e in s.exporters.lock().map(|v| v.clone()).unwrap_or_default() {
+            tracing::info!(
+                "source {name}: {} exporter {}/{}: datagrams {} records {} malformed {:?} unknown_template_sets {} seq_gaps_forward {} seq_gaps_backward {}",
+                e.protocol,
+                e.exporter,
+                e.domain,
+                e.datagrams,
+                e.records,
+                e.malformed,
+                e.unknown_template_sets,
+                e.seq_gaps_forward,
+                e.seq_gaps_backward,
+            );
+        }
     }
     for p in specs {
         tracing::info!(

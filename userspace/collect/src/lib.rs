@@ -1,0 +1,336 @@
+//! NetFlow/IPFIX and sFlow collectors: UDP sockets whose datagrams are decoded (xacct-wire) into
+//! [`xacct_core::Record`]s and handed to the workers in `Batch::records`, like the XDP source's
+//! harvests. A [`Collector`] has the packet sources' shape (`run(id, sink, stop, stats)`), so the
+//! daemon runs each on a thread of its own.
+//!
+//! Several collectors may listen on one port (SO_REUSEPORT): the kernel hashes each exporter's
+//! address and port to one socket, so each thread keeps its own template cache and sequence
+//! state. (An exporter that changes its source port may land on another socket, whose cache then
+//! learns the templates again from the next refresh.)
+//!
+//! Counting, per socket:
+//! - `SourceStats::received` counts records handed to the workers (the daemon's "finished" check
+//!   compares it with the workers' `processed`); datagrams are in `extra` and per exporter;
+//! - `kernel_dropped` is the socket's SO_RXQ_OVFL counter: datagrams the kernel dropped because
+//!   the receive buffer was full;
+//! - per exporter ([`xacct_core::stats::ExporterStats`]): datagrams, records, malformed by
+//!   reason, unknown-template sets, sequence gaps forward/backward.
+
+mod map;
+mod seq;
+
+pub use map::{record_from_flow, record_from_sample};
+
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage,
+};
+use nix::sys::time::TimeVal;
+use seq::Exporters;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use xacct_capture::{Batch, BatchSink, SourceEnd};
+use xacct_core::stats::SourceStats;
+use xacct_core::Record;
+use xacct_wire::netflow::{Decoder, FlowRecord, FlowSink, Limits, NetflowHeader};
+use xacct_wire::LinkType;
+
+/// Which protocol a collector speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// NetFlow v1/v5/v7/v8/v9 and IPFIX (nfacctd).
+    Netflow,
+    /// sFlow v2/v4/v5 (sfacctd).
+    Sflow,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Netflow => "netflow",
+            Protocol::Sflow => "sflow",
+        }
+    }
+}
+
+/// One collector socket's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorConfig {
+    pub protocol: Protocol,
+    /// None = every address (IPv6 and IPv4-mapped when the host has IPv6, else IPv4).
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    /// SO_RCVBUF in bytes (`nfacctd_pipe_size` / `sfacctd_pipe_size`).
+    pub recv_buffer: Option<usize>,
+    /// Multiply packets and bytes by the exporter's sampling rate.
+    pub renormalize: bool,
+    /// Time records by their arrival instead of the flow's start.
+    pub time_new: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("{what} {addr}: {source}")]
+    Socket { what: &'static str, addr: SocketAddr, source: nix::Error },
+    #[error("receiving on {addr}: {source}")]
+    Recv { addr: SocketAddr, source: nix::Error },
+}
+
+/// Datagrams read per recvmmsg call.
+const BATCH_DATAGRAMS: usize = 32;
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// How long a receive may block before the loop flushes a partial batch, publishes counters
+/// and checks for a stop request.
+const IDLE: Duration = Duration::from_millis(50);
+/// How often per-exporter counters are published while datagrams keep arriving.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+/// A bound collector socket and its decoding state.
+pub struct Collector {
+    cfg: CollectorConfig,
+    fd: OwnedFd,
+    addr: SocketAddr,
+    describe: String,
+    decoder: Decoder,
+    exporters: Exporters,
+}
+
+fn socket_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(nix::Error) -> CollectError {
+    move |source| CollectError::Socket { what, addr, source }
+}
+
+fn bind_one(addr: SocketAddr, cfg: &CollectorConfig) -> Result<OwnedFd, CollectError> {
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd =
+        socket::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(socket_err("socket", addr))?;
+    socket::setsockopt(&fd, sockopt::ReusePort, &true).map_err(socket_err("SO_REUSEPORT", addr))?;
+    if let Some(n) = cfg.recv_buffer {
+        socket::setsockopt(&fd, sockopt::RcvBuf, &n).map_err(socket_err("SO_RCVBUF", addr))?;
+    }
+    socket::setsockopt(&fd, sockopt::RxqOvfl, &1).map_err(socket_err("SO_RXQ_OVFL", addr))?;
+    socket::setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, IDLE.as_micros() as _))
+        .map_err(socket_err("SO_RCVTIMEO", addr))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(socket_err("bind", addr))?;
+    Ok(fd)
+}
+
+impl Collector {
+    /// Binds one SO_REUSEPORT socket (call it once per collector thread).
+    pub fn open(cfg: &CollectorConfig) -> Result<Collector, CollectError> {
+        let (fd, addr) = match cfg.ip {
+            Some(ip) => {
+                let a = SocketAddr::new(ip, cfg.port);
+                (bind_one(a, cfg)?, a)
+            }
+            None => {
+                // Dual-stack [::] like nfacctd; hosts without IPv6 get 0.0.0.0.
+                let a6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cfg.port);
+                match bind_one(a6, cfg) {
+                    Ok(fd) => (fd, a6),
+                    Err(e) => {
+                        let a4 = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), cfg.port);
+                        tracing::debug!("{e}; binding {a4} instead");
+                        (bind_one(a4, cfg)?, a4)
+                    }
+                }
+            }
+        };
+        let rcvbuf = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
+        let describe = format!("{} collector udp {addr} (receive buffer {rcvbuf} bytes)", cfg.protocol.name());
+        Ok(Collector {
+            cfg: cfg.clone(),
+            fd,
+            addr,
+            describe,
+            decoder: Decoder::new(Limits::default()),
+            exporters: Exporters::default(),
+        })
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Receives and decodes until `stop` is set or the workers are gone.
+    pub fn run(
+        &mut self,
+        id: usize,
+        sink: &mut BatchSink,
+        stop: &AtomicBool,
+        stats: &SourceStats,
+    ) -> Result<SourceEnd, CollectError> {
+        let mut bufs: Vec<Vec<u8>> = (0..BATCH_DATAGRAMS).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH_DATAGRAMS, Some(nix::cmsg_space!(u32)));
+        let mut got: Vec<(usize, Option<IpAddr>)> = Vec::with_capacity(BATCH_DATAGRAMS);
+        let mut batch = sink.empty(LinkType::Ethernet, id);
+        let mut last_publish = Instant::now();
+        let mut overflow = 0u32;
+        loop {
+            if stop.load(Relaxed) {
+                self.publish(stats);
+                if !sink.send(batch) {
+                    return Ok(SourceEnd::WorkersGone);
+                }
+                return Ok(SourceEnd::Stopped);
+            }
+            got.clear();
+            let res = {
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                    bufs.iter_mut().map(|b| [IoSliceMut::new(b.as_mut_slice())]).collect();
+                socket::recvmmsg(self.fd.as_raw_fd(), &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
+                    .map(|msgs| {
+                        for m in msgs {
+                            if let Ok(cmsgs) = m.cmsgs() {
+                                for c in cmsgs {
+                                    if let ControlMessageOwned::RxqOvfl(n) = c {
+                                        overflow = n;
+                                    }
+                                }
+                            }
+                            let src = m.address.as_ref().and_then(sockaddr_ip);
+                            got.push((m.bytes, src));
+                        }
+                    })
+            };
+            match res {
+                Ok(()) => {}
+                Err(nix::Error::EAGAIN | nix::Error::EINTR) => {
+                    // Idle: hand on what we have so records do not wait for a full batch.
+                    let fresh = sink.empty(LinkType::Ethernet, id);
+                    if !sink.send(std::mem::replace(&mut batch, fresh)) {
+                        return Ok(SourceEnd::WorkersGone);
+                    }
+                    self.publish(stats);
+                    last_publish = Instant::now();
+                    continue;
+                }
+                Err(source) => return Err(CollectError::Recv { addr: self.addr, source }),
+            }
+            // The kernel's counter is cumulative for the socket.
+            stats.kernel_dropped.store(overflow as u64, Relaxed);
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            for (i, &(len, src)) in got.iter().enumerate() {
+                let (Some(buf), Some(src)) = (bufs.get(i), src) else { continue };
+                let dgram = buf.get(..len).unwrap_or(&[]);
+                let mut out = Out { batch: &mut batch, sink, id, stats, gone: false };
+                match self.cfg.protocol {
+                    Protocol::Netflow => self.netflow(src, dgram, now, &mut out),
+                    Protocol::Sflow => self.sflow(src, dgram, now, &mut out),
+                }
+                if out.gone {
+                    return Ok(SourceEnd::WorkersGone);
+                }
+            }
+            if last_publish.elapsed() >= PUBLISH_EVERY {
+                self.publish(stats);
+                last_publish = Instant::now();
+            }
+        }
+    }
+
+    fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, out: &mut Out<'_>) {
+        let mut fs = NfSink { out, cfg: &self.cfg, now, header: None, records: 0 };
+        let res = self.decoder.decode(src, dgram, &mut fs);
+        let (header, records) = (fs.header, fs.records);
+        match res {
+            Ok(st) => self.exporters.netflow_ok(src, &st, records),
+            Err(e) => self.exporters.netflow_err(src, header.as_ref(), records, e.reason()),
+        }
+    }
+
+    fn sflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, out: &mut Out<'_>) {
+        let mut records = 0u64;
+        let mut skipped = 0u64;
+        let renormalize = self.cfg.renormalize;
+        let res = xacct_wire::sflow::decode_datagram(dgram, |s| match record_from_sample(s, renormalize, now) {
+            Some(r) => {
+                records += 1;
+                out.push(r);
+            }
+            None => skipped += 1,
+        });
+        match res {
+            Ok((d, _counts)) => self.exporters.sflow_ok(&d, records, skipped),
+            Err(e) => self.exporters.sflow_err(src, records, skipped, e.name()),
+        }
+    }
+
+    fn publish(&self, stats: &SourceStats) {
+        let (rows, totals) = self.exporters.snapshot();
+        if let Ok(mut v) = stats.exporters.lock() {
+            *v = rows;
+        }
+        if let Ok(mut v) = stats.extra.lock() {
+            *v = totals;
+        }
+    }
+}
+
+/// The IP of a received datagram's sender, IPv4-mapped addresses as IPv4 (a dual-stack socket
+/// reports IPv4 exporters that way; templates and counters must key on the plain address).
+fn sockaddr_ip(a: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()).to_canonical())
+}
+
+/// Where decoded records go: the batch being filled, sent on when full.
+struct Out<'a> {
+    batch: &'a mut Batch,
+    sink: &'a mut BatchSink,
+    id: usize,
+    stats: &'a SourceStats,
+    gone: bool,
+}
+
+impl Out<'_> {
+    fn push(&mut self, r: Record) {
+        self.batch.records.push(r);
+        self.stats.received.fetch_add(1, Relaxed);
+        if self.batch.is_full() {
+            let fresh = self.sink.empty(LinkType::Ethernet, self.id);
+            if !self.sink.send(std::mem::replace(self.batch, fresh)) {
+                self.gone = true;
+            }
+        }
+    }
+}
+
+struct NfSink<'a, 'b> {
+    out: &'a mut Out<'b>,
+    cfg: &'a CollectorConfig,
+    now: i64,
+    /// The last header records came with: names the exporter domain of a datagram that fails
+    /// part-way.
+    header: Option<NetflowHeader>,
+    records: u64,
+}
+
+impl FlowSink for NfSink<'_, '_> {
+    fn record(&mut self, h: &NetflowHeader, r: &FlowRecord) {
+        self.header = Some(*h);
+        self.records += 1;
+        self.out.push(record_from_flow(h, r, self.cfg.renormalize, self.cfg.time_new, self.now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_v4_senders_are_plain_v4() {
+        let a: SocketAddr = "[::ffff:10.1.2.3]:999".parse().unwrap();
+        assert_eq!(sockaddr_ip(&SockaddrStorage::from(a)), Some("10.1.2.3".parse().unwrap()));
+        let b: SocketAddr = "[2001:db8::1]:999".parse().unwrap();
+        assert_eq!(sockaddr_ip(&SockaddrStorage::from(b)), Some("2001:db8::1".parse().unwrap()));
+    }
+}
