@@ -10,7 +10,7 @@
 //! the fill ring. The fill ring is as large as the UMEM, so handing frames back never finds it
 //! full, and no frame is ever held across a batch hand-off (workers never see UMEM memory).
 
-use crate::batch::{Batch, BatchSink, BATCH_FRAMES};
+use crate::batch::{BatchSink, BATCH_FRAMES};
 use crate::pcap_source::SourceEnd;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -266,7 +266,7 @@ impl AfXdpSource {
         let mut last_stats = Instant::now();
         loop {
             if stop.load(Relaxed) {
-                flush(sink, &mut batch, link, id, stats);
+                sink.flush(&mut batch, stats);
                 self.update_stats(stats);
                 return Ok(SourceEnd::Stopped);
             }
@@ -278,7 +278,7 @@ impl AfXdpSource {
                 // Idle: hand over what we have so counts do not wait for a full batch, then
                 // wait for the socket (bounded, so `stop` is seen promptly). The poll also
                 // wakes the driver when it asked for it (need_wakeup).
-                if !flush(sink, &mut batch, link, id, stats) {
+                if !sink.flush(&mut batch, stats) {
                     return Ok(SourceEnd::WorkersGone);
                 }
                 self.rx.poll(100).map_err(|source| AfXdpError::Poll {
@@ -299,7 +299,7 @@ impl AfXdpSource {
                 // to us and will not write it until it is back on the fill ring (below).
                 let data = unsafe { self.umem.data(d) }.contents();
                 batch.push(data, u32::try_from(data.len()).unwrap_or(u32::MAX), ts);
-                if batch.is_full() && !flush(sink, &mut batch, link, id, stats) {
+                if batch.is_full() && !sink.flush(&mut batch, stats) {
                     workers_gone = true;
                     break;
                 }
@@ -380,14 +380,4 @@ impl AfXdpSource {
 
 fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
-/// Sends the current batch (if any) and takes a fresh one. False when the workers are gone.
-fn flush(sink: &mut BatchSink, batch: &mut Batch, link: LinkType, id: usize, stats: &SourceStats) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    stats.received.fetch_add(batch.len() as u64, Relaxed);
-    let full = std::mem::replace(batch, sink.empty(link, id));
-    sink.send(full)
 }

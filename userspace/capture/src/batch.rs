@@ -129,6 +129,18 @@ impl BatchSink {
         }
     }
 
+    /// Counts the frames/records of `batch` as received, sends it to a worker and leaves a fresh
+    /// batch in its place. False when no worker is left (daemon stopping).
+    pub fn flush(&mut self, batch: &mut Batch, stats: &SourceStats) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        stats.received.fetch_add(batch.len() as u64, Relaxed);
+        let fresh = self.empty(batch.link, batch.source);
+        let full = std::mem::replace(batch, fresh);
+        self.send(full)
+    }
+
     /// Sends a batch to a worker. Returns false when no worker is left (daemon stopping).
     pub fn send(&mut self, batch: Batch) -> bool {
         if batch.is_empty() {

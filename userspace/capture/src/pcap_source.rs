@@ -149,12 +149,12 @@ impl PcapSource {
         let link = self.link;
         let mut batch = sink.empty(link, id);
         if let Handle::Block { reader, filter } = &mut self.handle {
-            return run_blocks(reader, filter.as_ref(), &self.what, id, sink, &mut batch, stop, stats);
+            return run_blocks(reader, filter.as_ref(), &self.what, sink, &mut batch, stop, stats);
         }
         let mut last_stats = Instant::now();
         loop {
             if stop.load(Relaxed) {
-                let _ = flush(sink, &mut batch, link, id, stats);
+                let _ = sink.flush(&mut batch, stats);
                 return Ok(SourceEnd::Stopped);
             }
             let next = match &mut self.handle {
@@ -166,18 +166,18 @@ impl PcapSource {
                 Ok(p) => {
                     let ts = p.header.ts.tv_sec;
                     batch.push(p.data, p.header.len, ts);
-                    if batch.is_full() && !flush(sink, &mut batch, link, id, stats) {
+                    if batch.is_full() && !sink.flush(&mut batch, stats) {
                         return Ok(SourceEnd::WorkersGone);
                     }
                 }
                 Err(pcap::Error::NoMorePackets) => {
-                    flush(sink, &mut batch, link, id, stats);
+                    sink.flush(&mut batch, stats);
                     return Ok(SourceEnd::EndOfFile);
                 }
                 Err(pcap::Error::TimeoutExpired) => {
                     // Idle link: hand over what we have so counts do not wait for a full batch,
                     // then wait for the descriptor (bounded, so `stop` is seen promptly).
-                    if !flush(sink, &mut batch, link, id, stats) {
+                    if !sink.flush(&mut batch, stats) {
                         return Ok(SourceEnd::WorkersGone);
                     }
                     if let Handle::Live(c) = &self.handle {
@@ -187,7 +187,7 @@ impl PcapSource {
                 }
                 Err(e) => {
                     // Frames already batched are accounted whatever happens next.
-                    flush(sink, &mut batch, link, id, stats);
+                    sink.flush(&mut batch, stats);
                     if self.is_file() {
                         tracing::warn!("{}: {e}; treating it as the end of the file", self.what);
                         return Ok(SourceEnd::Truncated);
@@ -214,18 +214,15 @@ impl PcapSource {
 }
 
 /// The block reader's loop (classic pcap files).
-#[allow(clippy::too_many_arguments)]
 fn run_blocks(
     reader: &mut SavefileReader,
     filter: Option<&pcap::BpfProgram>,
     what: &str,
-    id: usize,
     sink: &mut BatchSink,
     batch: &mut Batch,
     stop: &AtomicBool,
     stats: &SourceStats,
 ) -> Result<SourceEnd, CaptureError> {
-    let link = batch.link;
     loop {
         match reader.next_frame() {
             Ok(Some((h, data))) => {
@@ -234,7 +231,7 @@ fn run_blocks(
                 }
                 batch.push(data, h.len, h.ts_sec as i64);
                 if batch.is_full() {
-                    if !flush(sink, batch, link, id, stats) {
+                    if !sink.flush(batch, stats) {
                         return Ok(SourceEnd::WorkersGone);
                     }
                     if stop.load(Relaxed) {
@@ -243,27 +240,17 @@ fn run_blocks(
                 }
             }
             Ok(None) => {
-                flush(sink, batch, link, id, stats);
+                sink.flush(batch, stats);
                 return Ok(SourceEnd::EndOfFile);
             }
             Err(e) => {
                 // Every whole frame before the damage is accounted, as pmacctd does.
-                flush(sink, batch, link, id, stats);
+                sink.flush(batch, stats);
                 tracing::warn!("{what}: {e}; treating it as the end of the file");
                 return Ok(SourceEnd::Truncated);
             }
         }
     }
-}
-
-/// Sends the current batch (if any) and takes a fresh one. False when the workers are gone.
-fn flush(sink: &mut BatchSink, batch: &mut Batch, link: LinkType, id: usize, stats: &SourceStats) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    stats.received.fetch_add(batch.len() as u64, Relaxed);
-    let full = std::mem::replace(batch, sink.empty(link, id));
-    sink.send(full)
 }
 
 /// Shared handle so the daemon can ask a running source to stop.
