@@ -319,27 +319,30 @@ fn xdp_flow_map_overflow_goes_to_af_xdp_without_loss() {
     in_namespace("xdp", format!("XDP {RX} (native mode)"), "xdp_flow_entries: 4\n");
 }
 
-/// Every plugin filters, so xacctd derives kernel pre-filter rules from the filters: what no
-/// plugin wants is dropped in the kernel (counted), and the table is still exact.
-fn prefilter_in_namespace() {
+/// An XDP capture of every frame of [`flows`] by a daemon with one memory table at `pipe`.
+struct XdpRun {
+    _dir: tempfile::TempDir,
+    daemon: Daemon,
+    pipe: std::path::PathBuf,
+    flows: Vec<Flow>,
+    ip_frames: u64,
+}
+
+/// In a fresh namespace: starts xacctd with `capture_method: xdp` and `conf` (which must name
+/// `imt_path: {pipe}`), waits for `ready` in its log, then sends every frame of [`flows`].
+/// None when the namespace cannot be made (skipped).
+fn xdp_run(conf: &str, ready: &str) -> Option<XdpRun> {
     if let Err(why) = setup_namespace() {
         skip(&format!("live_veth needs root: {why}"));
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let pipe = dir.path().join("p.pipe");
-    let conf = dir.path().join("xacctd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pcap_interface: {RX}\ncapture_method: xdp\nplugins: memory[p]\naggregate[p]: src_host,dst_host,src_port,dst_port,proto\n\
-             aggregate_filter[p]: src net 198.18.1.0/24 and udp\nimt_path[p]: {}\n",
-            pipe.display()
-        ),
-    )
-    .expect("write config");
-    let mut daemon = Daemon::start(&conf, &dir.path().join("xacctd.log"));
-    daemon.wait_log("XDP pre-filter", Duration::from_secs(20));
+    let pipe = dir.path().join("x.pipe");
+    let path = dir.path().join("xacctd.conf");
+    let body = conf.replace("{pipe}", &pipe.display().to_string());
+    std::fs::write(&path, format!("pcap_interface: {RX}\ncapture_method: xdp\n{body}")).expect("write config");
+    let mut daemon = Daemon::start(&path, &dir.path().join("xacctd.log"));
+    daemon.wait_log(ready, Duration::from_secs(20));
     daemon.wait_log(&format!("capturing from XDP {RX}"), Duration::from_secs(20));
     let flows = flows();
     let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end");
@@ -350,89 +353,71 @@ fn prefilter_in_namespace() {
             ip_frames += 1;
         }
     }
-    let want: BTreeMap<String, (u64, u64)> = flows
-        .iter()
-        .filter(|f| f.key_b.is_some())
-        .map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len)))
-        .collect();
-    settle(&pipe, &want, Duration::from_secs(20));
-    let log = daemon.terminate();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains(&format!("source XDP {RX}")) && l.contains("xdp_seen"))
-        .unwrap_or_else(|| panic!("no XDP counters in the log:\n{log}"));
-    eprintln!("prefilter: {line}");
-    let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
-    assert!(n("xdp_prefiltered") > 0, "nothing pre-filtered: {line}");
-    assert_eq!(n("xdp_prefiltered") + n("xdp_aggregated") + n("xdp_redirected"), ip_frames, "{line}");
+    Some(XdpRun { _dir: dir, daemon, pipe, flows, ip_frames })
 }
 
-#[test]
-fn xdp_prefilter_drops_what_no_plugin_wants() {
-    let h = std::thread::Builder::new().name("netns".into()).spawn(prefilter_in_namespace).expect("spawn netns thread");
+/// Stops the daemon and returns its XDP source's counter line.
+fn xdp_counters(daemon: Daemon) -> String {
+    let log = daemon.terminate();
+    log.lines()
+        .rev()
+        .find(|l| l.contains(&format!("source XDP {RX}")) && l.contains("xdp_seen"))
+        .unwrap_or_else(|| panic!("no XDP counters in the log:\n{log}"))
+        .to_string()
+}
+
+/// Runs `f` on a thread of its own, whose network namespace vanishes with it.
+fn in_own_namespace(f: fn()) {
+    let h = std::thread::Builder::new().name("netns".into()).spawn(f).expect("spawn netns thread");
     if let Err(panic) = h.join() {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Every plugin filters, so xacctd derives kernel pre-filter rules from the filters: what no
+/// plugin wants is dropped in the kernel (counted), and the table is still exact.
+#[test]
+fn xdp_prefilter_drops_what_no_plugin_wants() {
+    in_own_namespace(|| {
+        let conf = "plugins: memory[p]\naggregate[p]: src_host,dst_host,src_port,dst_port,proto\n\
+                    aggregate_filter[p]: src net 198.18.1.0/24 and udp\nimt_path[p]: {pipe}\n";
+        let Some(run) = xdp_run(conf, "XDP pre-filter") else { return };
+        let want: BTreeMap<String, (u64, u64)> = run
+            .flows
+            .iter()
+            .filter(|f| f.key_b.is_some())
+            .map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len)))
+            .collect();
+        settle(&run.pipe, &want, Duration::from_secs(20));
+        let line = xdp_counters(run.daemon);
+        eprintln!("prefilter: {line}");
+        let n = |k: &str| counter(&line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
+        assert!(n("xdp_prefiltered") > 0, "nothing pre-filtered: {line}");
+        assert_eq!(n("xdp_prefiltered") + n("xdp_aggregated") + n("xdp_redirected"), run.ip_frames, "{line}");
+    });
 }
 
 /// A plugin that needs every packet (here for the `flows` counter) makes the XDP program hand
 /// every admitted packet up over AF_XDP; nothing is lost and flows are counted per packet.
-fn per_packet_in_namespace() {
-    if let Err(why) = setup_namespace() {
-        skip(&format!("live_veth needs root: {why}"));
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipe = dir.path().join("f.pipe");
-    let conf = dir.path().join("xacctd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pcap_interface: {RX}\ncapture_method: xdp\naggregate: src_host,dst_host,flows\nimt_path: {}\n",
-            pipe.display()
-        ),
-    )
-    .expect("write config");
-    let mut daemon = Daemon::start(&conf, &dir.path().join("xacctd.log"));
-    daemon.wait_log("every admitted packet goes to userspace", Duration::from_secs(20));
-    daemon.wait_log(&format!("capturing from XDP {RX}"), Duration::from_secs(20));
-    let flows = flows();
-    let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end");
-    let mut ip_frames = 0u64;
-    for f in &flows {
-        for _ in 0..f.count {
-            tx.sendpacket(build(&f.spec).as_slice()).expect("inject frame");
-            ip_frames += 1;
-        }
-    }
-    // Every flow of the test is one connection: FLOWS sums to the number of flows.
-    let t = std::time::Instant::now();
-    let (packets, flow_starts) = loop {
-        let rows = query(&pipe).unwrap_or_default();
-        let sum = |k: &str| rows.iter().filter_map(|r| r.get(k).and_then(|v| v.parse::<u64>().ok())).sum::<u64>();
-        let got = (sum("PACKETS"), sum("FLOWS"));
-        if got.0 >= ip_frames || t.elapsed() > Duration::from_secs(20) {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!((packets, flow_starts), (ip_frames, flows.len() as u64));
-    let log = daemon.terminate();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains(&format!("source XDP {RX}")) && l.contains("xdp_seen"))
-        .unwrap_or_else(|| panic!("no XDP counters in the log:\n{log}"));
-    let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
-    assert_eq!((n("xdp_redirected"), n("xdp_aggregated")), (ip_frames, 0), "{line}");
-}
-
 #[test]
 fn xdp_hands_every_packet_up_when_a_plugin_needs_it() {
-    let h =
-        std::thread::Builder::new().name("netns".into()).spawn(per_packet_in_namespace).expect("spawn netns thread");
-    if let Err(panic) = h.join() {
-        std::panic::resume_unwind(panic);
-    }
+    in_own_namespace(|| {
+        let conf = "aggregate: src_host,dst_host,flows\nimt_path: {pipe}\n";
+        let Some(run) = xdp_run(conf, "every admitted packet goes to userspace") else { return };
+        // Every flow of the test is one connection: FLOWS sums to the number of flows.
+        let t = std::time::Instant::now();
+        let (packets, flow_starts) = loop {
+            let rows = query(&run.pipe).unwrap_or_default();
+            let sum = |k: &str| rows.iter().filter_map(|r| r.get(k).and_then(|v| v.parse::<u64>().ok())).sum::<u64>();
+            let got = (sum("PACKETS"), sum("FLOWS"));
+            if got.0 >= run.ip_frames || t.elapsed() > Duration::from_secs(20) {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!((packets, flow_starts), (run.ip_frames, run.flows.len() as u64));
+        let line = xdp_counters(run.daemon);
+        let n = |k: &str| counter(&line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
+        assert_eq!((n("xdp_redirected"), n("xdp_aggregated")), (run.ip_frames, 0), "{line}");
+    });
 }
