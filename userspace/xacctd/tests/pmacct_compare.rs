@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{client, query_csv, skip, Daemon, SUMMARY_CSV};
+use support::{all_zero_key, client, query_csv, query_stable, skip, table, Daemon, SUMMARY_CSV};
 
 /// pmacct is the reference; without it the comparison cannot run. CI installs it (xtask setup).
 fn have_pmacct() -> bool {
@@ -23,36 +22,6 @@ fn have_pmacct() -> bool {
 
 fn query_pmacct(pipe: &Path) -> String {
     client(Path::new("pmacct"), pipe, &SUMMARY_CSV)
-}
-
-/// pmacct's memory plugin receives data asynchronously: query until two answers agree.
-fn query_stable(pipe: &Path) -> String {
-    let mut last = query_pmacct(pipe);
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = query_pmacct(pipe);
-        if now == last && now.lines().count() > 1 {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
-
-/// Header line and the set of rows (row order is hash order in both tools).
-fn table(csv: &str) -> (String, BTreeSet<String>) {
-    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().unwrap_or_default().to_string();
-    (header, lines.map(str::to_string).collect())
-}
-
-/// Whether every key column of a CSV row holds its zero value.
-fn all_zero_key(header: &str, row: &str) -> bool {
-    header
-        .split(',')
-        .zip(row.split(','))
-        .filter(|(h, _)| !matches!(*h, "PACKETS" | "BYTES" | "FLOWS"))
-        .all(|(_, v)| matches!(v, "0" | "0.0.0.0" | "::" | "00:00:00:00:00:00"))
 }
 
 fn start_pmacctd(conf: &Path, log: &Path) -> Daemon {
@@ -116,7 +85,7 @@ fn compare(pcap: &Path, dir: &Path, plugins: &[(&str, &str)], pm_extra: &str, xa
     let mut failures = Vec::new();
     for ((n, agg), (pm, pm_pipe)) in plugins.iter().zip(pms.iter_mut()) {
         pm.wait_log("finished reading PCAP capture file", Duration::from_secs(60));
-        let want = query_stable(pm_pipe);
+        let want = query_stable(|| query_pmacct(pm_pipe));
         let got = query_csv(&dir.join(format!("xa_{n}.pipe")));
         let (wh, wr) = table(&want);
         let (gh, mut gr) = table(&got);

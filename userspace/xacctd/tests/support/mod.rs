@@ -230,3 +230,35 @@ pub fn counter(text: &str, name: &str) -> Option<u64> {
     }
     None
 }
+
+/// Queries until two answers 300 ms apart agree and have rows: the pmacct daemons (and
+/// collectors generally) account asynchronously to what they are sent.
+pub fn query_stable(query: impl Fn() -> String) -> String {
+    let mut last = query();
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = query();
+        if now == last && now.lines().count() > 1 {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Header line and the set of rows of a CSV table (row order is hash order in both tools).
+pub fn table(csv: &str) -> (String, std::collections::BTreeSet<String>) {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().unwrap_or_default().to_string();
+    (header, lines.map(str::to_string).collect())
+}
+
+/// Whether every key column of a CSV row holds its zero value (pmacct's memory table never
+/// shows such an entry).
+pub fn all_zero_key(header: &str, row: &str) -> bool {
+    header
+        .split(',')
+        .zip(row.split(','))
+        .filter(|(h, _)| !matches!(*h, "PACKETS" | "BYTES" | "FLOWS"))
+        .all(|(_, v)| matches!(v, "0" | "0.0.0.0" | "::" | "00:00:00:00:00:00"))
+}
