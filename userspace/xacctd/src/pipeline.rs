@@ -124,14 +124,7 @@ impl Worker {
     /// Decodes and accounts every frame of `batch`.
     pub fn process_batch(&mut self, batch: &Batch) {
         let Some(src) = self.sources.get(batch.source).cloned() else { return };
-        // Frames of a batch sit in different cache lines: loading the header of a frame a few
-        // places ahead (a load nothing waits for) overlaps those misses with decoding.
-        const AHEAD: usize = 6;
-        let mut sink = 0u8;
-        for (i, m) in batch.frames.iter().enumerate() {
-            if let Some(next) = batch.frames.get(i + AHEAD) {
-                sink ^= batch.data(next).first().copied().unwrap_or(0);
-            }
+        for m in &batch.frames {
             let data = batch.data(m);
             let p = match xacct_wire::decode(batch.link, data, m.wire_len) {
                 Ok(p) => p,
@@ -168,7 +161,6 @@ impl Worker {
                 self.account(&r);
             }
         }
-        std::hint::black_box(sink);
         // Pre-aggregated records (XDP flow maps) are filtered and projected like packets.
         for r in &batch.records {
             self.account(r);
