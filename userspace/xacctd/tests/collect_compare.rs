@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use support::{all_zero_key, client, query_csv, query_stable, skip, table, Daemon, SUMMARY_CSV};
 
@@ -31,6 +31,24 @@ fn have(tools: &[&str]) -> bool {
         }
     }
     true
+}
+
+/// Waits for an exporter process to exit by itself, calling `tick` every 100 ms meanwhile;
+/// kills it and fails with its log after `timeout`.
+fn wait_exit(child: &mut Child, what: &str, log: &Path, timeout: Duration, mut tick: impl FnMut()) -> ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap_or_else(|e| panic!("wait {what}: {e}")) {
+            return st;
+        }
+        if t.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn free_udp_port() -> u16 {
@@ -98,16 +116,7 @@ fn export(pcap: &Path, dir: &Path, port: u16, version: &str) {
         .stderr(std::fs::File::create(&log).expect("softflowd log"))
         .spawn()
         .expect("spawn softflowd");
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait softflowd") {
-            break st;
-        }
-        if t.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("softflowd did not finish: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
+    let status = wait_exit(&mut child, "softflowd", &log, Duration::from_secs(30), || {
         if ctl.exists() {
             // Its answer does not matter; the connection is what unblocks softflowd.
             let _ = Command::new("softflowctl")
@@ -118,8 +127,7 @@ fn export(pcap: &Path, dir: &Path, port: u16, version: &str) {
                 .stderr(Stdio::null())
                 .status();
         }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     // Its statistics at exit go to stdout, its messages to stderr.
     let text = std::fs::read_to_string(&log).unwrap_or_default()
         + &std::fs::read_to_string(log.with_extension("out")).unwrap_or_default();
@@ -215,18 +223,7 @@ fn sfprobe(pcap: &Path, dir: &Path, port: u16) {
         .stderr(std::fs::File::create(&log).expect("pmacctd log"))
         .spawn()
         .expect("spawn pmacctd");
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait pmacctd") {
-            break st;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pmacctd did not finish: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut child, "pmacctd", &log, Duration::from_secs(60), || {});
     // Its core sometimes sees the plugin finish before it has shut down itself and exits with
     // status 1 ("no more plugins active"); the plugin has shut down cleanly either way.
     let text = std::fs::read_to_string(&log).unwrap_or_default();
