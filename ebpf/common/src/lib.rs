@@ -33,6 +33,9 @@ pub mod maps {
     pub const PORTS: &str = "XACCT_PORTS";
     /// `Array<u8>` of 4096: non-zero = outermost VLAN id admitted.
     pub const VLANS: &str = "XACCT_VLANS";
+    /// `LruHashMap<StreamKey, u32>`: packets seen per stream (both directions), while
+    /// [`super::FLAG_CLASSIFY`] hands each stream's first packets to userspace.
+    pub const STREAMS: &str = "XACCT_STREAMS";
 }
 
 /// Name of the XDP program in the object.
@@ -40,6 +43,9 @@ pub const PROGRAM_NAME: &str = "xacct_xdp";
 
 /// Default capacity of each flow map (entries, shared by all CPUs).
 pub const DEFAULT_FLOW_ENTRIES: u32 = 65536;
+/// Capacity of the stream map (LRU: when full, the least recently seen stream is forgotten, and
+/// a forgotten stream that comes back is handed up again from its first packet).
+pub const DEFAULT_STREAM_ENTRIES: u32 = 65536;
 /// Capacity of the XSKMAP: the highest RX queue index that can have a socket, plus one.
 pub const MAX_QUEUES: u32 = 256;
 
@@ -72,10 +78,13 @@ pub enum XdpCounter {
     /// Frames that needed userspace for another reason (fragment, deep tag stack, config) and
     /// could not be redirected: counted into the flow map anyway (also in `Aggregated`).
     RedirectFailed = 8,
+    /// Frames redirected because they are among their stream's first
+    /// [`XdpConfig::classify_packets`] (also counted in `Redirected`).
+    Classify = 9,
 }
 
 /// Number of [`XdpCounter`] slots.
-pub const XDP_COUNTERS: u32 = 9;
+pub const XDP_COUNTERS: u32 = 10;
 
 impl XdpCounter {
     /// All counters, in index order.
@@ -89,6 +98,7 @@ impl XdpCounter {
         XdpCounter::Redirected,
         XdpCounter::MapFullFallback,
         XdpCounter::RedirectFailed,
+        XdpCounter::Classify,
     ];
 
     /// Short stable name for logs and `xacct -t`.
@@ -103,6 +113,7 @@ impl XdpCounter {
             XdpCounter::Redirected => "xdp_redirected",
             XdpCounter::MapFullFallback => "xdp_map_full_lost",
             XdpCounter::RedirectFailed => "xdp_redirect_failed",
+            XdpCounter::Classify => "xdp_to_classify",
         }
     }
 }
@@ -166,6 +177,21 @@ impl FlowKey {
     }
 }
 
+/// A stream for classification: both endpoints of a conversation in a canonical order (the
+/// smaller address/port pair first), so that both directions share one entry, as a classifier
+/// with a context per stream needs.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub addr_a: [u8; 16],
+    pub addr_b: [u8; 16],
+    pub port_a: [u8; 2],
+    pub port_b: [u8; 2],
+    pub family: u8,
+    pub proto: u8,
+    pub pad: [u8; 2],
+}
+
 /// Per-flow counters (one copy per CPU in the kernel; userspace sums them).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,6 +245,10 @@ pub const FLAG_PREFILTER: u32 = 1 << 0;
 /// Every admitted IP packet needs userspace (a plugin wants per-packet data): redirect all of
 /// them to AF_XDP instead of aggregating.
 pub const FLAG_REDIRECT_ALL: u32 = 1 << 1;
+/// Hand the first [`XdpConfig::classify_packets`] packets of every stream (both directions
+/// together, see [`StreamKey`]) to AF_XDP, where the classifiers see their payload; the stream's
+/// later packets are counted in the kernel.
+pub const FLAG_CLASSIFY: u32 = 1 << 2;
 
 // Pre-filter rule kinds present ([`XdpConfig::rule_kinds`]); a packet is admitted when any
 // present kind matches it (an over-approximation of the union of the plugins' filters, which
@@ -255,11 +285,15 @@ pub struct XdpConfig {
     pub flags: u32,
     /// `RULE_*` bits: which rule maps hold rules.
     pub rule_kinds: u32,
+    /// With [`FLAG_CLASSIFY`]: how many packets of each stream go to userspace.
+    pub classify_packets: u32,
+    /// Explicit so there is no implicit padding; always 0.
+    pub pad: u32,
 }
 
 impl Default for XdpConfig {
     fn default() -> Self {
-        XdpConfig { key_fields: KEEP_ALL, action: XDP_PASS, flags: 0, rule_kinds: 0 }
+        XdpConfig { key_fields: KEEP_ALL, action: XDP_PASS, flags: 0, rule_kinds: 0, classify_packets: 0, pad: 0 }
     }
 }
 
@@ -274,6 +308,8 @@ mod pod {
     unsafe impl aya::Pod for super::XdpConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CpuState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StreamKey {}
 }
 
 #[cfg(test)]
@@ -286,7 +322,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 6 + 6 + 2 * 4 + 4);
         assert_eq!(core::mem::align_of::<FlowKey>(), 8);
         assert_eq!(core::mem::size_of::<FlowValue>(), 8 * 4 + 8);
-        assert_eq!(core::mem::size_of::<XdpConfig>(), 16);
+        assert_eq!(core::mem::size_of::<XdpConfig>(), 24);
+        assert_eq!(core::mem::size_of::<StreamKey>(), 16 + 16 + 2 + 2 + 4);
         assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 2));
     }
 

@@ -22,7 +22,7 @@ mod prog {
         bindings::{xdp_action, BPF_NOEXIST},
         helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
         macros::{map, xdp},
-        maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, PerCpuHashMap, XskMap},
+        maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, XskMap},
         programs::XdpContext,
     };
     use xacct_ebpf_common::*;
@@ -53,6 +53,8 @@ mod prog {
     static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
     #[map(name = "XACCT_VLANS")]
     static VLANS: Array<u8> = Array::with_max_entries(4096, 0);
+    #[map(name = "XACCT_STREAMS")]
+    static STREAMS: LruHashMap<StreamKey, u32> = LruHashMap::with_max_entries(DEFAULT_STREAM_ENTRIES, 0);
 
     const ETH_P_IP: u16 = 0x0800;
     const ETH_P_IPV6: u16 = 0x86dd;
@@ -406,6 +408,48 @@ mod prog {
         }
     }
 
+    /// Whether `k`'s packet is among the first `limit` of its stream (both directions), which
+    /// classification needs in userspace. Counts the packet into the stream map.
+    #[inline(always)]
+    fn classify_first(k: &FlowKey, limit: u32) -> bool {
+        // Canonical order: the endpoint with the smaller (address, port) first, so a reply
+        // finds its request's entry.
+        let a_first = (k.src_addr, k.src_port) <= (k.dst_addr, k.dst_port);
+        let (a, b) = if a_first {
+            ((k.src_addr, k.src_port), (k.dst_addr, k.dst_port))
+        } else {
+            ((k.dst_addr, k.dst_port), (k.src_addr, k.src_port))
+        };
+        let s = StreamKey {
+            addr_a: a.0,
+            addr_b: b.0,
+            port_a: a.1,
+            port_b: b.1,
+            family: k.family,
+            proto: k.proto,
+            pad: [0; 2],
+        };
+        match STREAMS.get_ptr_mut(&s) {
+            Some(n) => {
+                // SAFETY: a live entry of the LRU map (RCU-protected for the program's run).
+                // Two CPUs racing on one stream may both read the same count: at worst one
+                // packet more or fewer goes up, and either way it is counted exactly once.
+                unsafe {
+                    if *n >= limit {
+                        return false;
+                    }
+                    *n += 1;
+                }
+                true
+            }
+            // A failed insert still hands this packet up; the next one tries again.
+            None => {
+                let _ = STREAMS.insert(&s, &1, 0);
+                limit > 0
+            }
+        }
+    }
+
     #[inline(always)]
     fn redirect(ctx: &XdpContext) -> Option<u32> {
         XSKS.redirect(ctx.rx_queue_index(), 0).ok()
@@ -451,6 +495,13 @@ mod prog {
             }
             // Counting it here is the next best thing: a later fragment then has ports 0, as
             // the userspace decoder gives orphans.
+            c.count(XdpCounter::RedirectFailed);
+        } else if cfg.flags & FLAG_CLASSIFY != 0 && classify_first(key, cfg.classify_packets) {
+            if let Some(a) = redirect(&ctx) {
+                c.count(XdpCounter::Classify);
+                c.count(XdpCounter::Redirected);
+                return a;
+            }
             c.count(XdpCounter::RedirectFailed);
         }
         project(cfg.key_fields, key);

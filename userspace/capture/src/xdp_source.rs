@@ -12,26 +12,33 @@ use xacct_core::stats::SourceStats;
 use xacct_wire::LinkType;
 use xacct_xdp::{FlowKey, FlowValue, XdpCounter, XdpError, XdpProgram};
 
-/// How often the kernel maps are drained: bounds both the age of what plugins see and the
-/// number of flows the kernel map must hold between harvests.
+/// Default interval between harvests (`xdp_harvest_interval`): bounds both the age of what
+/// plugins see and the number of flows the kernel map must hold between harvests.
 pub const HARVEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The attached XDP program and what is needed to turn its flows into records.
 pub struct XdpHarvester {
     prog: XdpProgram,
     what: String,
+    interval: Duration,
 }
 
 impl XdpHarvester {
     pub fn new(prog: XdpProgram, what: String) -> XdpHarvester {
-        XdpHarvester { prog, what }
+        XdpHarvester { prog, what, interval: HARVEST_INTERVAL }
+    }
+
+    /// Harvests every `interval` instead of [`HARVEST_INTERVAL`].
+    pub fn with_interval(mut self, interval: Duration) -> XdpHarvester {
+        self.interval = interval;
+        self
     }
 
     pub fn describe(&self) -> &str {
         &self.what
     }
 
-    /// Harvests every [`HARVEST_INTERVAL`] until `stop`, then once more so nothing counted in
+    /// Harvests every interval until `stop`, then once more so nothing counted in
     /// the kernel is left behind.
     pub fn run(
         &mut self,
@@ -40,7 +47,7 @@ impl XdpHarvester {
         stop: &AtomicBool,
         stats: &SourceStats,
     ) -> Result<SourceEnd, XdpError> {
-        let mut next = Instant::now() + HARVEST_INTERVAL;
+        let mut next = Instant::now() + self.interval;
         loop {
             let stopping = stop.load(Relaxed);
             if stopping || Instant::now() >= next {
@@ -51,9 +58,10 @@ impl XdpHarvester {
                 if stopping {
                     return Ok(SourceEnd::Stopped);
                 }
-                next = Instant::now() + HARVEST_INTERVAL;
+                next = Instant::now() + self.interval;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Short sleeps so that a stop is seen quickly whatever the interval.
+            std::thread::sleep(next.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)));
         }
     }
 

@@ -161,6 +161,15 @@ pub struct GlobalConfig {
     /// `xdp_flow_entries` (new key): capacity of each kernel flow map; None = the loader's
     /// default. Flows beyond it go to userspace over AF_XDP, counted.
     pub xdp_flow_entries: Option<u32>,
+    /// `xdp_classify_packets` (new key): the XDP program hands the first this many packets of
+    /// every stream (both directions) to userspace over AF_XDP, so that classifiers see their
+    /// payload, and counts the rest in the kernel; 0 (the default) = off.
+    pub xdp_classify_packets: u32,
+    /// `xdp_harvest_interval` (new key): seconds (fractions allowed, 0.05 to 60) between two
+    /// harvests of the kernel flow maps, default 0.5. Longer intervals cost less CPU per packet
+    /// (each flow is read once per harvest, however many packets it had) but need flow maps
+    /// big enough for the flows of one interval and delay what the memory table shows.
+    pub xdp_harvest_interval: std::time::Duration,
     /// NetFlow/IPFIX collector (`nfacctd_port`, default 2100; `nfacctd_ip`, default all
     /// addresses). It runs when either key is set.
     pub nfacctd_port: Option<u16>,
@@ -227,6 +236,8 @@ impl Default for GlobalConfig {
             capture_method: CaptureMethod::Auto,
             xdp_action: XdpAction::Pass,
             xdp_flow_entries: None,
+            xdp_classify_packets: 0,
+            xdp_harvest_interval: std::time::Duration::from_millis(500),
             as_from_networks_file: false,
             nfacctd_port: None,
             nfacctd_ip: None,
@@ -300,6 +311,8 @@ fn implemented(key: &str) -> Option<Applies> {
         | "capture_method"
         | "xdp_action"
         | "xdp_flow_entries"
+        | "xdp_classify_packets"
+        | "xdp_harvest_interval"
         | "nfacctd_port"
         | "nfacctd_ip"
         | "sfacctd_port"
@@ -624,6 +637,18 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
             }
         }
         "xdp_flow_entries" => g.xdp_flow_entries = Some(parse_count(d, 1u32 << 26)?),
+        "xdp_classify_packets" => {
+            g.xdp_classify_packets = match d.value.parse::<u32>() {
+                Ok(n) if n <= 1000 => n,
+                _ => return Err(bad(d, "expected a whole number of packets from 0 to 1000")),
+            }
+        }
+        "xdp_harvest_interval" => {
+            g.xdp_harvest_interval = match d.value.parse::<f64>() {
+                Ok(s) if (0.05..=60.0).contains(&s) => std::time::Duration::from_secs_f64(s),
+                _ => return Err(bad(d, "expected seconds from 0.05 to 60 (e.g. 0.5)")),
+            }
+        }
         "xdp_action" => {
             g.xdp_action = match d.value.to_ascii_lowercase().as_str() {
                 "pass" => XdpAction::Pass,

@@ -154,6 +154,12 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
     if let Some(why) = per_packet {
         tracing::info!("XDP on {iface}: every admitted packet goes to userspace over AF_XDP ({why})");
         opts.redirect_all = true;
+    } else if g.xdp_classify_packets > 0 {
+        opts.classify_packets = g.xdp_classify_packets;
+        tracing::info!(
+            "XDP on {iface}: the first {} packets of every stream go to userspace over AF_XDP for classification",
+            g.xdp_classify_packets
+        );
     }
     let mut prog = xacct_xdp::XdpProgram::load(opts).context("loading the XDP program")?;
     let att = prog.attach(iface).context("attaching the XDP program")?;
@@ -214,7 +220,7 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
         sources.push(Source::AfXdp(Box::new(s)));
     }
     let what = format!("XDP {iface} ({} mode)", if att.native_error.is_some() { "generic" } else { "native" });
-    sources.insert(0, Source::Xdp(Box::new(XdpHarvester::new(prog, what))));
+    sources.insert(0, Source::Xdp(Box::new(XdpHarvester::new(prog, what).with_interval(g.xdp_harvest_interval))));
     Ok(sources)
 }
 

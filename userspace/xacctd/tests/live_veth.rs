@@ -421,3 +421,52 @@ fn xdp_hands_every_packet_up_when_a_plugin_needs_it() {
         assert_eq!((n("xdp_redirected"), n("xdp_aggregated")), (run.ip_frames, 0), "{line}");
     });
 }
+
+/// `xdp_classify_packets: 3`: the first three packets of every stream, both directions
+/// together, go up over AF_XDP (where classifiers will see their payload) and the rest are
+/// counted in the kernel; the table is exact whichever path counted a packet.
+#[test]
+fn xdp_hands_each_streams_first_packets_up_for_classification() {
+    in_own_namespace(|| {
+        let conf = "xdp_classify_packets: 3\naggregate: src_host,dst_host,src_port,dst_port,proto\nimt_path: {pipe}\n";
+        let Some(run) = xdp_run(conf, "for classification") else { return };
+        // The reply direction of the first flow (5 packets out): 4 packets back, one stream.
+        let out = &run.flows[0];
+        let L3::V4 { src, dst, .. } = out.spec.l3 else { panic!("flow 0 is IPv4") };
+        let back = spec(vec![], v4(dst, src), L4::Tcp { sport: 80, dport: 40001, flags: 0x12 }, 100);
+        let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end");
+        for _ in 0..4 {
+            tx.sendpacket(build(&back).as_slice()).expect("inject reply");
+        }
+        let mut want: BTreeMap<String, (u64, u64)> =
+            run.flows.iter().map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len))).collect();
+        want.insert(
+            "DST_IP=198.18.1.1 DST_PORT=40001 PROTOCOL=tcp SRC_IP=198.18.2.1 SRC_PORT=80".into(),
+            (4, 4 * out.ip_len),
+        );
+        settle(&run.pipe, &want, Duration::from_secs(20));
+        // Per stream min(3, packets): the first flow and its reply are one stream of 9.
+        let mut streams: Vec<u64> = run.flows.iter().map(|f| f.count).collect();
+        streams[0] += 4;
+        let classify: u64 = streams.iter().map(|&n| n.min(3)).sum();
+        let ip_frames = run.ip_frames + 4;
+        let log = run.daemon.terminate();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains(&format!("source XDP {RX}")) && l.contains("xdp_seen"))
+            .unwrap_or_else(|| panic!("no XDP counters in the log:\n{log}"));
+        eprintln!("classify: {line}");
+        let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
+        assert_eq!(n("xdp_to_classify"), classify, "{line}");
+        assert_eq!(n("xdp_redirected"), classify, "{line}");
+        assert_eq!(n("xdp_aggregated"), ip_frames - classify, "{line}");
+        // And the AF_XDP source received exactly those packets.
+        let afxdp = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("source AF_XDP") && l.contains("received"))
+            .unwrap_or_else(|| panic!("no AF_XDP source counters in the log:\n{log}"));
+        assert_eq!(counter(afxdp, "received"), Some(classify), "{afxdp}");
+    });
+}

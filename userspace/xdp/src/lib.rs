@@ -92,6 +92,9 @@ pub struct Options {
     pub flow_entries: u32,
     /// Send every admitted IP packet to AF_XDP instead of counting it in the kernel.
     pub redirect_all: bool,
+    /// Send the first this many packets of every stream (both directions) to AF_XDP, for
+    /// classification; 0 = off.
+    pub classify_packets: u32,
 }
 
 impl Default for Options {
@@ -101,6 +104,7 @@ impl Default for Options {
             action: Action::Pass,
             flow_entries: common::DEFAULT_FLOW_ENTRIES,
             redirect_all: false,
+            classify_packets: 0,
         }
     }
 }
@@ -204,12 +208,20 @@ impl XdpProgram {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS_0, opts.flow_entries.max(1))
             .map_max_entries(maps::FLOWS_1, opts.flow_entries.max(1))
+            // Without classification the stream map is never touched: keep it tiny.
+            .map_max_entries(
+                maps::STREAMS,
+                if opts.classify_packets > 0 { opts.flow_entries.max(common::DEFAULT_STREAM_ENTRIES) } else { 1 },
+            )
             .load(OBJECT)?;
         let prog: &mut Xdp = ebpf.program_mut(PROGRAM_NAME).ok_or(XdpError::Missing(PROGRAM_NAME))?.try_into()?;
         prog.load()?;
         let mut flags = 0;
         if opts.redirect_all {
             flags |= common::FLAG_REDIRECT_ALL;
+        }
+        if opts.classify_packets > 0 {
+            flags |= common::FLAG_CLASSIFY;
         }
         let config = XdpConfig {
             key_fields: opts.key_fields,
@@ -219,6 +231,8 @@ impl XdpProgram {
             },
             flags,
             rule_kinds: 0,
+            classify_packets: opts.classify_packets,
+            pad: 0,
         };
         let (barrier, barrier_inner) = barrier_maps()?;
         let nr_cpus = aya::util::nr_cpus()
