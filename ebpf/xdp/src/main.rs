@@ -35,6 +35,10 @@ mod prog {
     static FLOWS0: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_FLOWS1")]
     static FLOWS1: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    #[map(name = "XACCT_FLOWS4_0")]
+    static FLOWS4_0: PerCpuHashMap<FlowKey4, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    #[map(name = "XACCT_FLOWS4_1")]
+    static FLOWS4_1: PerCpuHashMap<FlowKey4, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_COUNTERS")]
     static COUNTERS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
     #[map(name = "XACCT_XSKS")]
@@ -145,11 +149,16 @@ mod prog {
     }
 
     #[inline(always)]
-    fn parse(ctx: &XdpContext, key: &mut FlowKey) -> Verdict {
+    fn parse(ctx: &XdpContext, key: &mut FlowKey, keep: u32) -> Verdict {
         let frame_len = ctx.data_end() - ctx.data();
         let Some(eth) = bytes::<14>(ctx, 0) else { return Verdict::Malformed };
-        key.dst_mac = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
-        key.src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+        // Nothing but a kept MAC reads them: not copying them saves a tenth of the program.
+        if keep & KEEP_DST_MAC != 0 {
+            key.dst_mac = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+        }
+        if keep & KEEP_SRC_MAC != 0 {
+            key.src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+        }
         let mut etype = be16([eth[12], eth[13]]);
         let mut off = 14usize;
         let mut needs_user = false;
@@ -285,6 +294,37 @@ mod prog {
         Verdict::Ip { bytes: bytes_ip, tcp_flags, needs_user }
     }
 
+    /// An LPM trie key for an IPv6 address, built with aligned 4-byte stores. aya's `Key` is a
+    /// packed struct whose data sits at offset 4; built from it, LLVM (allowed misaligned
+    /// accesses for the packet reads) would store the address with 8-byte stores at offsets
+    /// 4 and 12, and the verifier refuses misaligned stack writes.
+    #[repr(C, align(8))]
+    struct LpmKeyV6 {
+        prefix_len: u32,
+        data: [u32; 4],
+    }
+
+    impl LpmKeyV6 {
+        #[inline(always)]
+        fn as_key(&self) -> &Key<[u8; 16]> {
+            // SAFETY: `Key<[u8; 16]>` is `repr(C, packed)` { u32, [u8; 16] }: the same bytes at
+            // the same offsets as `LpmKeyV6`, with alignment 1, so the reference is valid.
+            unsafe { &*(self as *const LpmKeyV6).cast::<Key<[u8; 16]>>() }
+        }
+    }
+
+    #[inline(always)]
+    fn lpm_key_v6(addr: &[u8; 16]) -> LpmKeyV6 {
+        let mut k = LpmKeyV6 { prefix_len: 128, data: [0; 4] };
+        for (i, w) in k.data.iter_mut().enumerate() {
+            let word = u32::from_ne_bytes([addr[4 * i], addr[4 * i + 1], addr[4 * i + 2], addr[4 * i + 3]]);
+            // SAFETY: `w` is a valid, aligned `u32` of a local. Volatile only so that LLVM does
+            // not merge the four stores into misaligned 8-byte ones (see `LpmKeyV6`).
+            unsafe { core::ptr::write_volatile(w, word) };
+        }
+        k
+    }
+
     /// Whether any present pre-filter rule admits the packet.
     #[inline(always)]
     fn admitted(cfg: &XdpConfig, k: &FlowKey) -> bool {
@@ -305,10 +345,10 @@ mod prog {
             if r & RULE_IPV6 != 0 {
                 return true;
             }
-            if r & RULE_V6_SRC != 0 && V6_SRC.get(Key::new(128, k.src_addr)).is_some() {
+            if r & RULE_V6_SRC != 0 && V6_SRC.get(lpm_key_v6(&k.src_addr).as_key()).is_some() {
                 return true;
             }
-            if r & RULE_V6_DST != 0 && V6_DST.get(Key::new(128, k.dst_addr)).is_some() {
+            if r & RULE_V6_DST != 0 && V6_DST.get(lpm_key_v6(&k.dst_addr).as_key()).is_some() {
                 return true;
             }
         }
@@ -363,7 +403,7 @@ mod prog {
 
     /// Counts one packet into `flows`; false when the map is full.
     #[inline(always)]
-    fn add(flows: &PerCpuHashMap<FlowKey, FlowValue>, key: &FlowKey, bytes: u32, flags: u8, now: u64) -> bool {
+    fn add<K>(flows: &PerCpuHashMap<K, FlowValue>, key: &K, bytes: u32, flags: u8, now: u64) -> bool {
         // SAFETY (both derefs below): the value is this CPU's copy of a per-CPU entry and XDP
         // runs with preemption disabled, so no one else writes it meanwhile. Entries are only
         // deleted by userspace from the map of the other epoch, after an RCU grace period.
@@ -372,7 +412,7 @@ mod prog {
                 (*v).packets += 1;
                 (*v).bytes += u64::from(bytes);
                 (*v).last_seen_ns = now;
-                (*v).tcp_flags |= flags;
+                (*v).tcp_flags |= u32::from(flags);
                 if (*v).first_seen_ns == 0 {
                     (*v).first_seen_ns = now;
                 }
@@ -384,8 +424,8 @@ mod prog {
             bytes: u64::from(bytes),
             first_seen_ns: now,
             last_seen_ns: now,
-            tcp_flags: flags,
-            pad: [0; 7],
+            tcp_flags: u32::from(flags),
+            pad: 0,
         };
         match flows.insert(key, &init, u64::from(BPF_NOEXIST)) {
             Ok(()) => true,
@@ -398,7 +438,7 @@ mod prog {
                         (*v).bytes += u64::from(bytes);
                         (*v).first_seen_ns = now;
                         (*v).last_seen_ns = now;
-                        (*v).tcp_flags |= flags;
+                        (*v).tcp_flags |= u32::from(flags);
                     }
                     true
                 }
@@ -464,7 +504,7 @@ mod prog {
         let Some(cfg) = CONFIG.get(0) else { return xdp_action::XDP_PASS };
         let cfg = *cfg;
         let key = &mut FlowKey::default();
-        let (bytes, tcp_flags, needs_user) = match parse(&ctx, key) {
+        let (bytes, tcp_flags, needs_user) = match parse(&ctx, key, cfg.key_fields) {
             Verdict::Ip { bytes, tcp_flags, needs_user } => (bytes, tcp_flags, needs_user),
             Verdict::NonIp => {
                 // Never pre-filtered: dropping ARP would cut the host off its link.
@@ -510,7 +550,23 @@ mod prog {
         // One call site per map, each naming its map as a constant: the verifier then calls
         // the hash map's lookup directly. Through a pointer chosen at run time it cannot, and
         // `bpf_map_lookup_elem` costs an indirect call (~20 ns with retpolines).
-        let added = if EPOCH.get(0).map_or(0, |e| *e) == 0 {
+        let epoch0 = EPOCH.get(0).map_or(0, |e| *e) == 0;
+        let added = if key.family == 4 && cfg.flags & FLAG_COMPACT_V4 != 0 {
+            let k4 = &FlowKey4 {
+                src_addr: [key.src_addr[0], key.src_addr[1], key.src_addr[2], key.src_addr[3]],
+                dst_addr: [key.dst_addr[0], key.dst_addr[1], key.dst_addr[2], key.dst_addr[3]],
+                src_port: key.src_port,
+                dst_port: key.dst_port,
+                proto: key.proto,
+                tos: key.tos,
+                vlan: key.vlan,
+            };
+            if epoch0 {
+                add(&FLOWS4_0, k4, bytes, flags, now)
+            } else {
+                add(&FLOWS4_1, k4, bytes, flags, now)
+            }
+        } else if epoch0 {
             add(&FLOWS0, key, bytes, flags, now)
         } else {
             add(&FLOWS1, key, bytes, flags, now)

@@ -143,7 +143,7 @@ fn record_of(k: &FlowKey, v: &FlowValue, clock: &Clock) -> Record {
         dst_port: k.dst_port(),
         proto: k.proto,
         tos: k.tos,
-        tcp_flags: v.tcp_flags,
+        tcp_flags: v.tcp_flags as u8,
         packets: v.packets,
         bytes: v.bytes,
         ts: clock.wall_of(v.last_seen_ns),

@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use crate::{FlowKey, FlowValue};
+use crate::FlowValue;
 
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
 /// The kernel-internal "not supported" errno that bpf() returns for map types without batch
@@ -38,10 +38,15 @@ struct BatchAttr {
 }
 
 /// Reusable buffers, so a harvest does not allocate (and fault in) them every time.
-#[derive(Default)]
-pub(crate) struct Buffers {
-    keys: Vec<FlowKey>,
+pub(crate) struct Buffers<K> {
+    keys: Vec<K>,
     values: Vec<FlowValue>,
+}
+
+impl<K> Default for Buffers<K> {
+    fn default() -> Self {
+        Buffers { keys: Vec::new(), values: Vec::new() }
+    }
 }
 
 /// How a drain ended.
@@ -54,24 +59,24 @@ pub(crate) enum Drained {
     Refused(io::Error),
 }
 
-/// Removes every entry of the per-CPU hash map `map` (keys [`FlowKey`], values [`FlowValue`])
+/// Removes every entry of the per-CPU hash map `map` (keys `K`, values [`FlowValue`])
 /// and passes each key with its `nr_cpus` per-CPU values (the possible CPUs, as the kernel
 /// copies them) to `f`. The map must not be written meanwhile (the epoch flip guarantees it);
 /// otherwise an entry added behind the walk would stay.
-pub(crate) fn drain(
+pub(crate) fn drain<K: aya::Pod + Default>(
     map: BorrowedFd<'_>,
     nr_cpus: usize,
-    buf: &mut Buffers,
-    mut f: impl FnMut(&FlowKey, &[FlowValue]),
+    buf: &mut Buffers<K>,
+    mut f: impl FnMut(&K, &[FlowValue]),
 ) -> io::Result<Drained> {
     let nr_cpus = nr_cpus.max(1);
     let mut batch = buf.keys.len().clamp(BATCH, MAX_BATCH);
     // The walk's position: opaque to userspace (a bucket index for hash maps); libbpf advises a
     // buffer of the key's size.
-    let mut position = [FlowKey::default(); 2];
+    let mut position = [K::default(); 2];
     let mut started = false;
     loop {
-        buf.keys.resize(batch, FlowKey::default());
+        buf.keys.resize(batch, K::default());
         buf.values.resize(batch * nr_cpus, FlowValue::default());
         let (cursor, next) = position.split_at_mut(1);
         let mut attr = BatchAttr {
@@ -91,7 +96,7 @@ pub(crate) fn drain(
         // (the caller's map has exactly these types, and FlowValue's size is a multiple of 8, the
         // kernel's per-CPU stride), `in_batch`/`out_batch` each a key's size, more than the
         // kernel's position. The kernel writes only into those, and any bytes are valid for
-        // FlowKey and FlowValue (plain integers and byte arrays).
+        // K and FlowValue (both `aya::Pod`: plain integers and byte arrays).
         let r = unsafe {
             libc::syscall(
                 libc::SYS_bpf,

@@ -37,9 +37,9 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use xacct_ebpf_common::{self as common, maps};
 pub use xacct_ebpf_common::{
-    FlowKey, FlowValue, XdpConfig, XdpCounter, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_MAC, KEEP_DST_PORT, KEEP_ETHERTYPE,
-    KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT, KEEP_TCP_FLAGS, KEEP_TOS, KEEP_VLAN, PROGRAM_NAME,
-    XDP_COUNTERS,
+    FlowKey, FlowKey4, FlowValue, XdpConfig, XdpCounter, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_MAC, KEEP_DST_PORT,
+    KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT, KEEP_TCP_FLAGS, KEEP_TOS, KEEP_VLAN,
+    PROGRAM_NAME, XDP_COUNTERS,
 };
 
 /// The XDP object built by build.rs (aligned: the ELF parser reads it in place).
@@ -199,15 +199,19 @@ pub struct XdpProgram {
     nr_cpus: usize,
     /// The kernel refused the batch drain once: walk per key from then on.
     batch_refused: bool,
-    batch_buffers: batch::Buffers,
+    batch_buffers: (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>),
 }
 
 impl XdpProgram {
     /// Loads and verifies the program with `opts`; it is not attached yet.
     pub fn load(opts: Options) -> Result<XdpProgram, XdpError> {
+        let compact = opts.key_fields & (common::KEEP_SRC_MAC | common::KEEP_DST_MAC) == 0;
+        let compact_entries = if compact { opts.flow_entries.max(1) } else { 1 };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS_0, opts.flow_entries.max(1))
             .map_max_entries(maps::FLOWS_1, opts.flow_entries.max(1))
+            .map_max_entries(maps::FLOWS4_0, compact_entries)
+            .map_max_entries(maps::FLOWS4_1, compact_entries)
             // Without classification the stream map is never touched: keep it tiny.
             .map_max_entries(
                 maps::STREAMS,
@@ -222,6 +226,9 @@ impl XdpProgram {
         }
         if opts.classify_packets > 0 {
             flags |= common::FLAG_CLASSIFY;
+        }
+        if compact {
+            flags |= common::FLAG_COMPACT_V4;
         }
         let config = XdpConfig {
             key_fields: opts.key_fields,
@@ -246,7 +253,7 @@ impl XdpProgram {
             attached: None,
             nr_cpus,
             batch_refused: false,
-            batch_buffers: batch::Buffers::default(),
+            batch_buffers: Default::default(),
         };
         me.write_config()?;
         Ok(me)
@@ -364,7 +371,8 @@ impl XdpProgram {
         }
         self.epoch = new;
         self.rcu_barrier()?;
-        let name = if old == 0 { maps::FLOWS_0 } else { maps::FLOWS_1 };
+        let (name, name4) = if old == 0 { (maps::FLOWS_0, maps::FLOWS4_0) } else { (maps::FLOWS_1, maps::FLOWS4_1) };
+        let key_fields = self.config.key_fields;
         let mut emit = |k: &FlowKey, per_cpu: &[FlowValue]| {
             let mut sum = FlowValue::default();
             for v in per_cpu {
@@ -374,12 +382,28 @@ impl XdpProgram {
                 f(k, &sum);
             }
         };
+        self.drain::<FlowKey>(name, &mut emit)?;
+        if self.config.flags & common::FLAG_COMPACT_V4 != 0 {
+            self.drain::<FlowKey4>(name4, &mut |k: &FlowKey4, per_cpu: &[FlowValue]| {
+                emit(&k.expand(key_fields), per_cpu)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Empties the (inactive) flow map `name`, batched when the kernel allows.
+    fn drain<K: FlowMapKey>(
+        &mut self,
+        name: &'static str,
+        emit: &mut impl FnMut(&K, &[FlowValue]),
+    ) -> Result<(), XdpError> {
         if !self.batch_refused {
             let map = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
             // Checks the map's type and its key and value sizes against the buffers' types.
-            PerCpuHashMap::<&MapData, FlowKey, FlowValue>::try_from(map)?;
+            PerCpuHashMap::<&MapData, K, FlowValue>::try_from(map)?;
             let Map::PerCpuHashMap(data) = map else { return Err(XdpError::Missing(name)) };
-            match batch::drain(data.fd().as_fd(), self.nr_cpus, &mut self.batch_buffers, &mut emit) {
+            let buffers = K::buffers(&mut self.batch_buffers);
+            match batch::drain(data.fd().as_fd(), self.nr_cpus, buffers, &mut *emit) {
                 Ok(batch::Drained::All) => return Ok(()),
                 Ok(batch::Drained::Refused(e)) => {
                     tracing::warn!("the kernel refused batch map operations ({e}): harvesting flows one by one");
@@ -392,14 +416,14 @@ impl XdpProgram {
     }
 
     /// The drain without batch operations: three bpf() calls per flow.
-    fn harvest_per_key(
+    fn harvest_per_key<K: FlowMapKey>(
         &mut self,
         name: &'static str,
-        mut emit: impl FnMut(&FlowKey, &[FlowValue]),
+        emit: &mut impl FnMut(&K, &[FlowValue]),
     ) -> Result<(), XdpError> {
-        let mut flows: PerCpuHashMap<&mut MapData, FlowKey, FlowValue> = PerCpuHashMap::try_from(self.map_mut(name)?)?;
+        let mut flows: PerCpuHashMap<&mut MapData, K, FlowValue> = PerCpuHashMap::try_from(self.map_mut(name)?)?;
         // Keys first: deleting while walking with get_next_key can restart or skip the walk.
-        let keys: Vec<FlowKey> = flows.keys().collect::<Result<_, _>>()?;
+        let keys: Vec<K> = flows.keys().collect::<Result<_, _>>()?;
         for k in &keys {
             let per_cpu = flows.get(k, 0)?;
             emit(k, &per_cpu);
@@ -440,6 +464,23 @@ impl XdpProgram {
             0, // BPF_ANY
         ];
         bpf(BPF_MAP_UPDATE_ELEM, &attr).map(drop).map_err(|source| XdpError::Syscall { what: "RCU barrier", source })
+    }
+}
+
+/// The two kinds of flow-map key, with the drain buffers kept for each.
+trait FlowMapKey: aya::Pod + Default {
+    fn buffers(b: &mut (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>)) -> &mut batch::Buffers<Self>;
+}
+
+impl FlowMapKey for FlowKey {
+    fn buffers(b: &mut (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>)) -> &mut batch::Buffers<Self> {
+        &mut b.0
+    }
+}
+
+impl FlowMapKey for FlowKey4 {
+    fn buffers(b: &mut (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>)) -> &mut batch::Buffers<Self> {
+        &mut b.1
     }
 }
 

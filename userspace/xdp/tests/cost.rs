@@ -12,7 +12,9 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use xacct_perf::traffic::{arp, build, FrameSpec, L3, L4};
-use xacct_xdp::{Options, XdpCounter, XdpProgram};
+use xacct_xdp::{
+    Options, XdpCounter, XdpProgram, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_PORT, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_PORT,
+};
 
 const XDP_PASS: u32 = 2;
 
@@ -84,28 +86,41 @@ fn cost_per_packet() {
         ("arp", arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]), false),
     ];
     let repeat: u32 = std::env::var("XDP_COST_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let p = XdpProgram::load(Options::default()).unwrap_or_else(|e| panic!("load: {e:#}"));
     let floor = load_floor().unwrap_or_else(|e| panic!("loading the empty program: {e}"));
-    let mut ip_runs = 0u64;
-    let (mut total, mut total_floor) = (0.0, 0.0);
-    println!("{:<16} {:>10} {:>10} {:>10}", "kind", "ns/packet", "floor", "net");
-    for (name, frame, ip) in &kinds {
-        let r = p.test_run(frame, repeat).unwrap_or_else(|e| panic!("test_run {name}: {e:#}"));
-        assert_eq!(r.action, XDP_PASS, "{name}");
-        let (ret, floor_ns) = test_run(&floor, frame, repeat).unwrap_or_else(|e| panic!("floor {name}: {e}"));
-        assert_eq!(ret, XDP_PASS, "floor {name}");
-        let ns = r.per_run.as_nanos() as f64;
-        let floor_ns = f64::from(floor_ns);
-        total += ns;
-        total_floor += floor_ns;
-        println!("{name:<16} {ns:>10.1} {floor_ns:>10.1} {:>10.1}", ns - floor_ns);
-        if *ip {
-            ip_runs += u64::from(repeat);
+    // The usual 5-tuple aggregate (IPv4 flows under the compact 16-byte key), and every key
+    // field the kernel can keep, MACs included (every flow under the 56-byte key).
+    let five_tuple = KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_SRC_PORT | KEEP_DST_PORT | KEEP_PROTO;
+    for (label, key_fields) in [("5-tuple key", five_tuple), ("all key fields (MACs too)", KEEP_ALL)] {
+        let p =
+            XdpProgram::load(Options { key_fields, ..Options::default() }).unwrap_or_else(|e| panic!("load: {e:#}"));
+        let mut ip_runs = 0u64;
+        let (mut total, mut total_floor) = (0.0, 0.0);
+        println!("{label}:");
+        println!("{:<16} {:>10} {:>10} {:>10}", "kind", "ns/packet", "floor", "net");
+        for (name, frame, ip) in &kinds {
+            let r = p.test_run(frame, repeat).unwrap_or_else(|e| panic!("test_run {name}: {e:#}"));
+            assert_eq!(r.action, XDP_PASS, "{name}");
+            let (ret, floor_ns) = test_run(&floor, frame, repeat).unwrap_or_else(|e| panic!("floor {name}: {e}"));
+            assert_eq!(ret, XDP_PASS, "floor {name}");
+            let ns = r.per_run.as_nanos() as f64;
+            let floor_ns = f64::from(floor_ns);
+            total += ns;
+            total_floor += floor_ns;
+            println!("{name:<16} {ns:>10.1} {floor_ns:>10.1} {:>10.1}", ns - floor_ns);
+            if *ip {
+                ip_runs += u64::from(repeat);
+            }
         }
+        let n = kinds.len() as f64;
+        println!("{:<16} {:>10.1} {:>10.1} {:>10.1}", "mean", total / n, total_floor / n, (total - total_floor) / n);
+        let c = p.counters().expect("counters");
+        assert_eq!(c.get(XdpCounter::Aggregated), ip_runs, "{label}: {c:?}");
+        assert_eq!(c.get(XdpCounter::NonIp), u64::from(repeat), "{label}: {c:?}");
+        // Every run landed in the flow maps (kinds that differ only in fields a key drops,
+        // like the VLAN under the 5-tuple, share a flow).
+        let mut harvested = 0;
+        let mut p = p;
+        p.harvest(|_, v| harvested += v.packets).expect("harvest");
+        assert_eq!(harvested, ip_runs, "{label}");
     }
-    let n = kinds.len() as f64;
-    println!("{:<16} {:>10.1} {:>10.1} {:>10.1}", "mean", total / n, total_floor / n, (total - total_floor) / n);
-    let c = p.counters().expect("counters");
-    assert_eq!(c.get(XdpCounter::Aggregated), ip_runs, "{c:?}");
-    assert_eq!(c.get(XdpCounter::NonIp), u64::from(repeat), "{c:?}");
 }
