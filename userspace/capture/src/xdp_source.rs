@@ -92,7 +92,14 @@ impl XdpHarvester {
     /// Copies the program's counters into the source's `extra` counters.
     pub fn update_stats(&mut self, stats: &SourceStats) {
         if let Ok(c) = self.prog.counters() {
-            let v: Vec<(&'static str, u64)> = XdpCounter::ALL.iter().map(|x| (x.name(), c.get(*x))).collect();
+            let mut v: Vec<(&'static str, u64)> = XdpCounter::ALL.iter().map(|x| (x.name(), c.get(*x))).collect();
+            // The program's live cost as the kernel measures it (with kernel.bpf_stats_enabled).
+            if let Ok((runs, time)) = self.prog.run_stats() {
+                if runs > 0 {
+                    v.push(("xdp_runs", runs));
+                    v.push(("xdp_run_ns", time.as_nanos() as u64));
+                }
+            }
             if let Ok(mut e) = stats.extra.lock() {
                 *e = v;
             }

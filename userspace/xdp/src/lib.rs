@@ -432,6 +432,15 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// The kernel's own accounting of the program on live traffic: (runs, total run time).
+    /// Both stay 0 unless `kernel.bpf_stats_enabled` is 1 (it costs two clock reads per run,
+    /// so it is off by default; `sysctl -w kernel.bpf_stats_enabled=1` turns it on).
+    pub fn run_stats(&self) -> Result<(u64, std::time::Duration), XdpError> {
+        let prog: &Xdp = self.ebpf.program(PROGRAM_NAME).ok_or(XdpError::Missing(PROGRAM_NAME))?.try_into()?;
+        let info = prog.info()?;
+        Ok((info.run_count(), info.run_time()))
+    }
+
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, XdpError> {
         let m = self.ebpf.map(maps::COUNTERS).ok_or(XdpError::Missing(maps::COUNTERS))?;
