@@ -153,6 +153,13 @@ fn run_xacctd(
     let pid = child.id();
     let cpu0 = stat_cpu(&format!("/proc/{pid}/stat"), tck);
     let (secs, kernel) = send_measured(frames, tck);
+    if std::env::var_os("VETHBENCH_DEBUG").is_some() {
+        eprintln!("xacctd cpu before shutdown: {:.3}s", stat_cpu(&format!("/proc/{pid}/stat"), tck) - cpu0);
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            eprintln!("  {} {:.3}s", comm.trim(), stat_cpu(&t.path().join("stat").display().to_string(), tck));
+        }
+    }
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     // wait4: the whole process's CPU (every thread, the final harvest included) at its exit.
     let mut status = 0;

@@ -10,7 +10,7 @@
 //! the fill ring. The fill ring is as large as the UMEM, so handing frames back never finds it
 //! full, and no frame is ever held across a batch hand-off (workers never see UMEM memory).
 
-use crate::batch::{BatchSink, BATCH_FRAMES};
+use crate::batch::{BatchSink, BATCH_FRAMES, COALESCE_NAP};
 use crate::pcap_source::SourceEnd;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -264,6 +264,9 @@ impl AfXdpSource {
         let link = LinkType::Ethernet;
         let mut batch = sink.empty(link, id);
         let mut last_stats = Instant::now();
+        // When the batch being filled got its first frame (see `BatchSink::should_coalesce`).
+        let mut started: Option<Instant> = None;
+        let mut napped_in_vain = false;
         loop {
             if stop.load(Relaxed) {
                 sink.flush(&mut batch, stats);
@@ -274,7 +277,16 @@ impl AfXdpSource {
             // SAFETY: `descs` is scratch space that the rx ring overwrites with descriptors of
             // this socket's own UMEM.
             let n = unsafe { self.rx.consume(&mut self.descs) };
+            // Nap only while frames keep coming: a nap that brought nothing means a slow link,
+            // where waiting would cost more wake-ups than it saves.
+            if n == 0 && !napped_in_vain && BatchSink::should_coalesce(&batch, started) {
+                std::thread::sleep(COALESCE_NAP);
+                napped_in_vain = true;
+                continue;
+            }
+            napped_in_vain = false;
             if n == 0 {
+                started = None;
                 // Idle: hand over what we have so counts do not wait for a full batch, then
                 // wait for the socket (bounded, so `stop` is seen promptly). The poll also
                 // wakes the driver when it asked for it (need_wakeup).
@@ -294,14 +306,20 @@ impl AfXdpSource {
             }
             let ts = now_secs();
             let mut workers_gone = false;
+            if batch.is_empty() {
+                started = Some(Instant::now());
+            }
             for d in self.descs.iter().take(n) {
                 // SAFETY: `d` came off this UMEM's rx ring, so the kernel has handed the frame
                 // to us and will not write it until it is back on the fill ring (below).
                 let data = unsafe { self.umem.data(d) }.contents();
                 batch.push(data, u32::try_from(data.len()).unwrap_or(u32::MAX), ts);
-                if batch.is_full() && !sink.flush(&mut batch, stats) {
-                    workers_gone = true;
-                    break;
+                if batch.is_full() {
+                    started = Some(Instant::now());
+                    if !sink.flush(&mut batch, stats) {
+                        workers_gone = true;
+                        break;
+                    }
                 }
             }
             self.give_back(n);

@@ -97,6 +97,11 @@ pub enum SinkMode {
     DropAndCount,
 }
 
+/// How long a source naps when its ring runs dry while a batch is gathering.
+pub const COALESCE_NAP: std::time::Duration = std::time::Duration::from_micros(50);
+/// The oldest a gathering batch gets before it is handed over regardless.
+pub const COALESCE_AGE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Distributes batches over the workers round-robin and recycles empty batches.
 pub struct BatchSink {
     workers: Vec<Sender<Batch>>,
@@ -127,6 +132,16 @@ impl BatchSink {
             }
             Err(_) => Batch::new(link, source),
         }
+    }
+
+    /// Whether a source whose ring just ran dry should wait a little for more frames before
+    /// handing over `batch`: true while it holds frames but is younger than [`COALESCE_AGE`].
+    /// Handing over every frame as it comes costs a worker wake-up (two context switches, a
+    /// few µs) per frame at moderate rates, several times what the frame's own processing
+    /// costs; a nap of [`COALESCE_NAP`] lets frames gather at a bounded delay (counts are read
+    /// seconds later anyway), while the kernel ring (thousands of frames) absorbs the nap.
+    pub fn should_coalesce(batch: &Batch, started: Option<std::time::Instant>) -> bool {
+        !batch.is_empty() && !batch.is_full() && started.is_some_and(|t| t.elapsed() < COALESCE_AGE)
     }
 
     /// Counts the frames/records of `batch` as received, sends it to a worker and leaves a fresh

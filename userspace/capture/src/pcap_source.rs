@@ -1,7 +1,7 @@
 //! libpcap sources: a live interface (non-blocking reads polled with a timeout, since a
 //! blocking read can hang forever on an idle link) or a pcap savefile.
 
-use crate::batch::{Batch, BatchSink};
+use crate::batch::{Batch, BatchSink, COALESCE_NAP};
 use crate::savefile::SavefileReader;
 use pcap::{Active, Capture, Offline};
 use std::os::fd::AsFd;
@@ -152,6 +152,9 @@ impl PcapSource {
             return run_blocks(reader, filter.as_ref(), &self.what, sink, &mut batch, stop, stats);
         }
         let mut last_stats = Instant::now();
+        // When the batch being filled got its first frame (see `BatchSink::should_coalesce`).
+        let mut started: Option<Instant> = None;
+        let mut napped_in_vain = false;
         loop {
             if stop.load(Relaxed) {
                 let _ = sink.flush(&mut batch, stats);
@@ -164,11 +167,22 @@ impl PcapSource {
             };
             match next {
                 Ok(p) => {
+                    napped_in_vain = false;
                     let ts = p.header.ts.tv_sec;
+                    if batch.is_empty() {
+                        started = Some(Instant::now());
+                    }
                     batch.push(p.data, p.header.len, ts);
                     if batch.is_full() && !sink.flush(&mut batch, stats) {
                         return Ok(SourceEnd::WorkersGone);
                     }
+                }
+                // Nap only while frames keep coming: a nap that brought nothing means a slow
+                // link, where waiting would cost more wake-ups than it saves.
+                Err(pcap::Error::TimeoutExpired) if !napped_in_vain && BatchSink::should_coalesce(&batch, started) => {
+                    std::thread::sleep(COALESCE_NAP);
+                    napped_in_vain = true;
+                    continue;
                 }
                 Err(pcap::Error::NoMorePackets) => {
                     sink.flush(&mut batch, stats);

@@ -1,6 +1,7 @@
-//! Draining a per-CPU flow map with `BPF_MAP_LOOKUP_AND_DELETE_BATCH` (Linux 5.6+): thousands of
-//! flows per bpf() call instead of three calls per flow (get_next_key, lookup, delete), which
-//! made a harvest of 100k flows cost a third of a second of CPU. Hand-written because aya 0.14
+//! Reading and resetting a per-CPU flow map with the batch commands (`BPF_MAP_LOOKUP_BATCH`,
+//! `BPF_MAP_UPDATE_BATCH`, `BPF_MAP_DELETE_BATCH`, Linux 5.6+): thousands of flows per bpf()
+//! call instead of three calls per flow (get_next_key, lookup, delete), which made a harvest of
+//! 100k flows cost a third of a second of CPU. Hand-written because aya 0.14
 //! has no batch map operations; every unsafe block of it is in this module.
 
 use std::io;
@@ -8,7 +9,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::FlowValue;
 
-const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel-internal "not supported" errno that bpf() returns for map types without batch
 /// operations (not EOPNOTSUPP; libc has no name for it).
 const ENOTSUPP: i32 = 524;
@@ -41,11 +44,15 @@ struct BatchAttr {
 pub(crate) struct Buffers<K> {
     keys: Vec<K>,
     values: Vec<FlowValue>,
+    /// A harvest's keys with traffic (zeroed and kept) and without (deleted).
+    pub(crate) active: Vec<K>,
+    pub(crate) idle: Vec<K>,
+    pub(crate) zeros: Vec<FlowValue>,
 }
 
 impl<K> Default for Buffers<K> {
     fn default() -> Self {
-        Buffers { keys: Vec::new(), values: Vec::new() }
+        Buffers { keys: Vec::new(), values: Vec::new(), active: Vec::new(), idle: Vec::new(), zeros: Vec::new() }
     }
 }
 
@@ -59,11 +66,90 @@ pub(crate) enum Drained {
     Refused(io::Error),
 }
 
-/// Removes every entry of the per-CPU hash map `map` (keys `K`, values [`FlowValue`])
-/// and passes each key with its `nr_cpus` per-CPU values (the possible CPUs, as the kernel
-/// copies them) to `f`. The map must not be written meanwhile (the epoch flip guarantees it);
-/// otherwise an entry added behind the walk would stay.
-pub(crate) fn drain<K: aya::Pod + Default>(
+/// Passes every entry of the per-CPU hash map `map` (keys `K`, values [`FlowValue`]) with its
+/// `nr_cpus` per-CPU values (the possible CPUs, as the kernel copies them) to `f`, leaving the
+/// map as it is (`BPF_MAP_LOOKUP_BATCH`). The map must not be written meanwhile (the epoch flip
+/// guarantees it).
+pub(crate) fn read_all<K: aya::Pod + Default>(
+    map: BorrowedFd<'_>,
+    nr_cpus: usize,
+    buf: &mut Buffers<K>,
+    f: impl FnMut(&K, &[FlowValue]),
+) -> io::Result<Drained> {
+    walk(BPF_MAP_LOOKUP_BATCH, map, nr_cpus, buf, f)
+}
+
+/// Sets every per-CPU value of each of `keys` to zero (`BPF_MAP_UPDATE_BATCH`), keeping the
+/// entries, so that their flows are counted again without a new insert.
+pub(crate) fn zero<K: aya::Pod>(
+    map: BorrowedFd<'_>,
+    nr_cpus: usize,
+    keys: &[K],
+    zeros: &mut Vec<FlowValue>,
+) -> io::Result<()> {
+    for chunk in keys.chunks(BATCH) {
+        zeros.resize(chunk.len() * nr_cpus.max(1), FlowValue::default());
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys: chunk.as_ptr() as u64,
+            values: zeros.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: map.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: as in `walk`; the kernel only reads `count` keys and `count * nr_cpus` values
+        // from the buffers, which hold that many.
+        batch_call(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+    }
+    Ok(())
+}
+
+/// Removes `keys` from `map` (`BPF_MAP_DELETE_BATCH`); keys already gone are skipped.
+pub(crate) fn delete<K: aya::Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(BATCH)];
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys: chunk.as_ptr() as u64,
+            values: 0,
+            count: chunk.len() as u32,
+            map_fd: map.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: as in `zero`; the kernel reads `count` keys.
+        match batch_call(BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(()) => rest = &rest[chunk.len()..],
+            // Stops at a missing key, reporting how many it deleted before it: skip that one.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                rest = &rest[(attr.count as usize + 1).min(rest.len())..];
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// bpf(cmd, attr) for the batch commands.
+fn batch_call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a live, initialised `bpf_attr.batch` (repr(C), the UAPI layout) whose
+    // size is passed; the callers guarantee its pointers' buffers as each command needs them.
+    let r = unsafe {
+        libc::syscall(libc::SYS_bpf, cmd, attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as libc::c_uint)
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn walk<K: aya::Pod + Default>(
+    cmd: libc::c_long,
     map: BorrowedFd<'_>,
     nr_cpus: usize,
     buf: &mut Buffers<K>,
@@ -100,7 +186,7 @@ pub(crate) fn drain<K: aya::Pod + Default>(
         let r = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
-                BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+                cmd,
                 &mut attr as *mut BatchAttr,
                 std::mem::size_of::<BatchAttr>() as libc::c_uint,
             )
@@ -131,7 +217,7 @@ pub(crate) fn drain<K: aya::Pod + Default>(
         }
         if filled == 0 {
             // Success with nothing taken would loop forever; the kernel never does it.
-            return Err(io::Error::other("BPF_MAP_LOOKUP_AND_DELETE_BATCH made no progress"));
+            return Err(io::Error::other("batch map walk made no progress"));
         }
         cursor[0] = next[0];
         started = true;

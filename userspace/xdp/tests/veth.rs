@@ -379,6 +379,34 @@ fn exact_flows_compact_key() {
     assert_eq!(got_cmp, want);
 }
 
+/// A harvest keeps the entries of flows that had traffic (zeroed, so that a flow that goes on
+/// is not re-inserted) and deletes those that had none: once traffic stops, two harvests (one
+/// per epoch's map) leave the maps empty.
+fn idle_flows_leave_the_maps() {
+    let Some(mut p) = load(Options { flow_entries: 64, ..Options::default() }) else { return };
+    let flows = flows();
+    let mut tx = sender();
+    let n = send(&flows, &mut tx);
+    let mut got: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
+    harvest_until(&mut p, &mut got, |t| total(t) >= n);
+    assert_eq!(total(&got), n);
+    assert!(p.flow_entries().expect("count entries") > 0, "entries with traffic are kept, zeroed");
+    for _ in 0..2 {
+        p.harvest(|k, v| panic!("no traffic, yet a harvest gave {k:?} {v:?}")).expect("harvest");
+    }
+    assert_eq!(p.flow_entries().expect("count entries"), 0, "idle entries were not deleted");
+    // And counting starts over cleanly: the same flows again, exactly.
+    let n2 = send(&flows, &mut tx);
+    let mut again: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
+    harvest_until(&mut p, &mut again, |t| total(t) >= n2);
+    assert_eq!(total(&again), n2);
+}
+
+#[test]
+fn idle_entries_are_deleted_after_a_quiet_epoch() {
+    in_namespace(idle_flows_leave_the_maps);
+}
+
 #[test]
 fn compact_key_flows_are_exact() {
     in_namespace(exact_flows_compact_key);
