@@ -6,8 +6,9 @@
 #   perf/veth_capacity.sh [PACKETS]     (default 1,000,000)
 #
 # On a veth the sender's core runs the receiver's kernel work (the XDP program, the AF_XDP
-# copy, the packet socket's ring), so the offered rate is bounded by that core; the figure to
-# compare is xacctd's own CPU per packet, and the kernel program's cost comes from test runs.
+# copy, the packet socket's ring): the cost of a method is the CPU of the sender thread, of
+# ksoftirqd and of xacctd, per task, minus a baseline run in the same kernel mode (see
+# xacct-vethbench's doc). Two traffic mixes: 100k and 1k distinct 5-tuples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
