@@ -242,10 +242,10 @@ pub struct FlowValue {
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     /// TCP flags OR-ed over the flow's packets (0 unless [`KEEP_TCP_FLAGS`]).
-    /// Only the low 8 bits are used; a whole word so that the program's stores stay aligned
-    /// (the verifier refuses misaligned stack writes, which LLVM emits for odd-sized padding).
-    pub tcp_flags: u32,
-    pub pad: u32,
+    /// Only the low 8 bits are used; 64 bits because the program ORs flags in atomically on
+    /// maps shared by all CPUs, and BPF has atomic OR for 64-bit words only (also no padding
+    /// for LLVM to fill with the misaligned stack writes the verifier refuses).
+    pub tcp_flags: u64,
 }
 
 impl FlowValue {
@@ -401,8 +401,8 @@ mod tests {
 
     #[test]
     fn merge_sums_and_spans() {
-        let mut a = FlowValue { packets: 1, bytes: 10, first_seen_ns: 50, last_seen_ns: 60, tcp_flags: 2, pad: 0 };
-        a.merge(&FlowValue { packets: 2, bytes: 5, first_seen_ns: 40, last_seen_ns: 55, tcp_flags: 16, pad: 0 });
+        let mut a = FlowValue { packets: 1, bytes: 10, first_seen_ns: 50, last_seen_ns: 60, tcp_flags: 2 };
+        a.merge(&FlowValue { packets: 2, bytes: 5, first_seen_ns: 40, last_seen_ns: 55, tcp_flags: 16 });
         a.merge(&FlowValue::default());
         assert_eq!((a.packets, a.bytes, a.first_seen_ns, a.last_seen_ns, a.tcp_flags), (3, 15, 40, 60, 18));
     }

@@ -11,6 +11,10 @@
 //! On the host (not `target_arch = "bpf"`) this builds as an empty binary, so that the
 //! workspace builds and tests everywhere; the real object is built by userspace/xdp's build.rs.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+// The BPF target has atomic adds but no compare-and-swap, so `core::sync::atomic` offers no
+// `fetch_add` there: the intrinsic is the way to LLVM's `atomicrmw add` (BPF_ATOMIC). The
+// build already runs with RUSTC_BOOTSTRAP=1 (aya-build's `-Z build-std`).
+#![cfg_attr(target_arch = "bpf", allow(internal_features), feature(core_intrinsics))]
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
@@ -22,7 +26,7 @@ mod prog {
         bindings::{xdp_action, BPF_NOEXIST},
         helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
         macros::{map, xdp},
-        maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, XskMap},
+        maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, XskMap},
         programs::XdpContext,
     };
     use xacct_ebpf_common::*;
@@ -36,9 +40,9 @@ mod prog {
     #[map(name = "XACCT_FLOWS1")]
     static FLOWS1: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_FLOWS4_0")]
-    static FLOWS4_0: PerCpuHashMap<FlowKey4, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    static FLOWS4_0: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_FLOWS4_1")]
-    static FLOWS4_1: PerCpuHashMap<FlowKey4, FlowValue> = PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    static FLOWS4_1: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_COUNTERS")]
     static COUNTERS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
     #[map(name = "XACCT_XSKS")]
@@ -412,7 +416,7 @@ mod prog {
                 (*v).packets += 1;
                 (*v).bytes += u64::from(bytes);
                 (*v).last_seen_ns = now;
-                (*v).tcp_flags |= u32::from(flags);
+                (*v).tcp_flags |= u64::from(flags);
                 if (*v).first_seen_ns == 0 {
                     (*v).first_seen_ns = now;
                 }
@@ -424,8 +428,7 @@ mod prog {
             bytes: u64::from(bytes),
             first_seen_ns: now,
             last_seen_ns: now,
-            tcp_flags: u32::from(flags),
-            pad: 0,
+            tcp_flags: u64::from(flags),
         };
         match flows.insert(key, &init, u64::from(BPF_NOEXIST)) {
             Ok(()) => true,
@@ -438,13 +441,51 @@ mod prog {
                         (*v).bytes += u64::from(bytes);
                         (*v).first_seen_ns = now;
                         (*v).last_seen_ns = now;
-                        (*v).tcp_flags |= u32::from(flags);
+                        (*v).tcp_flags |= u64::from(flags);
                     }
                     true
                 }
                 None => false,
             },
             Err(_) => false,
+        }
+    }
+
+    /// Counts one packet into a map shared by all CPUs; false when the map is full.
+    #[inline(always)]
+    fn add_shared<K>(flows: &HashMap<K, FlowValue>, key: &K, bytes: u32, flags: u8, now: u64) -> bool {
+        use core::intrinsics::{atomic_or, atomic_xadd, AtomicOrdering::Relaxed};
+        #[inline(always)]
+        fn bump(v: *mut FlowValue, bytes: u32, flags: u8, now: u64) {
+            // SAFETY: `v` points to a live map value (RCU keeps it for the program's run);
+            // the counters are updated with atomic adds since other CPUs update the same
+            // entry; the timestamps are plain stores (any CPU's recent tick will do).
+            unsafe {
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*v).packets, 1);
+                atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*v).bytes, u64::from(bytes));
+                if flags != 0 && (*v).tcp_flags & u64::from(flags) != u64::from(flags) {
+                    atomic_or::<u64, u64, { Relaxed }>(&raw mut (*v).tcp_flags, u64::from(flags));
+                }
+                (*v).last_seen_ns = now;
+                if (*v).first_seen_ns == 0 {
+                    (*v).first_seen_ns = now;
+                }
+            }
+        }
+        if let Some(v) = flows.get_ptr_mut(key) {
+            bump(v, bytes, flags, now);
+            return true;
+        }
+        let init = FlowValue { packets: 0, bytes: 0, first_seen_ns: now, last_seen_ns: now, tcp_flags: 0 };
+        // Insert empty, then add like everyone else: whichever CPU wins the insert, no packet is
+        // counted twice or lost.
+        let _ = flows.insert(key, &init, u64::from(BPF_NOEXIST));
+        match flows.get_ptr_mut(key) {
+            Some(v) => {
+                bump(v, bytes, flags, now);
+                true
+            }
+            None => false,
         }
     }
 
@@ -562,9 +603,9 @@ mod prog {
                 vlan: key.vlan,
             };
             if epoch0 {
-                add(&FLOWS4_0, k4, bytes, flags, now)
+                add_shared(&FLOWS4_0, k4, bytes, flags, now)
             } else {
-                add(&FLOWS4_1, k4, bytes, flags, now)
+                add_shared(&FLOWS4_1, k4, bytes, flags, now)
             }
         } else if epoch0 {
             add(&FLOWS0, key, bytes, flags, now)

@@ -404,8 +404,15 @@ impl XdpProgram {
         if !self.batch_refused {
             let map = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
             // Checks the map's type and its key and value sizes against the buffers' types.
-            PerCpuHashMap::<&MapData, K, FlowValue>::try_from(map)?;
-            let Map::PerCpuHashMap(data) = map else { return Err(XdpError::Missing(name)) };
+            let data = if K::PER_CPU {
+                PerCpuHashMap::<&MapData, K, FlowValue>::try_from(map)?;
+                let Map::PerCpuHashMap(data) = map else { return Err(XdpError::Missing(name)) };
+                data
+            } else {
+                aya::maps::HashMap::<&MapData, K, FlowValue>::try_from(map)?;
+                let Map::HashMap(data) = map else { return Err(XdpError::Missing(name)) };
+                data
+            };
             let buffers = K::buffers(&mut self.batch_buffers);
             let fd = data.fd().as_fd();
             // Read, then zero the entries that had traffic and delete the idle ones, rather than
@@ -416,7 +423,7 @@ impl XdpProgram {
             let (mut active, mut idle) = (std::mem::take(&mut buffers.active), std::mem::take(&mut buffers.idle));
             active.clear();
             idle.clear();
-            let nr_cpus = self.nr_cpus;
+            let nr_cpus = if K::PER_CPU { self.nr_cpus } else { 1 };
             let r = batch::read_all(fd, nr_cpus, buffers, |k: &K, per_cpu: &[FlowValue]| {
                 if per_cpu.iter().any(|v| v.packets != 0) {
                     emit(k, per_cpu);
@@ -452,8 +459,19 @@ impl XdpProgram {
         name: &'static str,
         emit: &mut impl FnMut(&K, &[FlowValue]),
     ) -> Result<(), XdpError> {
-        let mut flows: PerCpuHashMap<&mut MapData, K, FlowValue> = PerCpuHashMap::try_from(self.map_mut(name)?)?;
         // Keys first: deleting while walking with get_next_key can restart or skip the walk.
+        if !K::PER_CPU {
+            let mut flows: aya::maps::HashMap<&mut MapData, K, FlowValue> =
+                aya::maps::HashMap::try_from(self.map_mut(name)?)?;
+            let keys: Vec<K> = flows.keys().collect::<Result<_, _>>()?;
+            for k in &keys {
+                let v = flows.get(k, 0)?;
+                emit(k, std::slice::from_ref(&v));
+                flows.remove(k)?;
+            }
+            return Ok(());
+        }
+        let mut flows: PerCpuHashMap<&mut MapData, K, FlowValue> = PerCpuHashMap::try_from(self.map_mut(name)?)?;
         let keys: Vec<K> = flows.keys().collect::<Result<_, _>>()?;
         for k in &keys {
             let per_cpu = flows.get(k, 0)?;
@@ -473,7 +491,7 @@ impl XdpProgram {
         }
         for name in [maps::FLOWS4_0, maps::FLOWS4_1] {
             let m = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
-            n += PerCpuHashMap::<&MapData, FlowKey4, FlowValue>::try_from(m)?.keys().count();
+            n += aya::maps::HashMap::<&MapData, FlowKey4, FlowValue>::try_from(m)?.keys().count();
         }
         Ok(n)
     }
@@ -524,16 +542,20 @@ impl XdpProgram {
 
 /// The two kinds of flow-map key, with the drain buffers kept for each.
 trait FlowMapKey: aya::Pod + Default {
+    /// Per-CPU map (one value per possible CPU) or one shared by all CPUs.
+    const PER_CPU: bool;
     fn buffers(b: &mut (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>)) -> &mut batch::Buffers<Self>;
 }
 
 impl FlowMapKey for FlowKey {
+    const PER_CPU: bool = true;
     fn buffers(b: &mut (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>)) -> &mut batch::Buffers<Self> {
         &mut b.0
     }
 }
 
 impl FlowMapKey for FlowKey4 {
+    const PER_CPU: bool = false;
     fn buffers(b: &mut (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>)) -> &mut batch::Buffers<Self> {
         &mut b.1
     }

@@ -208,9 +208,9 @@ fn exact_flows() {
     }
     let mut got: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
     harvest_until(&mut p, &mut got, |t| total(t) >= n);
-    let want: BTreeMap<FlowKey, (u64, u64, u32)> =
-        flows.iter().map(|f| (key_of(&f.spec), (f.count, f.count * f.ip_len, u32::from(tcp_flags(&f.spec))))).collect();
-    let got_cmp: BTreeMap<FlowKey, (u64, u64, u32)> =
+    let want: BTreeMap<FlowKey, (u64, u64, u64)> =
+        flows.iter().map(|f| (key_of(&f.spec), (f.count, f.count * f.ip_len, u64::from(tcp_flags(&f.spec))))).collect();
+    let got_cmp: BTreeMap<FlowKey, (u64, u64, u64)> =
         got.iter().map(|(k, v)| (*k, (v.packets, v.bytes, v.tcp_flags))).collect();
     assert_eq!(got_cmp, want);
     for v in got.values() {
