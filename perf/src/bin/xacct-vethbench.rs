@@ -34,6 +34,9 @@ struct Args {
     /// few packets each is the hard case for pre-aggregation.
     #[arg(long, default_value = "100000,1000", value_delimiter = ',')]
     flows: Vec<u64>,
+    /// `xdp_flow_entries` for the XDP runs (default: twice the flows, at least 65536).
+    #[arg(long)]
+    xdp_flow_entries: Option<u64>,
     /// xacctd binary (default: next to this one).
     #[arg(long)]
     xacctd: Option<PathBuf>,
@@ -218,7 +221,7 @@ fn main() -> Result<()> {
             let log = dir.join(format!("{method}-{nflows}.log"));
             // Flow maps sized for the flows of one harvest interval, as ARCHITECTURE.md advises.
             let extra = if method == "xdp" {
-                format!("xdp_action: drop\nxdp_flow_entries: {}\n", (2 * nflows).max(65536))
+                format!("xdp_action: drop\nxdp_flow_entries: {}\n", a.xdp_flow_entries.unwrap_or((2 * nflows).max(65536)))
             } else {
                 String::new()
             };
