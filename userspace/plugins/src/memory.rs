@@ -76,7 +76,7 @@ pub fn run_memory(mut ctx: PluginContext) -> Result<(), PluginError> {
     let mut server = Server {
         table: Table::with_words(ctx.projector.words()),
         projector: ctx.projector.clone(),
-        with_bin: ctx.config.print_history.is_some(),
+        with_bin: ctx.config.history().is_some(),
         last_clear: None,
     };
     let mut next_harvest = Instant::now() + HARVEST_EVERY;
@@ -316,6 +316,15 @@ impl Server {
                         .map(|(k, v)| (k.to_string(), v))
                         .chain(s.exporter_counters())
                         .collect(),
+                })
+                .collect(),
+            plugins: ctx
+                .peers
+                .iter()
+                .map(|(name, kind, st)| imt::PluginStatus {
+                    name: name.clone(),
+                    kind: kind.name().to_string(),
+                    counters: st.counters(kind.is_sql()),
                 })
                 .collect(),
         }

@@ -46,6 +46,7 @@ fn config(agg: &Aggregate, imt_path: PathBuf) -> PluginConfig {
         print_output_separator: ",".into(),
         print_refresh_time: 60,
         print_history: None,
+        sql: None,
         origin: Origin::default(),
     }
 }
@@ -66,6 +67,7 @@ fn start(aggregate: &str) -> Running {
         harvest: Box::new(FakeHarvest(pending.clone())),
         stats: Arc::new(PluginStats::default()),
         sources: vec![("eth0".into(), src)],
+        peers: vec![],
         shutdown,
     };
     let thread = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));

@@ -6,6 +6,10 @@
 //! transaction that also records the batch id (so a replay after a crash or outage is applied at
 //! most once), then removes it from the spool and runs `sql_trigger_exec` ([`trigger`]).
 
+pub mod batch;
+pub mod db;
+pub mod plugin;
 pub mod preprocess;
+pub mod schema;
 pub mod spool;
 pub mod trigger;

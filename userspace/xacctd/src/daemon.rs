@@ -377,12 +377,17 @@ pub fn run(config: Config) -> Result<()> {
         }
     }
 
+    // SQL plugins' settings are checked before anything starts.
+    for p in config.plugins.iter().filter(|p| p.kind.is_sql()) {
+        xacct_sql::plugin::check(p).map_err(|e| anyhow::anyhow!(e))?;
+    }
+
     // Plugins' worker-side specs.
     let (nets, ports) = load_maps(&config)?;
     let mut specs = Vec::new();
     let mut plugin_stats = Vec::new();
     for p in &config.plugins {
-        let projector = Projector::new(&p.aggregate, p.print_history.is_some());
+        let projector = Projector::new(&p.aggregate, p.history().is_some());
         let filter = match &p.aggregate_filter {
             Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
             None => None,
@@ -393,7 +398,7 @@ pub fn run(config: Config) -> Result<()> {
             name: p.name.clone(),
             projector,
             filter,
-            history: p.print_history,
+            history: p.history(),
             networks: p.networks_file.as_ref().and_then(|f| nets.get(f).cloned()),
             as_from_networks: g.as_from_networks_file,
             ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
@@ -441,6 +446,8 @@ pub fn run(config: Config) -> Result<()> {
     let mut plugins: Vec<(String, JoinHandle<Result<(), xacct_plugins::PluginError>>)> = Vec::new();
     let named_sources: Vec<(String, Arc<SourceStats>)> =
         source_names.iter().cloned().zip(source_stats.iter().cloned()).collect();
+    let peers: Vec<(String, PluginKind, Arc<PluginStats>)> =
+        config.plugins.iter().zip(&plugin_stats).map(|(p, s)| (p.name.clone(), p.kind, s.clone())).collect();
     for (i, p) in config.plugins.iter().enumerate() {
         let ctx = PluginContext {
             config: p.clone(),
@@ -448,6 +455,7 @@ pub fn run(config: Config) -> Result<()> {
             harvest: Box::new(ShardHarvest::new(i, specs[i].projector.words(), ctl_txs.clone())),
             stats: plugin_stats[i].clone(),
             sources: named_sources.clone(),
+            peers: peers.clone(),
             shutdown: shutdown_rx.clone(),
         };
         let kind = p.kind;
@@ -455,6 +463,7 @@ pub fn run(config: Config) -> Result<()> {
         let h = std::thread::Builder::new().name(name.clone()).spawn(move || match kind {
             PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
             PluginKind::Print => xacct_plugins::print::run_print(ctx),
+            PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
         })?;
         plugins.push((name, h));
     }
@@ -496,7 +505,7 @@ pub fn run(config: Config) -> Result<()> {
                 tracing::info!("signal {s}: flushing and shutting down");
                 break;
             }
-            Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &specs),
+            Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
                 tracing::info!("SIGUSR2: no reloadable maps configured")
             }
@@ -542,7 +551,7 @@ pub fn run(config: Config) -> Result<()> {
     for w in workers {
         let _ = w.join();
     }
-    log_stats(&named_sources, &specs);
+    log_stats(&named_sources, &peers);
     tracing::info!("shutdown complete");
     if let Some(e) = failed {
         bail!("capture failed: {e}");
@@ -550,7 +559,7 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
+fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginKind, Arc<PluginStats>)]) {
     for (name, s) in sources {
         tracing::info!(
             "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
@@ -583,14 +592,8 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
             );
         }
     }
-    for p in specs {
-        tracing::info!(
-            "plugin {}: accounted {} filtered {} refreshes {} entries_written {}",
-            p.name,
-            p.stats.accounted.load(Relaxed),
-            p.stats.filtered.load(Relaxed),
-            p.stats.refreshes.load(Relaxed),
-            p.stats.entries_written.load(Relaxed),
-        );
+    for (name, kind, st) in plugins {
+        let counters: String = st.counters(kind.is_sql()).iter().map(|(k, v)| format!(" {k} {v}")).collect();
+        tracing::info!("plugin {name}/{}:{counters}", kind.name());
     }
 }
