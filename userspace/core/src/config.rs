@@ -1007,7 +1007,10 @@ impl Config {
             match class {
                 Class::Later => return Err(not_yet(&d.origin, format!("pmacct key '{}'", d.key))),
                 Class::Ignored => ignored.push(d.origin.clone()),
-                Class::Implemented(_) if d.value.is_empty() => return Err(bad(d, "empty value")),
+                // An empty password is a password (pmacct cannot say it; xacct can).
+                Class::Implemented(_) if d.value.is_empty() && d.key != "sql_passwd" => {
+                    return Err(bad(d, "empty value"))
+                }
                 Class::Implemented(Applies::Global) if d.scope.is_some() => {
                     return Err(ConfigError::Syntax {
                         file: d.origin.file.clone(),

@@ -119,6 +119,9 @@ sql_spool_dir[p]: /var/tmp/spool\n",
     assert_eq!(s.trigger_time.as_deref(), Some("1h"));
     assert_eq!(s.recovery_backup_host.as_deref(), Some("backup.example"));
     assert_eq!(s.spool_dir, std::path::Path::new("/var/tmp/spool"));
+    // An empty password (MySQL's root on a test box) is allowed.
+    let c = parse("plugins: mysql\nsql_passwd:\n").unwrap();
+    assert_eq!(c.plugins[0].sql.as_deref().unwrap().passwd, "");
     // The newer name of the epoch key.
     let c = parse("plugins: sqlite3\ntimestamps_since_epoch: true\n").unwrap();
     assert!(c.plugins[0].sql.as_deref().unwrap().since_epoch);

@@ -198,7 +198,9 @@ impl Server {
                         entries.reserve(self.table.len() * imt::entry_size(words));
                         self.table.for_each(|k, c| {
                             if selected(k, c) {
-                                imt::encode_entry(&mut entries, k, c);
+                                // Tables round key widths up (7 words are stored in 8): the
+                                // client reads exactly the projector's width.
+                                imt::encode_entry(&mut entries, &k[..words.min(k.len())], c);
                                 n += 1;
                             }
                         });
@@ -210,7 +212,7 @@ impl Server {
                         self.table.for_each(|k, c| {
                             if selected(k, c) {
                                 picked.push((kind.of(c), keys.len(), *c));
-                                keys.extend_from_slice(k);
+                                keys.extend_from_slice(&k[..words.min(k.len())]);
                             }
                         });
                         picked.sort_by_key(|p| std::cmp::Reverse(p.0));

@@ -145,12 +145,14 @@ pub fn check(p: &PluginConfig) -> Result<(), String> {
 
 struct Job {
     seq: u64,
+    writer: usize,
     batch: Arc<Batch>,
     prune_below: u64,
 }
 
 struct Done {
     seq: u64,
+    writer: usize,
     result: Result<(Outcome, bool), DbError>,
     elapsed: Duration,
 }
@@ -175,17 +177,22 @@ struct Slot {
 }
 
 struct Writers {
-    jobs: Option<Sender<Job>>,
+    /// One channel per writer: the plugin gives work to the lowest-numbered idle writer, so
+    /// connections are opened only as far as writes really run in parallel (one for a plugin
+    /// with one table), not `sql_max_writers` per plugin.
+    jobs: Vec<Sender<Job>>,
     done: Receiver<Done>,
     handles: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn spawn_writers(st: &Settings, spool_id: &str, name: &str) -> Result<Writers, std::io::Error> {
-    let (jtx, jrx) = unbounded::<Job>();
     let (dtx, drx) = unbounded::<Done>();
     let mut handles = Vec::new();
+    let mut jobs = Vec::new();
     for i in 0..st.writers {
-        let (jrx, dtx) = (jrx.clone(), dtx.clone());
+        let (jtx, jrx) = unbounded::<Job>();
+        jobs.push(jtx);
+        let dtx = dtx.clone();
         let (primary, backup, create, mode) = (st.primary.clone(), st.backup.clone(), st.create.clone(), st.mode);
         let spool_id = spool_id.to_string();
         handles.push(
@@ -194,7 +201,7 @@ fn spawn_writers(st: &Settings, spool_id: &str, name: &str) -> Result<Writers, s
                 .spawn(move || writer(jrx, dtx, primary, backup, create, mode, spool_id))?,
         );
     }
-    Ok(Writers { jobs: Some(jtx), done: drx, handles })
+    Ok(Writers { jobs, done: drx, handles })
 }
 
 fn attempt(
@@ -237,7 +244,7 @@ fn writer(
                 result = attempt(&mut bconn, b, &create, &job, mode, &spool_id).map(|o| (o, true));
             }
         }
-        if done.send(Done { seq: job.seq, result, elapsed: t0.elapsed() }).is_err() {
+        if done.send(Done { seq: job.seq, writer: job.writer, result, elapsed: t0.elapsed() }).is_err() {
             return;
         }
     }
@@ -254,6 +261,8 @@ struct Sql {
     next_seq: u64,
     last_id: u64,
     free: usize,
+    /// Which writers are idle.
+    idle: Vec<bool>,
     down: bool,
     retry_at: Instant,
     backoff: Duration,
@@ -262,7 +271,7 @@ struct Sql {
     info: Option<WriteInfo>,
     /// Rows kept in memory for waiting batches before older ones are left on disk only.
     memory_rows: u64,
-    writers_jobs: Option<Sender<Job>>,
+    writers_jobs: Vec<Sender<Job>>,
 }
 
 fn now_us() -> u64 {
@@ -446,10 +455,12 @@ impl Sql {
                 continue;
             }
             let seq = self.queue[i].seq;
-            let Some(jobs) = &self.writers_jobs else { return };
-            if jobs.send(Job { seq, batch, prune_below }).is_err() {
+            let Some(w) = self.idle.iter().position(|i| *i) else { return };
+            let Some(jobs) = self.writers_jobs.get(w) else { return };
+            if jobs.send(Job { seq, writer: w, batch, prune_below }).is_err() {
                 return;
             }
+            self.idle[w] = false;
             self.queue[i].state = State::InFlight;
             self.free -= 1;
             sent += 1;
@@ -458,6 +469,9 @@ impl Sql {
 
     fn completed(&mut self, d: Done, now: i64) {
         self.free += 1;
+        if let Some(i) = self.idle.get_mut(d.writer) {
+            *i = true;
+        }
         let Some(slot) = self.queue.iter_mut().find(|s| s.seq == d.seq) else { return };
         let stats = &self.ctx.stats;
         let name = &self.ctx.config.name;
@@ -612,6 +626,7 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
     );
     let mut s = Sql {
         free: st.writers,
+        idle: vec![true; st.writers],
         last_id: spool.last_id(),
         memory_rows: (cfg.cache_entries as u64 * 4).max(1_000_000),
         spool,
@@ -705,7 +720,7 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
         }
         s.dispatch();
     }
-    s.writers_jobs = None;
+    s.writers_jobs.clear();
     drop(writers.jobs);
     // Writers finish the transaction they are in (their results are read so none is lost).
     for h in writers.handles {

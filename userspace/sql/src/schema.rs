@@ -510,7 +510,15 @@ fn value(f: Field, r: &Record, filled: bool, b: Backend, num_protos: bool) -> Va
             match b {
                 Backend::Pgsql => Value::Int(p.into()),
                 _ if num_protos => Value::Int(p.into()),
-                _ => Value::Text(xacct_core::format::proto_name(p).map_or_else(|| p.to_string(), str::to_string)),
+                _ => {
+                    let mut n = xacct_core::format::proto_name(p).map_or_else(|| p.to_string(), str::to_string);
+                    // The column is CHAR(6): a strict MySQL refuses longer values (a whole
+                    // batch with them), a lax one cuts them; cut them the same way here.
+                    if b == Backend::Mysql {
+                        n.truncate(6);
+                    }
+                    Value::Text(n)
+                }
             }
         }
         Field::Tos => int(r.tos.into()),
