@@ -134,7 +134,19 @@ pub fn connect(t: &Target, create: Create) -> Result<Box<dyn Conn>, DbError> {
         "CREATE TABLE IF NOT EXISTS {MARKERS} (spool VARCHAR(255) NOT NULL, batch BIGINT NOT NULL, written BIGINT NOT NULL, PRIMARY KEY (spool, batch)){}",
         if t.backend == Backend::Mysql { " ENGINE=InnoDB" } else { "" }
     );
-    c.inner.ddl(&markers)?;
+    // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in PostgreSQL (a unique
+    // violation on its catalog); the loser just looks again.
+    let mut tries = 0;
+    while let Err(e) = c.inner.ddl(&markers) {
+        tries += 1;
+        if tries >= 3 || c.inner.table_exists(MARKERS)? {
+            if tries >= 3 {
+                return Err(e);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(Box::new(c))
 }
 
@@ -421,6 +433,15 @@ impl Write<'_> {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// DDL failures are never the data's fault: a table the operator can fix, a race with another
+/// writer. The batch waits in the spool instead of being set aside.
+fn transient(mut e: DbError) -> DbError {
+    if e.kind == ErrKind::Permanent {
+        e.kind = ErrKind::Transient;
+    }
+    e
+}
+
 mod pg {
     use super::*;
     use postgres::types::ToSql;
@@ -490,7 +511,7 @@ mod pg {
         }
 
         fn ddl(&mut self, sql: &str) -> Result<(), DbError> {
-            self.client.batch_execute(sql).map_err(|e| err("creating a table", e))
+            self.client.batch_execute(sql).map_err(|e| transient(err("creating a table", e)))
         }
 
         fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError> {
@@ -624,7 +645,7 @@ mod my {
         }
 
         fn ddl(&mut self, sql: &str) -> Result<(), DbError> {
-            self.conn.query_drop(sql).map_err(|e| err("creating a table", e))
+            self.conn.query_drop(sql).map_err(|e| transient(err("creating a table", e)))
         }
 
         fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError> {
@@ -749,7 +770,7 @@ mod lite {
         }
 
         fn ddl(&mut self, sql: &str) -> Result<(), DbError> {
-            self.conn.execute_batch(sql).map_err(|e| err("creating a table", e))
+            self.conn.execute_batch(sql).map_err(|e| transient(err("creating a table", e)))
         }
 
         fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError> {

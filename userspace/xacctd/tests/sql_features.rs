@@ -1,0 +1,425 @@
+//! The SQL plugins' features against the real servers: history bins with roundoff and epoch
+//! stamps, dynamic table names, INSERT-only / COPY / multi-values / UPDATE-then-INSERT, the
+//! refusal of a table name that could carry SQL, `xacct -t`'s counters, and the seed's own
+//! configuration with its SELECT.
+
+mod sqlsupport;
+mod support;
+
+use sqlsupport::{sql_as_csv, sum, Cleanup, Db, Kind};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{client, counter, query_csv, savefile_conf, spec, table, xacct_bin, Daemon};
+use xacct_core::history::History;
+use xacct_perf::traffic::{build, Frame, L3, L4};
+
+fn udp(ts: i64, src: [u8; 4], dst: [u8; 4], vlan: Option<u16>, payload: usize) -> Frame {
+    let s = spec(vlan.into_iter().collect(), L3::V4 { src, dst, tos: 0 }, L4::Udp { sport: 1000, dport: 53 }, payload);
+    Frame { ts_sec: ts, ts_usec: 0, data: build(&s) }
+}
+
+/// The IP length of `udp(…, payload)`.
+fn ip_len(payload: usize) -> u64 {
+    20 + 8 + payload as u64
+}
+
+fn utc(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0).expect("time").format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+const T0: i64 = 1_700_000_000;
+
+/// 60 packets of 128 bytes, one every 20 s, from three hosts in turn.
+fn history_frames() -> Vec<Frame> {
+    (0..60).map(|k| udp(T0 + k * 20, [10, 0, 0, 1 + (k % 3) as u8], [10, 9, 9, 9], None, 100)).collect()
+}
+
+/// (host, bin) → packets, as `h` bins the frames.
+fn expected_bins(h: &History, frames: &[Frame]) -> BTreeMap<(String, i64), u64> {
+    let mut m = BTreeMap::new();
+    for (k, f) in frames.iter().enumerate() {
+        *m.entry((format!("10.0.0.{}", 1 + k % 3), h.bin_start(f.ts_sec))).or_insert(0) += 1;
+    }
+    m
+}
+
+fn history(db: &Db, dir: &Path) {
+    let mut clean = Cleanup::new(db);
+    let pcap = dir.join("h.pcap");
+    let frames = history_frames();
+    xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let (th, te) = (clean.table("hist"), clean.table("epoch"));
+    let mut body = format!("plugins: {p}[h], {p}[e]\naggregate: src_host\nsql_table_version: 9\nsql_table_autocreate: true\nsql_history: 5m\nsql_history_roundoff: m\nsql_refresh_time: 3600\nsql_table[h]: {th}\nsql_table[e]: {te}\nsql_history_since_epoch[e]: true\n", p = db.plugin());
+    for p in ["h", "e"] {
+        let spool = dir.join(format!("spool_{p}"));
+        clean.markers(&spool);
+        body.push_str(&format!("sql_spool_dir[{p}]: {}\n{}", spool.display(), db.conf(p)));
+    }
+    let conf = dir.join("h.conf");
+    savefile_conf(&conf, &pcap, &format!("daemonize: false\n{body}"));
+    let log = Daemon::start(&conf, &dir.join("h.log")).wait_exit(Duration::from_secs(60));
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    let want = expected_bins(&History::parse("5m", Some("m")).expect("history"), &frames);
+    // 20 minutes from 22:13:20: bins 22:10, 22:15, 22:20, 22:25, 22:30.
+    assert_eq!(want.keys().map(|(_, b)| *b).collect::<std::collections::BTreeSet<_>>().len(), 5);
+    for (t, epoch) in [(&th, false), (&te, true)] {
+        let rows = db.rows(&format!("SELECT ip_src, stamp_inserted, packets, bytes, stamp_updated FROM {t}"));
+        let mut got = BTreeMap::new();
+        for r in &rows {
+            let bin = if epoch {
+                r[1].parse::<i64>().unwrap_or_else(|_| panic!("epoch stamp {r:?}"))
+            } else {
+                let d = chrono::NaiveDateTime::parse_from_str(&r[1], "%Y-%m-%d %H:%M:%S")
+                    .unwrap_or_else(|e| panic!("stamp {r:?}: {e}"));
+                d.and_utc().timestamp()
+            };
+            assert_eq!(r[3].parse::<u64>().ok(), r[2].parse::<u64>().ok().map(|p| p * ip_len(100)), "{r:?}");
+            assert_ne!(r[4], "NULL", "stamp_updated is set: {r:?}");
+            if epoch {
+                assert!(r[4].parse::<i64>().is_ok_and(|u| u > T0), "{r:?}");
+            }
+            got.insert((r[0].clone(), bin), r[2].parse::<u64>().expect("packets"));
+        }
+        assert_eq!(got, want, "{t} (epoch stamps: {epoch})");
+    }
+    // The datetime form is UTC text.
+    let first = want.keys().next().expect("a bin");
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM {th} WHERE stamp_inserted = '{}'", utc(first.1))),
+        want.keys().filter(|k| k.1 == first.1).count() as u64
+    );
+}
+
+#[test]
+fn history_bins_roundoff_and_epoch_stamps_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    history(&Db::sqlite(&dir.path().join("h.db")), dir.path());
+}
+
+#[test]
+fn history_bins_roundoff_and_epoch_stamps_pgsql() {
+    let Some(db) = Db::pg() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    history(&db, dir.path());
+}
+
+#[test]
+fn history_bins_roundoff_and_epoch_stamps_mysql() {
+    let Some(db) = Db::mysql() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    history(&db, dir.path());
+}
+
+fn dynamic(db: &Db, dir: &Path) {
+    let mut clean = Cleanup::new(db);
+    let pcap = dir.join("d.pcap");
+    let frames = history_frames();
+    xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let prefix = clean.table("dyn");
+    let h = History::parse("10m", None).expect("history");
+    let mut per_table: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &frames {
+        let b = h.bin_start(f.ts_sec);
+        let name = format!("{prefix}_{}", chrono::DateTime::from_timestamp(b, 0).expect("t").format("%Y%m%d_%H%M"));
+        *per_table.entry(name).or_insert(0) += 1;
+    }
+    for t in per_table.keys() {
+        clean.adopt(t);
+    }
+    let tagged = format!("{prefix}_t0");
+    clean.adopt(&tagged);
+    let (sd, st) = (dir.join("spool_d"), dir.join("spool_t"));
+    clean.markers(&sd);
+    clean.markers(&st);
+    let body = format!(
+        "plugins: {p}[d], {p}[t]\nsql_table_version: 9\nsql_table_autocreate: true\nsql_refresh_time: 3600\n\
+aggregate[d]: src_host\nsql_history[d]: 10m\nsql_table[d]: {prefix}_%Y%m%d_%H%M\nsql_spool_dir[d]: {}\n{}\
+aggregate[t]: tag,src_host\nsql_table[t]: {prefix}_t$tag\nsql_spool_dir[t]: {}\n{}",
+        sd.display(),
+        db.conf("d"),
+        st.display(),
+        db.conf("t"),
+        p = db.plugin()
+    );
+    let conf = dir.join("d.conf");
+    savefile_conf(&conf, &pcap, &format!("daemonize: false\n{body}"));
+    let log = Daemon::start(&conf, &dir.join("d.log")).wait_exit(Duration::from_secs(60));
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    assert_eq!(per_table.len(), 3, "20 minutes from 22:13:20 make three 10-minute tables");
+    for (t, packets) in &per_table {
+        assert!(db.table_exists(t), "{t} was not created:\n{log}");
+        assert_eq!(sum(db, t, "packets"), *packets, "{t}");
+    }
+    // Untagged traffic ($tag = 0) goes to one table.
+    assert_eq!(sum(db, &tagged, "packets"), frames.len() as u64);
+}
+
+#[test]
+fn dynamic_table_names_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    dynamic(&Db::sqlite(&dir.path().join("d.db")), dir.path());
+}
+
+#[test]
+fn dynamic_table_names_pgsql() {
+    let Some(db) = Db::pg() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    dynamic(&db, dir.path());
+}
+
+#[test]
+fn dynamic_table_names_mysql() {
+    let Some(db) = Db::mysql() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    dynamic(&db, dir.path());
+}
+
+const MODE_AGG: &str = "src_mac,dst_mac,vlan,src_host,dst_host,src_port,dst_port,proto,tos";
+
+/// One run over `pcap` with a memory plugin and an SQL plugin writing `t` with `mode` lines;
+/// returns the memory table's CSV.
+fn run_mode(db: &Db, dir: &Path, pcap: &Path, t: &str, mode: &str, run: usize) -> String {
+    let spool = dir.join("spool");
+    let body = format!(
+        "daemonize: false\npcap_savefile_wait: true\nplugins: memory[m], {p}[s]\naggregate: {MODE_AGG}\nimt_path[m]: {}\n\
+sql_table[s]: {t}\nsql_table_version[s]: 9\nsql_table_autocreate[s]: true\nsql_refresh_time[s]: 3600\nsql_history[s]: 1h\nsql_spool_dir[s]: {}\n{}{mode}\n",
+        dir.join("m.pipe").display(),
+        spool.display(),
+        db.conf("s"),
+        p = db.plugin()
+    );
+    let conf = dir.join(format!("m{run}.conf"));
+    savefile_conf(&conf, pcap, &body);
+    let mut d = Daemon::start(&conf, &dir.join(format!("m{run}.log")));
+    d.wait_log("finished reading", Duration::from_secs(60));
+    let csv = query_csv(&dir.join("m.pipe"));
+    let log = d.terminate();
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{mode}: {log}");
+    csv
+}
+
+fn modes(db: &Db, dir: &Path, list: &[&str]) {
+    let pcap = dir.join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(4_000, 400, 9)).expect("pcap");
+    for (i, mode) in list.iter().enumerate() {
+        let mut clean = Cleanup::new(db);
+        clean.markers(&dir.join("spool"));
+        let t = clean.table(&format!("mode{i}"));
+        let csv = run_mode(db, dir, &pcap, &t, mode, 2 * i);
+        let (header, mut want) = table(&csv);
+        if db.kind == Kind::My {
+            want = want
+                .into_iter()
+                .map(|r| {
+                    let mut f: Vec<String> = r.split(',').map(str::to_string).collect();
+                    if let Some(p) = header.split(',').position(|h| h == "PROTOCOL").and_then(|i| f.get_mut(i)) {
+                        p.truncate(6);
+                    }
+                    f.join(",")
+                })
+                .collect();
+        }
+        let got = sql_as_csv(db, &t, &header, 9, "");
+        assert_eq!(got.len(), want.len(), "{mode}: row count");
+        assert!(
+            got == want,
+            "{mode}: SQL rows differ from the memory table: {:?}",
+            want.difference(&got).take(3).collect::<Vec<_>>()
+        );
+        // The same traffic again, UPDATE-then-INSERT (with the multi-row INSERT path where the
+        // backend has it): every row is found and doubled, none added.
+        let packets = sum(db, &t, "packets");
+        let again = if db.kind == Kind::Pg { "" } else { "sql_multi_values: 8192" };
+        run_mode(db, dir, &pcap, &t, again, 2 * i + 1);
+        assert_eq!(db.count(&format!("SELECT count(*) FROM {t}")), want.len() as u64, "{mode} then UPDATE");
+        assert_eq!(sum(db, &t, "packets"), 2 * packets, "{mode} then UPDATE: counters doubled");
+        eprintln!("{} {mode:?}: {} rows equal to memory; second run doubled them", db.plugin(), got.len());
+    }
+}
+
+#[test]
+fn write_modes_pgsql_insert_only_copy_and_update() {
+    let Some(db) = Db::pg() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    modes(&db, dir.path(), &["sql_dont_try_update: true", "sql_dont_try_update: true\nsql_use_copy: true", ""]);
+}
+
+#[test]
+fn write_modes_mysql_insert_only_multi_values_and_update() {
+    let Some(db) = Db::mysql() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    modes(&db, dir.path(), &["sql_dont_try_update: true", "sql_dont_try_update: true\nsql_multi_values: 4096", ""]);
+}
+
+#[test]
+fn write_modes_sqlite_insert_only_multi_values_and_update() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::sqlite(&dir.path().join("m.db"));
+    modes(&db, dir.path(), &["sql_dont_try_update: true", "sql_dont_try_update: true\nsql_multi_values: 4096", ""]);
+}
+
+#[test]
+fn table_name_that_could_carry_sql_is_refused_before_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let victim = dir.path().join("victim.db");
+    rusqlite::Connection::open(&victim).and_then(|c| c.execute_batch("CREATE TABLE acct (a INT);")).expect("victim");
+    for (table, why) in [
+        ("acct; DROP TABLE acct", "character ';' is not allowed"),
+        ("acct\" ; DROP TABLE acct; --", "not allowed"),
+        ("acct_$peer_src_ip", "not supported"),
+        ("acct_%z", "'%z' is not allowed"),
+    ] {
+        let conf = dir.path().join("bad.conf");
+        std::fs::write(
+            &conf,
+            format!("daemonize: false\nplugins: sqlite3[s]\nsql_table[s]: {table}\nsql_db[s]: {}\n", victim.display()),
+        )
+        .expect("conf");
+        let out = Command::new(support::xacctd_bin()).arg("-f").arg(&conf).output().expect("run xacctd");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{table:?} accepted: {err}");
+        let want = format!("{}:3: sql_table[s]: bad value", conf.display());
+        assert!(err.contains(&want) && err.contains(why), "{table:?}: {err}");
+    }
+    let c = rusqlite::Connection::open(&victim).expect("victim");
+    assert_eq!(
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE name='acct'", [], |r| r.get::<_, i64>(0)).ok(),
+        Some(1)
+    );
+}
+
+#[test]
+fn xacct_t_shows_the_sql_counters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(3_000, 300, 3)).expect("pcap");
+    let pipe = dir.path().join("m.pipe");
+    let conf = dir.path().join("t.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\npcap_savefile_wait: true\nplugins: memory[m], sqlite3[s]\naggregate: src_host,dst_host\nimt_path[m]: {}\nsql_db[s]: {}\nsql_table_version[s]: 9\nsql_table_autocreate[s]: true\nsql_refresh_time[s]: 1\nsql_spool_dir[s]: {}\n",
+            pipe.display(),
+            dir.path().join("t.db").display(),
+            dir.path().join("spool").display()
+        ),
+    );
+    let mut d = Daemon::start(&conf, &dir.path().join("t.log"));
+    d.wait_log("finished reading", Duration::from_secs(60));
+    let entries = table(&query_csv(&pipe)).1.len() as u64;
+    let t = Instant::now();
+    let status = loop {
+        let s = client(&xacct_bin(), &pipe, &["-t"]);
+        if counter(&s, "rows_written").is_some_and(|n| n >= entries) && counter(&s, "spool_batches") == Some(0) {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "rows_written never reached {entries} with an empty spool:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.contains("plugin s (sqlite3):"), "{status}");
+    for name in ["rows_spooled", "batches_replayed", "failed_statements", "spool_rows"] {
+        assert_eq!(counter(&status, name), Some(0), "{name}:\n{status}");
+    }
+    assert!(counter(&status, "write_batches").is_some_and(|n| n >= 1), "{status}");
+    assert!(counter(&status, "write_latency_p99_us").is_some_and(|n| n > 0), "{status}");
+    let db = Db::sqlite(&dir.path().join("t.db"));
+    assert_eq!(db.count("SELECT count(*) FROM acct_v9"), entries);
+    // SIGUSR1 logs the same counters.
+    support::signal(d.pid(), nix::sys::signal::Signal::SIGUSR1);
+    d.wait_log("rows_written", Duration::from_secs(10));
+    d.terminate();
+}
+
+/// The seed's configuration, as it is, against PostgreSQL (in a database of its own, so the
+/// seed's table names need no change), over traffic that hits 150.145.80.0/20 on a VLAN; then
+/// the seed's SELECT.
+#[test]
+fn seed_configuration_on_pgsql() {
+    let Some(pg) = Db::pg() else { return };
+    let dbname = format!("xacct_seed_{}", std::process::id());
+    pg.exec(&format!("DROP DATABASE IF EXISTS {dbname}"));
+    pg.exec(&format!("CREATE DATABASE {dbname}"));
+    struct DropDb(Db, String);
+    impl Drop for DropDb {
+        fn drop(&mut self) {
+            let q = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.1);
+            let _ = std::panic::catch_unwind(|| self.0.exec(&q));
+        }
+    }
+    let _guard = DropDb(pg.clone(), dbname.clone());
+    let db = Db { name: dbname.clone(), ..pg.clone() };
+    // pmacct's tables of the default version (1), from sql/pgsql/acct.sql.
+    db.create_from_sql_file(1, "acct_out");
+    db.create_from_sql_file(1, "acct_in");
+
+    // Two hours of traffic: .101 sends 600 × 1000-byte packets an hour on VLAN 10 (600 kB, over
+    // minb), .7 sends 10 (10 kB, under minb: dropped), .101 also sends untagged traffic (not
+    // `vlan`: filtered out), and an outside host sends .101 traffic on the VLAN (acct_in).
+    let t0 = 1_700_002_800; // 2023-11-14 23:00:00 UTC
+    let mut frames = Vec::new();
+    for k in 0..1200 {
+        let ts = t0 + k * 6;
+        frames.push(udp(ts, [150, 145, 80, 101], [8, 8, 8, 8], Some(10), 972));
+        if k % 120 == 0 {
+            frames.push(udp(ts, [150, 145, 80, 7], [8, 8, 8, 8], Some(10), 972));
+        }
+        if k % 2 == 0 {
+            frames.push(udp(ts, [150, 145, 80, 101], [8, 8, 4, 4], None, 972));
+            frames.push(udp(ts, [9, 9, 9, 9], [150, 145, 80, 101], Some(10), 972));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("seed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let seed = "plugins: pgsql[out], pgsql[in]\n\
+aggregate[out]: src_host\n\
+aggregate_filter[out]: vlan and src net 150.145.80.0/20\n\
+sql_table[out]: acct_out\n\
+aggregate[in]: dst_host\n\
+aggregate_filter[in]: vlan and dst net 150.145.80.0/20\n\
+sql_table[in]: acct_in\n\
+sql_refresh_time: 60\n\
+sql_history: 1h\n\
+sql_history_roundoff: h\n\
+sql_preprocess: minb=60000\n";
+    let conf = dir.path().join("seed.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\n{seed}sql_host: 127.0.0.1\nsql_user: postgres\nsql_db: {dbname}\nsql_spool_dir[out]: {}\nsql_spool_dir[in]: {}\n",
+            dir.path().join("spool_out").display(),
+            dir.path().join("spool_in").display()
+        ),
+    );
+    let log = Daemon::start(&conf, &dir.path().join("seed.log")).wait_exit(Duration::from_secs(60));
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    let rows = db.rows("SELECT * FROM acct_out WHERE ip_src = '150.145.80.101' ORDER BY stamp_inserted DESC");
+    eprintln!("SELECT * FROM acct_out WHERE ip_src = '150.145.80.101' ORDER BY stamp_inserted DESC:");
+    for r in &rows {
+        eprintln!("  {}", r.join(" | "));
+    }
+    // Columns: mac_src mac_dst ip_src ip_dst port_src port_dst ip_proto packets bytes
+    // stamp_inserted stamp_updated.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][9], utc(t0 + 3600));
+    assert_eq!(rows[1][9], utc(t0));
+    for r in &rows {
+        assert_eq!(
+            (r[0].as_str(), r[1].as_str(), r[3].as_str(), r[6].as_str()),
+            ("00:00:00:00:00:00", "00:00:00:00:00:00", "0.0.0.0", "0")
+        );
+        assert_eq!((r[7].as_str(), r[8].as_str()), ("600", "600000"), "VLAN traffic only: {r:?}");
+        assert_ne!(r[10], "NULL");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM acct_out WHERE ip_src = '150.145.80.7'"), 0, "under minb");
+    assert_eq!(db.count("SELECT count(*) FROM acct_out"), 2);
+    let rows_in = db.rows("SELECT ip_dst, packets, bytes FROM acct_in ORDER BY stamp_inserted");
+    assert_eq!(rows_in, vec![vec!["150.145.80.101".to_string(), "300".into(), "300000".into()]; 2]);
+}
