@@ -171,7 +171,13 @@ impl Spool {
     /// Opens (creating if needed) the spool at `dir`, recovering entries left by a previous run.
     /// A torn entry (crash while writing) is moved aside and counted, never replayed half.
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
-        fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+            // The new directory's own name must be durable too, or entries could vanish with it.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let lock = lock_dir(dir)?;
         let mut spool = Spool {
             dir: dir.to_path_buf(),

@@ -398,3 +398,13 @@ fn child_writer(dir: &Path) {
         }
     }
 }
+
+#[test]
+fn missing_directories_are_created() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("var/spool/xacct/pgsql_out");
+    let mut s = Spool::open(&dir).unwrap();
+    s.push(1, &batch(1)).unwrap();
+    drop(s);
+    assert_eq!(drain(&mut Spool::open(&dir).unwrap()), [(1, batch(1))]);
+}
