@@ -272,6 +272,8 @@ struct Sql {
     /// Rows kept in memory for waiting batches before older ones are left on disk only.
     memory_rows: u64,
     writers_jobs: Vec<Sender<Job>>,
+    /// Entries harvested since the last trigger, before `sql_preprocess`.
+    harvested: u64,
 }
 
 fn now_us() -> u64 {
@@ -296,6 +298,7 @@ impl Sql {
 
     /// Turns the harvested table into spooled batches.
     fn flush(&mut self, table: &Table, now: i64) {
+        self.harvested += table.len() as u64;
         if !table.is_empty() {
             let mut entries: Vec<(Vec<u64>, Counters)> = Vec::with_capacity(table.len());
             table.for_each(|k, c| entries.push((k.to_vec(), *c)));
@@ -507,6 +510,8 @@ impl Sql {
                     }
                     info.entries += b.rows.len() as u64;
                     info.rows_written += o.rows;
+                    *info.inserted.get_or_insert(0) += o.inserted;
+                    *info.updated.get_or_insert(0) += o.updated;
                     info.elapsed += d.elapsed;
                     if let Some(bin) = b.bin {
                         info.history_basetime =
@@ -568,6 +573,11 @@ impl Sql {
         info.history = cfg.map_or_else(String::new, |c| c.history_text.clone());
         info.history_timeslot = cfg.and_then(|c| c.history).map_or(0, |h| h.bin_len(info.history_basetime));
         info.max_writers = self.st.writers as u32;
+        info.active_writers = (self.st.writers - self.free) as u32;
+        info.table_config = self.st.table.as_ref().map_or_else(|| self.st.default_table.clone(), |t| t.to_string());
+        info.total_entries = std::mem::take(&mut self.harvested);
+        info.recovery_backup_host = cfg.and_then(|c| c.recovery_backup_host.clone()).unwrap_or_default();
+        info.rows_spooled = self.ctx.stats.spool_rows.load(Relaxed);
         if let Err(e) = t.after_write(now, &info) {
             tracing::warn!("plugin {}: {e}", self.ctx.config.name);
         }
@@ -641,6 +651,7 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
         trigger,
         info: None,
         writers_jobs: writers.jobs.clone(),
+        harvested: 0,
         st,
         ctx,
     };

@@ -423,3 +423,47 @@ sql_preprocess: minb=60000\n";
     let rows_in = db.rows("SELECT ip_dst, packets, bytes FROM acct_in ORDER BY stamp_inserted");
     assert_eq!(rows_in, vec![vec!["150.145.80.101".to_string(), "300".into(), "300000".into()]; 2]);
 }
+
+/// The primary SQLite file cannot be opened: batches go to `sql_recovery_backup_host` (for
+/// sqlite3, another file), and `sql_trigger_exec` runs after the write with pmacct's variables.
+#[test]
+fn recovery_backup_host_and_trigger_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(2_000, 200, 4)).expect("pcap");
+    let backup = dir.path().join("backup.db");
+    let out = dir.path().join("trigger.env");
+    let script = dir.path().join("trigger.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nenv | grep -E '^(SQL_|XACCT_|TOTAL_)' | sort > {}.tmp && mv {0}.tmp {0}\n", out.display()),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let conf = dir.path().join("b.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\nplugins: sqlite3[s]\naggregate: src_host,dst_host\nsql_db: {}\nsql_recovery_backup_host: {}\nsql_table_version: 9\nsql_table_autocreate: true\nsql_refresh_time: 3600\nsql_spool_dir: {}\nsql_trigger_exec: {}\n",
+            dir.path().join("no-such-dir/primary.db").display(),
+            backup.display(),
+            dir.path().join("spool").display(),
+            script.display()
+        ),
+    );
+    let log = Daemon::start(&conf, &dir.path().join("b.log")).wait_exit(Duration::from_secs(60));
+    assert!(log.contains("trying sql_recovery_backup_host"), "{log}");
+    assert!(counter(&log, "batches_to_backup").is_some_and(|n| n >= 1), "{log}");
+    let db = Db::sqlite(&backup);
+    let rows = db.count("SELECT count(*) FROM acct_v9");
+    assert!(rows > 50, "{rows}");
+    assert_eq!(counter(&log, "rows_written"), Some(rows), "{log}");
+    assert_eq!(sum(&db, "acct_v9", "packets"), counter(&log, "accounted").expect("accounted"));
+    let env = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("the trigger did not run ({e}):\n{log}"));
+    for want in
+        ["SQL_TABLE=acct_v9", &format!("XACCT_ROWS_WRITTEN={rows}"), "XACCT_BACKEND=sqlite3", "SQL_REFRESH_TIME=3600"]
+    {
+        assert!(env.lines().any(|l| l == want), "{want} missing from the trigger's environment:\n{env}");
+    }
+}
