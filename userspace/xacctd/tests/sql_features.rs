@@ -467,3 +467,33 @@ fn recovery_backup_host_and_trigger_sqlite() {
         assert!(env.lines().any(|l| l == want), "{want} missing from the trigger's environment:\n{env}");
     }
 }
+
+/// More entries than `sql_cache_entries` between refreshes: the plugin writes early instead of
+/// holding them until `sql_refresh_time`.
+#[test]
+fn cache_entries_bound_flushes_early() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(3_000, 600, 8)).expect("pcap");
+    let conf = dir.path().join("c.conf");
+    let dbfile = dir.path().join("c.db");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\npcap_savefile_wait: true\nplugins: sqlite3[s]\naggregate: src_host,dst_host,src_port,dst_port,proto\nsql_db: {}\nsql_table_version: 9\nsql_table_autocreate: true\nsql_refresh_time: 3600\nsql_cache_entries: 100\nsql_spool_dir: {}\n",
+            dbfile.display(),
+            dir.path().join("spool").display()
+        ),
+    );
+    let mut d = Daemon::start(&conf, &dir.path().join("c.log"));
+    d.wait_log("exceed sql_cache_entries", Duration::from_secs(30));
+    let db = Db::sqlite(&dbfile);
+    let t = Instant::now();
+    while !(db.table_exists("acct_v9") && db.count("SELECT count(*) FROM acct_v9") > 100) {
+        assert!(t.elapsed() < Duration::from_secs(20), "nothing written before sql_refresh_time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = d.terminate();
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+}
