@@ -432,6 +432,8 @@ impl Write<'_> {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement may go without the server answering.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// DDL failures are never the data's fault: a table the operator can fix, a race with another
 /// writer. The batch waits in the spool instead of being set aside.
@@ -493,7 +495,10 @@ mod pg {
                 .password(&t.passwd)
                 .dbname(&t.db)
                 .application_name("xacctd")
-                .connect_timeout(CONNECT_TIMEOUT);
+                .connect_timeout(CONNECT_TIMEOUT)
+                // A server that vanishes without a reset must not hang a writer for ever.
+                .keepalives_idle(Duration::from_secs(30))
+                .tcp_user_timeout(IO_TIMEOUT);
             let client = c.connect(postgres::NoTls).map_err(|e| err(&format!("connecting to {}", t.describe()), e))?;
             Ok(Pg { client })
         }
@@ -612,6 +617,9 @@ mod my {
                 .pass(Some(&t.passwd))
                 .db_name(Some(&t.db))
                 .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+                // A server that vanishes without a reset must not hang a writer for ever.
+                .read_timeout(Some(IO_TIMEOUT))
+                .write_timeout(Some(IO_TIMEOUT))
                 .prefer_socket(false)
                 // UPDATE must report the rows it matched, not only those it changed.
                 .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS);

@@ -16,8 +16,8 @@
 //! in `xacct_batches`, so a batch whose commit happened but whose removal from the spool did not
 //! (a crash between the two) is recognised and not written twice.
 //!
-//! Memory stays bounded during a long outage: only the newest batches are kept in memory up to
-//! a row budget; older waiting ones are read back from the spool when they reach its front.
+//! Memory stays bounded during a long outage: the oldest waiting batches stay in memory up to a
+//! row budget; newer ones are read back from the spool when they reach its front.
 
 use crate::batch::{Batch, Row};
 use crate::db::{self, Create, DbError, ErrKind, Mode, Outcome, Target};
@@ -45,6 +45,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long the final flush may wait for the database at shutdown before leaving the rest
 /// in the spool for the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long shutdown waits for a writer still inside a transaction after the grace period.
+const WRITER_GRACE: Duration = Duration::from_secs(10);
 /// Markers younger than this are never pruned, whatever the spool says (margin for a crash
 /// between commit and the spool's removal).
 const MARKER_KEEP_US: u64 = 3_600_000_000;
@@ -615,7 +617,7 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
         id
     };
     let trigger = match &cfg.trigger_exec {
-        Some(exec) => Some(Trigger::new(exec.clone(), cfg.trigger_time.as_deref()).map_err(|e| failed(e))?),
+        Some(exec) => Some(Trigger::new(exec.clone(), cfg.trigger_time.as_deref()).map_err(&failed)?),
         None => None,
     };
     let writers = spawn_writers(&st, &spool_id, &name).map_err(|e| failed(format!("spawning writers: {e}")))?;
@@ -733,14 +735,21 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
     }
     s.writers_jobs.clear();
     drop(writers.jobs);
-    // Writers finish the transaction they are in (their results are read so none is lost).
+    // Writers finish the transaction they are in (their results are read so none is lost). One
+    // stuck on a dead server is left behind after a while: its batch is still in the spool, and
+    // if it did commit, its marker keeps the replay from writing it twice.
+    let stuck_after = Instant::now().max(deadline) + WRITER_GRACE;
     for h in writers.handles {
-        while !h.is_finished() {
+        while !h.is_finished() && Instant::now() < stuck_after {
             if let Ok(d) = done.recv_timeout(Duration::from_millis(50)) {
                 s.completed(d, chrono::Utc::now().timestamp());
             }
         }
-        let _ = h.join();
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            tracing::warn!("plugin {name}: a writer is still waiting for the database; leaving its batch to the spool");
+        }
     }
     while let Ok(d) = done.try_recv() {
         s.completed(d, chrono::Utc::now().timestamp());

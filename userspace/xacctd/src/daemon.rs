@@ -334,6 +334,11 @@ pub fn run(config: Config) -> Result<()> {
     for o in &config.ignored {
         tracing::info!("{o}: accepted for compatibility; has no effect in xacct");
     }
+    // SQL plugins' settings (pre-processing, table layout, schema file) are checked before
+    // anything starts.
+    for p in config.plugins.iter().filter(|p| p.kind.is_sql()) {
+        xacct_sql::plugin::check(p).map_err(|e| anyhow::anyhow!(e))?;
+    }
     let _pidfile = match &config.global.pidfile {
         Some(p) => {
             std::fs::write(p, format!("{}\n", std::process::id()))
@@ -375,11 +380,6 @@ pub fn run(config: Config) -> Result<()> {
             AnySource::Capture(c) => tracing::info!("capturing from {} (link type {:?})", c.describe(), c.link()),
             AnySource::Collect(c) => tracing::info!("listening: {}", c.describe()),
         }
-    }
-
-    // SQL plugins' settings are checked before anything starts.
-    for p in config.plugins.iter().filter(|p| p.kind.is_sql()) {
-        xacct_sql::plugin::check(p).map_err(|e| anyhow::anyhow!(e))?;
     }
 
     // Plugins' worker-side specs.
