@@ -6,7 +6,7 @@
 //!   (two memory tables, a print plugin and an SQLite table over a generated pcap) and queries
 //!   them.
 //! - `ci`:    setup, then builds and runs the whole test suite.
-//! - `perf`:  runs perf/capacity.sh.
+//! - `perf`:  runs perf/capacity.sh (`perf pipeline`) and perf/sql_capacity.sh (`perf sql`).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -199,7 +199,15 @@ fn main() -> Result<()> {
         "setup" => setup(),
         "demo" => demo(),
         "ci" => ci(),
-        "perf" => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
-        _ => bail!("usage: cargo xtask <setup|demo|ci|perf>"),
+        "perf" => match std::env::args().nth(2).as_deref() {
+            Some("sql") => run(Command::new("bash").arg(root().join("perf/sql_capacity.sh"))),
+            Some("pipeline") => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
+            None => {
+                run(Command::new("bash").arg(root().join("perf/capacity.sh")))?;
+                run(Command::new("bash").arg(root().join("perf/sql_capacity.sh")))
+            }
+            Some(other) => bail!("unknown perf suite '{other}' (pipeline|sql)"),
+        },
+        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [pipeline|sql]>"),
     }
 }

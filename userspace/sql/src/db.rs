@@ -224,7 +224,10 @@ fn placeholder(b: Backend, n: usize, k: PK) -> String {
     match b {
         Backend::Pgsql => match k {
             PK::Col(ParamKind::Int) => format!("${n}::bigint"),
-            PK::Col(ParamKind::Text) => format!("${n}::text"),
+            // No cast: the column's own type (CHAR(16), VARCHAR, …) is inferred, so comparisons
+            // stay on the column's type and its index (`bpchar = text` would compare as text and
+            // scan the table for every UPDATE).
+            PK::Col(ParamKind::Text) => format!("${n}"),
             PK::Col(ParamKind::Inet) => format!("${n}::text::inet"),
             PK::Col(ParamKind::Mac) => format!("${n}::text::macaddr"),
             PK::StampText => format!("${n}::text::timestamp"),
@@ -418,16 +421,45 @@ impl Write<'_> {
         format!("COPY {} ({}) FROM STDIN", self.quoted, self.insert_columns().join(", "))
     }
 
-    fn copy_line(&self, r: &Row, out: &mut Vec<u8>) {
-        let mut v = Vec::new();
-        self.insert_params(r, &mut v);
-        for (i, x) in v.iter().enumerate() {
-            if i > 0 {
-                out.push(b'\t');
+    /// One COPY text line, written straight into `out` (no per-value allocation: COPY is the
+    /// fast path).
+    fn copy_line(&self, r: &Row, out: &mut Vec<u8>, stamps: &Option<(String, String)>) {
+        let mut ib = itoa::Buffer::new();
+        let mut int = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(ib.format(v).as_bytes());
+        for x in &r.keys {
+            match x {
+                Value::Int(i) => int(out, *i),
+                Value::Text(t) => out.extend_from_slice(t.as_bytes()),
             }
-            out.extend_from_slice(x.copy_text().as_bytes());
+            out.push(b'\t');
+        }
+        let s = self.shape();
+        if s.tcp_flags {
+            int(out, r.tcp_flags.into());
+            out.push(b'\t');
+        }
+        int(out, r.packets as i64);
+        out.push(b'\t');
+        int(out, r.bytes as i64);
+        if s.flows {
+            out.push(b'\t');
+            int(out, r.flows as i64);
+        }
+        if let Some((ins, upd)) = stamps {
+            out.push(b'\t');
+            out.extend_from_slice(ins.as_bytes());
+            out.push(b'\t');
+            out.extend_from_slice(upd.as_bytes());
         }
         out.push(b'\n');
+    }
+
+    /// The stamps of every COPY line, rendered once.
+    fn copy_stamps(&self) -> Option<(String, String)> {
+        let s = self.shape();
+        s.stamps.then(|| {
+            (stamp(self.batch.bin.unwrap_or(0), s.since_epoch).copy_text(), stamp(self.now, s.since_epoch).copy_text())
+        })
     }
 }
 
@@ -532,9 +564,10 @@ mod pg {
             if w.mode.use_copy && w.mode.dont_try_update {
                 use std::io::Write as _;
                 let mut sink = tx.copy_in(&w.copy_sql()).map_err(e("COPY"))?;
-                let mut buf = Vec::with_capacity(1 << 16);
+                let mut buf = Vec::with_capacity(1 << 17);
+                let stamps = w.copy_stamps();
                 for r in &w.batch.rows {
-                    w.copy_line(r, &mut buf);
+                    w.copy_line(r, &mut buf, &stamps);
                     if buf.len() >= 1 << 16 {
                         sink.write_all(&buf)
                             .map_err(|x| DbError::new(ErrKind::Connection, "COPY data", x.to_string()))?;
