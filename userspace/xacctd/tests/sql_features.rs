@@ -6,7 +6,7 @@
 mod sqlsupport;
 mod support;
 
-use sqlsupport::{sql_as_csv, sum, Cleanup, Db, Kind};
+use sqlsupport::{memory_rows, sql_as_csv, sum, Cleanup, Db, Kind};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -208,19 +208,7 @@ fn modes(db: &Db, dir: &Path, list: &[&str]) {
         clean.markers(&dir.join("spool"));
         let t = clean.table(&format!("mode{i}"));
         let csv = run_mode(db, dir, &pcap, &t, mode, 2 * i);
-        let (header, mut want) = table(&csv);
-        if db.kind == Kind::My {
-            want = want
-                .into_iter()
-                .map(|r| {
-                    let mut f: Vec<String> = r.split(',').map(str::to_string).collect();
-                    if let Some(p) = header.split(',').position(|h| h == "PROTOCOL").and_then(|i| f.get_mut(i)) {
-                        p.truncate(6);
-                    }
-                    f.join(",")
-                })
-                .collect();
-        }
+        let (header, want) = memory_rows(db, &csv);
         let got = sql_as_csv(db, &t, &header, 9, "");
         assert_eq!(got.len(), want.len(), "{mode}: row count");
         assert!(
@@ -283,6 +271,19 @@ fn table_name_that_could_carry_sql_is_refused_before_start() {
         let want = format!("{}:3: sql_table[s]: bad value", conf.display());
         assert!(err.contains(&want) && err.contains(why), "{table:?}: {err}");
     }
+    // A bad value only the SQL crate can check still names file, line and key.
+    let conf = dir.path().join("pre.conf");
+    std::fs::write(
+        &conf,
+        format!("daemonize: false\nplugins: sqlite3[s]\nsql_preprocess: minb=lots\nsql_db: {}\n", victim.display()),
+    )
+    .expect("conf");
+    let out = Command::new(support::xacctd_bin()).arg("-f").arg(&conf).output().expect("run xacctd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&format!("{}:3: sql_preprocess: bad value 'minb=lots'", conf.display())),
+        "{err}"
+    );
     let c = rusqlite::Connection::open(&victim).expect("victim");
     assert_eq!(
         c.query_row("SELECT count(*) FROM sqlite_master WHERE name='acct'", [], |r| r.get::<_, i64>(0)).ok(),
@@ -496,4 +497,84 @@ fn cache_entries_bound_flushes_early() {
     }
     let log = d.terminate();
     assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+}
+
+/// Primitives a version lacks get pmacct's extra columns (`net_src`, `mask_dst`, `tos` in v1,
+/// …); with `sql_optimize_clauses` only the aggregate's columns exist and are written. Tables
+/// created by `sql_table_autocreate`; contents equal the memory table's.
+fn extra_columns(db: &Db, dir: &Path) {
+    let mut clean = Cleanup::new(db);
+    let pcap = dir.join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(3_000, 300, 12)).expect("pcap");
+    let nets = dir.join("networks.lst");
+    std::fs::write(&nets, "10.0.0.0/16\n192.168.0.0/16\n2001:db8::/32\n").expect("networks");
+    let plans =
+        [("x", 9u8, "src_host,src_net,dst_mask,dst_port,proto", false), ("o", 1u8, "src_host,dst_port,tos", true)];
+    let mut body = format!("daemonize: false\npcap_savefile_wait: true\nnetworks_file: {}\nplugins: ", nets.display());
+    body.push_str(
+        &plans.iter().map(|(n, ..)| format!("memory[m{n}], {}[s{n}]", db.plugin())).collect::<Vec<_>>().join(", "),
+    );
+    body.push('\n');
+    let mut tables = Vec::new();
+    for (n, v, agg, opt) in plans {
+        let t = clean.table(&format!("extra_{n}"));
+        let spool = dir.join(format!("spool_{n}"));
+        clean.markers(&spool);
+        body.push_str(&format!(
+            "aggregate[m{n}]: {agg}\nimt_path[m{n}]: {}\naggregate[s{n}]: {agg}\nsql_table[s{n}]: {t}\nsql_table_version[s{n}]: {v}\nsql_table_autocreate[s{n}]: true\nsql_optimize_clauses[s{n}]: {opt}\nsql_refresh_time[s{n}]: 3600\nsql_spool_dir[s{n}]: {}\n{}",
+            dir.join(format!("m{n}.pipe")).display(),
+            spool.display(),
+            db.conf(&format!("s{n}"))
+        ));
+        tables.push((n, v, t));
+    }
+    let conf = dir.join("x.conf");
+    savefile_conf(&conf, &pcap, &body);
+    let mut d = Daemon::start(&conf, &dir.join("x.log"));
+    d.wait_log("finished reading", Duration::from_secs(60));
+    let memory: Vec<String> = tables.iter().map(|(n, ..)| query_csv(&dir.join(format!("m{n}.pipe")))).collect();
+    let log = d.terminate();
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    for ((n, v, t), csv) in tables.iter().zip(&memory) {
+        let (header, want) = memory_rows(db, csv);
+        let got = sql_as_csv(db, t, &header, *v, "");
+        assert!(got == want && want.len() > 20, "{n}: {} SQL rows vs {} memory rows", got.len(), want.len());
+    }
+    // The optimized table has the aggregate's columns and the counters and stamps only.
+    let cols = match db.kind {
+        Kind::Lite => db.rows(&format!("SELECT name FROM pragma_table_info('{}')", tables[1].2)),
+        Kind::Pg => db.rows(&format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = '{}' ORDER BY ordinal_position",
+            tables[1].2
+        )),
+        Kind::My => db.rows(&format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '{}' ORDER BY ordinal_position",
+            tables[1].2
+        )),
+    };
+    let cols: Vec<String> = cols.into_iter().map(|r| r[0].clone()).collect();
+    let port = if db.kind == Kind::Pg { "port_dst" } else { "dst_port" };
+    assert_eq!(cols, ["ip_src", port, "tos", "packets", "bytes", "stamp_inserted", "stamp_updated"]);
+    // The full v9 table gained net_src and mask_dst.
+    assert!(db.count(&format!("SELECT count(*) FROM {} WHERE net_src <> '0.0.0.0' AND mask_dst > 0", tables[0].2)) > 0);
+}
+
+#[test]
+fn extra_columns_and_optimize_clauses_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    extra_columns(&Db::sqlite(&dir.path().join("x.db")), dir.path());
+}
+
+#[test]
+fn extra_columns_and_optimize_clauses_pgsql() {
+    let Some(db) = Db::pg() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    extra_columns(&db, dir.path());
+}
+
+#[test]
+fn extra_columns_and_optimize_clauses_mysql() {
+    let Some(db) = Db::mysql() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    extra_columns(&db, dir.path());
 }

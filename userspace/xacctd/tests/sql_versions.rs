@@ -6,10 +6,10 @@
 mod sqlsupport;
 mod support;
 
-use sqlsupport::{sql_as_csv, Cleanup, Db, Kind};
+use sqlsupport::{memory_rows, sql_as_csv, Cleanup, Db};
 use std::path::Path;
 use std::time::Duration;
-use support::{query_csv, savefile_conf, table, Daemon};
+use support::{query_csv, savefile_conf, Daemon};
 
 /// The richest aggregate each version's columns hold.
 fn aggregate(v: u8) -> &'static str {
@@ -25,20 +25,6 @@ fn aggregate(v: u8) -> &'static str {
 
 pub const NETWORKS: &str =
     "! test networks\n65001,10.0.0.0/16\n10.0.1.0/24\n65002,192.168.0.0/16\n65003,2001:db8::/32\n";
-
-/// MariaDB keeps `ip_proto` in CHAR(6): protocol names are cut to 6 characters there.
-fn mysql_proto(header: &str, rows: std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
-    let Some(i) = header.split(',').position(|h| h == "PROTOCOL") else { return rows };
-    rows.into_iter()
-        .map(|r| {
-            let mut f: Vec<String> = r.split(',').map(str::to_string).collect();
-            if let Some(p) = f.get_mut(i) {
-                p.truncate(6);
-            }
-            f.join(",")
-        })
-        .collect()
-}
 
 fn all_versions(db: &Db, dir: &Path) {
     let mut clean = Cleanup::new(db);
@@ -84,10 +70,7 @@ fn all_versions(db: &Db, dir: &Path) {
     assert!(!log.contains("ERROR") && !log.contains("WARN"), "errors or warnings in the log:\n{log}");
     let mut failures = Vec::new();
     for ((v, t), csv) in tables.iter().zip(&memory) {
-        let (header, mut want) = table(csv);
-        if db.kind == Kind::My {
-            want = mysql_proto(&header, want);
-        }
+        let (header, want) = memory_rows(db, csv);
         let got = sql_as_csv(db, t, &header, *v, "");
         assert!(want.len() > 50, "v{v}: memory table too small: {}", want.len());
         if got != want {

@@ -319,3 +319,23 @@ pub fn sql_as_csv(db: &Db, table: &str, header: &str, version: u8, filter: &str)
 pub fn sum(db: &Db, table: &str, col: &str) -> u64 {
     db.count(&format!("SELECT COALESCE(SUM({col}), 0) FROM {table}"))
 }
+
+/// The memory CSV's header and rows as `db` stores them: MariaDB keeps `ip_proto` in CHAR(6),
+/// so protocol names are cut to 6 characters there.
+pub fn memory_rows(db: &Db, csv: &str) -> (String, BTreeSet<String>) {
+    let (header, rows) = crate::support::table(csv);
+    let Some(i) = header.split(',').position(|h| h == "PROTOCOL").filter(|_| db.kind == Kind::My) else {
+        return (header, rows);
+    };
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let mut f: Vec<String> = r.split(',').map(str::to_string).collect();
+            if let Some(p) = f.get_mut(i) {
+                p.truncate(6);
+            }
+            f.join(",")
+        })
+        .collect();
+    (header, rows)
+}
