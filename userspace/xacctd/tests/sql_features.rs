@@ -578,3 +578,38 @@ fn extra_columns_and_optimize_clauses_mysql() {
     let dir = tempfile::tempdir().expect("tempdir");
     extra_columns(&db, dir.path());
 }
+
+/// `sql_table_schema`: a missing (here dynamic, per day) table is created from the operator's
+/// own CREATE TABLE, with the configured name's variables expanded.
+#[test]
+fn sql_table_schema_creates_dynamic_tables_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("h.pcap");
+    let frames = history_frames();
+    xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let schema = dir.path().join("acct.schema");
+    std::fs::write(
+        &schema,
+        "CREATE TABLE acct_%Y%m%d (\n  ip_src CHAR(45) NOT NULL,\n  packets INT NOT NULL,\n  bytes BIGINT NOT NULL,\n  stamp_inserted DATETIME NOT NULL,\n  stamp_updated DATETIME,\n  PRIMARY KEY (ip_src, stamp_inserted)\n);\n",
+    )
+    .expect("schema");
+    let dbfile = dir.path().join("s.db");
+    let conf = dir.path().join("s.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\nplugins: sqlite3[s]\naggregate: src_host\nsql_db: {}\nsql_table: acct_%Y%m%d\nsql_table_schema: {}\nsql_optimize_clauses: true\nsql_history: 5m\nsql_refresh_time: 3600\nsql_spool_dir: {}\n",
+            dbfile.display(),
+            schema.display(),
+            dir.path().join("spool").display()
+        ),
+    );
+    let log = Daemon::start(&conf, &dir.path().join("s.log")).wait_exit(Duration::from_secs(60));
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    let db = Db::sqlite(&dbfile);
+    // 2023-11-14 22:13:20 UTC plus 20 minutes: one day.
+    assert!(db.table_exists("acct_20231114"), "{log}");
+    assert_eq!(sum(&db, "acct_20231114", "packets"), frames.len() as u64);
+    assert_eq!(db.count("SELECT count(*) FROM acct_20231114"), 3 * 5, "three hosts, five 5-minute bins");
+}
