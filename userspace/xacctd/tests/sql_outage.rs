@@ -1,5 +1,6 @@
 //! Nothing lost, nothing written twice: xacctd collects NetFlow over loopback into a memory
-//! plugin and a PostgreSQL plugin whose database sits behind a TCP proxy (tests/support/proxy.rs).
+//! plugin and a PostgreSQL (or MariaDB) plugin whose database sits behind a TCP proxy
+//! (tests/support/proxy.rs).
 //! The link is cut mid-run and restored; later xacctd is SIGKILLed while batches wait in the
 //! spool and restarted. Each time the SQL table must end equal to the memory table, entry for
 //! entry (a batch written twice would double its counters).
@@ -46,16 +47,29 @@ fn send(port: u16, seq: &mut u32, records: &[FlowRecord]) {
     }
 }
 
-fn conf(dir: &Path, name: &str, port: u16, proxy: &Proxy, table: &str) -> std::path::PathBuf {
+/// xacctd with a NetFlow collector on `port`, a memory plugin and an SQL plugin for `db`
+/// reached through `proxy`.
+fn conf(dir: &Path, name: &str, port: u16, db: &Db, proxy: &Proxy, table: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.conf"));
+    // The database's own connection keys, with the proxy's port in place of the server's.
+    let keys: String =
+        db.conf("s")
+            .lines()
+            .map(|l| {
+                if l.starts_with("sql_port[s]:") {
+                    format!("sql_port[s]: {}\n", proxy.port())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
     std::fs::write(
         &path,
         format!(
-            "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: memory[m], pgsql[s]\naggregate: {AGG}\n\
-imt_path[m]: {}\nsql_host[s]: 127.0.0.1\nsql_port[s]: {}\nsql_user[s]: postgres\nsql_db[s]: test\nsql_table[s]: {table}\n\
-sql_table_version[s]: 9\nsql_refresh_time[s]: 1\nsql_spool_dir[s]: {}\n",
+            "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: memory[m], {}[s]\naggregate: {AGG}\n\
+imt_path[m]: {}\n{keys}sql_table[s]: {table}\nsql_table_version[s]: 9\nsql_refresh_time[s]: 1\nsql_spool_dir[s]: {}\n",
+            db.plugin(),
             dir.join(format!("{name}.pipe")).display(),
-            proxy.port(),
             dir.join("spool").display()
         ),
     )
@@ -104,17 +118,15 @@ fn assert_same(db: &Db, t: &str, memory_csv: &str) {
     assert!(got == want, "SQL differs from memory: missing {:?}", want.difference(&got).take(3).collect::<Vec<_>>());
 }
 
-#[test]
-fn database_link_cut_mid_run_every_aggregate_arrives_once() {
-    let Some(db) = Db::pg() else { return };
+fn link_cut_mid_run(db: &Db, upstream: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut clean = Cleanup::new(&db);
+    let mut clean = Cleanup::new(db);
     clean.markers(&dir.path().join("spool"));
     let t = clean.table("outage");
     db.create_from_sql_file(9, &t);
-    let proxy = Proxy::start("127.0.0.1:5432".parse().expect("addr"));
+    let proxy = Proxy::start(upstream.parse().expect("addr"));
     let port = free_udp_port();
-    let mut d = Daemon::start(&conf(dir.path(), "a", port, &proxy, &t), &dir.path().join("a.log"));
+    let mut d = Daemon::start(&conf(dir.path(), "a", port, db, &proxy, &t), &dir.path().join("a.log"));
     d.wait_log("listening:", Duration::from_secs(20));
     let pipe = dir.path().join("a.pipe");
     let mut seq = 0;
@@ -122,7 +134,7 @@ fn database_link_cut_mid_run_every_aggregate_arrives_once() {
     // Up: written as usual.
     let a = flows(0, 100);
     send(port, &mut seq, &a);
-    wait_packets(&db, &t, total_packets(&a), Duration::from_secs(20));
+    wait_packets(db, &t, total_packets(&a), Duration::from_secs(20));
 
     // Down: refreshes fail, batches wait in the spool.
     proxy.cut();
@@ -133,24 +145,36 @@ fn database_link_cut_mid_run_every_aggregate_arrives_once() {
         counter(s, "failed_statements").is_some_and(|n| n >= 2) && counter(s, "spool_batches").is_some_and(|n| n >= 1)
     });
     assert!(sql_counter(&s, "rows_spooled") >= 1, "{s}");
-    assert_eq!(packets_in(&db, &t), total_packets(&a), "nothing reached the database while cut");
+    assert_eq!(packets_in(db, &t), total_packets(&a), "nothing reached the database while cut");
 
     // Back: the spool replays in order, then new traffic follows.
     proxy.restore();
     let c = flows(200, 300);
     send(port, &mut seq, &c);
     let all = [a, b, c].concat();
-    wait_packets(&db, &t, total_packets(&all), Duration::from_secs(40));
+    wait_packets(db, &t, total_packets(&all), Duration::from_secs(40));
     let s = wait_status(&pipe, "an empty spool", Duration::from_secs(20), |s| counter(s, "spool_batches") == Some(0));
     assert!(sql_counter(&s, "batches_replayed") >= 1, "{s}");
     assert_eq!(sql_counter(&s, "batches_duplicate"), 0, "{s}");
     let memory = query_csv(&pipe);
-    assert_same(&db, &t, &memory);
+    assert_same(db, &t, &memory);
     let log = d.terminate();
     assert!(log.contains("database reachable again"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
     // Still equal after the final flush (which had nothing new).
-    assert_same(&db, &t, &memory);
+    assert_same(db, &t, &memory);
+}
+
+#[test]
+fn pgsql_link_cut_mid_run_every_aggregate_arrives_once() {
+    let Some(db) = Db::pg() else { return };
+    link_cut_mid_run(&db, "127.0.0.1:5432");
+}
+
+#[test]
+fn mysql_link_cut_mid_run_every_aggregate_arrives_once() {
+    let Some(db) = Db::mysql() else { return };
+    link_cut_mid_run(&db, "127.0.0.1:3306");
 }
 
 #[test]
@@ -165,7 +189,7 @@ fn sigkill_with_batches_spooled_restart_replays_them_once() {
 
     // First run: some batches written, then the database goes away and more pile up.
     let port = free_udp_port();
-    let mut d = Daemon::start(&conf(dir.path(), "k1", port, &proxy, &t), &dir.path().join("k1.log"));
+    let mut d = Daemon::start(&conf(dir.path(), "k1", port, &db, &proxy, &t), &dir.path().join("k1.log"));
     d.wait_log("listening:", Duration::from_secs(20));
     let pipe = dir.path().join("k1.pipe");
     let mut seq = 0;
@@ -198,7 +222,7 @@ fn sigkill_with_batches_spooled_restart_replays_them_once() {
     // Restart with the database back: the spool is replayed, each batch once.
     proxy.restore();
     let port2 = free_udp_port();
-    let mut d2 = Daemon::start(&conf(dir.path(), "k2", port2, &proxy, &t), &dir.path().join("k2.log"));
+    let mut d2 = Daemon::start(&conf(dir.path(), "k2", port2, &db, &proxy, &t), &dir.path().join("k2.log"));
     d2.wait_log("left in the spool by an earlier run", Duration::from_secs(20));
     wait_packets(&db, &t, want_packets, Duration::from_secs(30));
     let pipe2 = dir.path().join("k2.pipe");
