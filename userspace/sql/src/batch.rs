@@ -76,6 +76,10 @@ pub struct Batch {
     pub rows: Vec<Row>,
     /// When the batch was made (epoch seconds), for logs and triggers.
     pub made: i64,
+    /// Entries that failed `sql_preprocess` checks with `recover`: written to
+    /// `sql_recovery_backup_host` only, never to the primary (pmacct's recovery path).
+    #[serde(default)]
+    pub recovery: bool,
 }
 
 /// A stamp value: epoch seconds or UTC `YYYY-MM-DD HH:MM:SS`.

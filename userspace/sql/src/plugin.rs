@@ -239,6 +239,17 @@ fn writer(
     let (mut conn, mut bconn) = (None, None);
     for job in jobs {
         let t0 = Instant::now();
+        // Recovered entries (sql_preprocess `recover`) belong on the backup host only; the
+        // plugin makes such batches only when one is configured.
+        if job.batch.recovery {
+            if let Some(b) = &backup {
+                let result = attempt(&mut bconn, b, &create, &job, mode, &spool_id).map(|o| (o, true));
+                if done.send(Done { seq: job.seq, writer: job.writer, result, elapsed: t0.elapsed() }).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let mut result = attempt(&mut conn, &primary, &create, &job, mode, &spool_id).map(|o| (o, false));
         if let (Err(e), Some(b)) = (&result, &backup) {
             if e.kind != ErrKind::Permanent {
@@ -304,14 +315,24 @@ impl Sql {
         if !table.is_empty() {
             let mut entries: Vec<(Vec<u64>, Counters)> = Vec::with_capacity(table.len());
             table.for_each(|k, c| entries.push((k.to_vec(), *c)));
+            // `recover`: entries failing the checks go to sql_recovery_backup_host when there
+            // is one (pmacct: "handled through the recovery mechanism, if enabled"), else they
+            // are dropped like the others, counted.
+            let mut recovered: Vec<(Vec<u64>, Counters)> = Vec::new();
             if let Some(p) = &self.st.preprocess {
-                let o = p.apply(&mut entries);
-                self.ctx.stats.preprocess_dropped.fetch_add(o.dropped, Relaxed);
+                let o = p.apply_split(&mut entries, &mut recovered);
+                let mut dropped = o.dropped;
+                if self.st.backup.is_none() {
+                    dropped += recovered.len() as u64;
+                    recovered.clear();
+                }
+                self.ctx.stats.preprocess_dropped.fetch_add(dropped, Relaxed);
             }
             let cfg = self.cfg();
             let history = cfg.history;
-            let mut groups: BTreeMap<(String, Option<i64>), Vec<Row>> = BTreeMap::new();
-            for (k, c) in &entries {
+            let mut groups: BTreeMap<(bool, String, Option<i64>), Vec<Row>> = BTreeMap::new();
+            let tagged = entries.iter().map(|e| (false, e)).chain(recovered.iter().map(|e| (true, e)));
+            for (recovery, (k, c)) in tagged {
                 let (rec, bin) = self.ctx.projector.unpack(k);
                 let bin = history.map(|_| bin);
                 let name = match &self.st.table {
@@ -331,10 +352,10 @@ impl Sql {
                     flows: c.flows,
                     tcp_flags: c.tcp_flags,
                 };
-                groups.entry((name, bin)).or_default().push(row);
+                groups.entry((recovery, name, bin)).or_default().push(row);
             }
             let shape = self.st.layout.shape();
-            for ((name, bin), rows) in groups {
+            for ((recovery, name, bin), rows) in groups {
                 let mut rows = rows;
                 while !rows.is_empty() {
                     let rest = rows.split_off(rows.len().min(MAX_BATCH_ROWS));
@@ -346,6 +367,7 @@ impl Sql {
                         shape: shape.clone(),
                         rows,
                         made: now,
+                        recovery,
                     });
                     rows = rest;
                 }

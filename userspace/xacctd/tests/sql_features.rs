@@ -469,6 +469,54 @@ fn recovery_backup_host_and_trigger_sqlite() {
     }
 }
 
+/// `sql_preprocess: minp=3, recover=1`: entries with fewer than 3 packets fail the check and
+/// go to `sql_recovery_backup_host` (another SQLite file), the rest to the primary; together
+/// they are the whole traffic, each entry in exactly one of the two. Without a backup host
+/// the failing entries are dropped, counted.
+#[test]
+fn preprocess_recover_sends_failing_entries_to_the_backup_host_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(2_000, 400, 6)).expect("pcap");
+    let (primary, backup) = (dir.path().join("primary.db"), dir.path().join("backup.db"));
+    let conf = dir.path().join("r.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\nplugins: sqlite3[s]\naggregate: src_host,dst_host\nsql_db: {}\nsql_recovery_backup_host: {}\nsql_table_version: 9\nsql_table_autocreate: true\nsql_refresh_time: 3600\nsql_spool_dir: {}\nsql_preprocess: minp=3, recover=1\n",
+            primary.display(),
+            backup.display(),
+            dir.path().join("spool").display(),
+        ),
+    );
+    let log = Daemon::start(&conf, &dir.path().join("r.log")).wait_exit(Duration::from_secs(60));
+    let (p, b) = (Db::sqlite(&primary), Db::sqlite(&backup));
+    assert!(p.count("SELECT count(*) FROM acct_v9 WHERE packets < 3") == 0, "a failing entry reached the primary");
+    assert!(b.count("SELECT count(*) FROM acct_v9 WHERE packets >= 3") == 0, "a passing entry reached the backup");
+    let (np, nb) = (p.count("SELECT count(*) FROM acct_v9"), b.count("SELECT count(*) FROM acct_v9"));
+    assert!(np > 0 && nb > 0, "both sides should get entries: primary {np}, backup {nb}\n{log}");
+    let total = sum(&p, "acct_v9", "packets") + sum(&b, "acct_v9", "packets");
+    assert_eq!(total, counter(&log, "accounted").expect("accounted"), "{log}");
+    assert_eq!(counter(&log, "preprocess_dropped"), Some(0), "{log}");
+
+    // No backup host: the failing entries are dropped and counted.
+    let primary2 = dir.path().join("primary2.db");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\nplugins: sqlite3[s]\naggregate: src_host,dst_host\nsql_db: {}\nsql_table_version: 9\nsql_table_autocreate: true\nsql_refresh_time: 3600\nsql_spool_dir: {}\nsql_preprocess: minp=3, recover=1\n",
+            primary2.display(),
+            dir.path().join("spool2").display(),
+        ),
+    );
+    let log = Daemon::start(&conf, &dir.path().join("r2.log")).wait_exit(Duration::from_secs(60));
+    let p2 = Db::sqlite(&primary2);
+    assert_eq!(p2.count("SELECT count(*) FROM acct_v9"), np);
+    assert_eq!(counter(&log, "preprocess_dropped"), Some(nb), "{log}");
+}
+
 /// More entries than `sql_cache_entries` between refreshes: the plugin writes early instead of
 /// holding them until `sql_refresh_time`.
 #[test]
