@@ -587,7 +587,10 @@ impl Sql {
     }
 
     fn fire_trigger(&mut self, now: i64) {
-        let (Some(t), Some(mut info)) = (self.trigger.as_mut(), self.info.take()) else { return };
+        // The facts accumulate until the trigger actually runs (with sql_trigger_time it runs
+        // once a period, and then describes every write since its last run).
+        let (Some(t), Some(info)) = (self.trigger.as_mut(), self.info.as_ref()) else { return };
+        let mut info = info.clone();
         let cfg = self.ctx.config.sql.as_deref();
         info.backend = self.st.backend.name();
         info.host = self.st.primary.host.clone();
@@ -599,11 +602,20 @@ impl Sql {
         info.max_writers = self.st.writers as u32;
         info.active_writers = (self.st.writers - self.free) as u32;
         info.table_config = self.st.table.as_ref().map_or_else(|| self.st.default_table.clone(), |t| t.to_string());
-        info.total_entries = std::mem::take(&mut self.harvested);
+        info.total_entries = self.harvested;
         info.recovery_backup_host = cfg.and_then(|c| c.recovery_backup_host.clone()).unwrap_or_default();
         info.rows_spooled = self.ctx.stats.spool_rows.load(Relaxed);
-        if let Err(e) = t.after_write(now, &info) {
-            tracing::warn!("plugin {}: {e}", self.ctx.config.name);
+        match t.after_write(now, &info) {
+            Ok(false) => {}
+            Ok(true) => {
+                self.info = None;
+                self.harvested = 0;
+            }
+            Err(e) => {
+                tracing::warn!("plugin {}: {e}", self.ctx.config.name);
+                self.info = None;
+                self.harvested = 0;
+            }
         }
     }
 
