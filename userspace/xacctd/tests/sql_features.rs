@@ -517,6 +517,49 @@ fn preprocess_recover_sends_failing_entries_to_the_backup_host_sqlite() {
     assert_eq!(counter(&log, "preprocess_dropped"), Some(nb), "{log}");
 }
 
+/// `sql_startup_delay: 4` with `sql_refresh_time: 1`: nothing is written during the first
+/// seconds, then the refreshes write. (The daemon keeps running after the file with
+/// `pcap_savefile_wait`.) The margins are seconds wide: the assertions are about the delay's
+/// existence, not its precision.
+#[test]
+fn startup_delay_holds_the_first_write_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(500, 50, 2)).expect("pcap");
+    let dbfile = dir.path().join("d.db");
+    let conf = dir.path().join("d.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\npcap_savefile_wait: true\nplugins: sqlite3[s]\naggregate: src_host\nsql_db: {}\nsql_table_version: 9\nsql_table_autocreate: true\nsql_refresh_time: 1\nsql_startup_delay: 4\nsql_spool_dir: {}\n",
+            dbfile.display(),
+            dir.path().join("spool").display(),
+        ),
+    );
+    let t0 = Instant::now();
+    let daemon = Daemon::start(&conf, &dir.path().join("d.log"));
+    let rows = || {
+        if !dbfile.exists() {
+            return 0;
+        }
+        let db = Db::sqlite(&dbfile);
+        if db.table_exists("acct_v9") {
+            db.count("SELECT count(*) FROM acct_v9")
+        } else {
+            0
+        }
+    };
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(rows(), 0, "written before sql_startup_delay ran out");
+    while rows() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never written after the delay");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(t0.elapsed() >= Duration::from_secs(3), "first write after {:?}", t0.elapsed());
+    drop(daemon);
+}
+
 /// More entries than `sql_cache_entries` between refreshes: the plugin writes early instead of
 /// holding them until `sql_refresh_time`.
 #[test]
