@@ -3,9 +3,10 @@
 //!
 //! - `setup`: installs the Debian packages the build and tests need (only what is missing).
 //! - `demo`:  setup, release build, then runs xacctd end to end on an embedded default config
-//!   (two memory tables and a print plugin over a generated pcap) and queries it.
+//!   (two memory tables, a print plugin and an SQLite table over a generated pcap) and queries
+//!   them.
 //! - `ci`:    setup, then builds and runs the whole test suite.
-//! - `perf`:  runs perf/capacity.sh.
+//! - `perf`:  runs perf/capacity.sh (`perf pipeline`) and perf/sql_capacity.sh (`perf sql`).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 /// Debian packages: libpcap for capture, pmacct as the reference implementation the tests
 /// compare against, iproute2 for the namespace/veth tests, tcpdump/tshark as independent
-/// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs).
+/// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs),
+/// sqlite3 to show the demo's SQLite table.
 const DEB_PACKAGES: &[&str] = &[
     "libpcap-dev",
     "pmacct",
@@ -30,6 +32,7 @@ const DEB_PACKAGES: &[&str] = &[
     "libelf-dev",
     "zlib1g-dev",
     "softflowd",
+    "sqlite3",
 ];
 
 fn root() -> PathBuf {
@@ -118,16 +121,23 @@ fn demo() -> Result<()> {
     let out_pipe = dir.join("acct_out.pipe");
     let in_pipe = dir.join("acct_in.pipe");
     let csv = dir.join("by_proto.csv");
-    // The seed's memory example, plus a print plugin: no database server needed.
+    let sqlite = dir.join("xacct.db");
+    // A fresh database each run, so the demo's numbers are its own.
+    let _ = std::fs::remove_file(&sqlite);
+    let _ = std::fs::remove_dir_all(dir.join("spool"));
+    // The seed's memory example, plus a print plugin and an SQLite table (the embedded SQL
+    // backend): no database server needed.
     std::fs::write(
         &conf,
         format!(
-            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: memory[a], memory[b], print[p]\nnetworks_file: {}\n!\naggregate[a]: src_host\nimt_path[a]: {}\naggregate_filter[a]: src net 10.0.0.0/16\n!\naggregate[b]: dst_net\nimt_path[b]: {}\naggregate_filter[b]: dst net 10.0.0.0/16\n!\naggregate[p]: proto,dst_port\nprint_output[p]: csv\nprint_output_file[p]: {}\nprint_refresh_time[p]: 60\n",
+            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: memory[a], memory[b], print[p], sqlite3[db]\nnetworks_file: {}\n!\naggregate[a]: src_host\nimt_path[a]: {}\naggregate_filter[a]: src net 10.0.0.0/16\n!\naggregate[b]: dst_net\nimt_path[b]: {}\naggregate_filter[b]: dst net 10.0.0.0/16\n!\naggregate[p]: proto,dst_port\nprint_output[p]: csv\nprint_output_file[p]: {}\nprint_refresh_time[p]: 60\n!\naggregate[db]: src_host,dst_port,proto\nsql_db[db]: {}\nsql_table_version[db]: 9\nsql_table_autocreate[db]: true\nsql_history[db]: 5m\nsql_history_roundoff[db]: m\nsql_refresh_time[db]: 60\nsql_spool_dir[db]: {}\n",
             pcap.display(),
             nets.display(),
             out_pipe.display(),
             in_pipe.display(),
-            csv.display()
+            csv.display(),
+            sqlite.display(),
+            dir.join("spool").display()
         ),
     )?;
     println!("--- configuration ({}):\n{}", conf.display(), std::fs::read_to_string(&conf)?);
@@ -164,6 +174,10 @@ fn demo() -> Result<()> {
     for l in std::fs::read_to_string(&csv).unwrap_or_default().lines().take(10) {
         println!("{l}");
     }
+    let query = "SELECT stamp_inserted, ip_src, ip_proto, SUM(packets) AS packets, SUM(bytes) AS bytes FROM acct_v9 \
+                 GROUP BY 1, 2, 3 ORDER BY bytes DESC LIMIT 10";
+    println!("--- sqlite3 {} \"{query}\"   [the SQL plugin's table, written at the final flush]", sqlite.display());
+    run(Command::new("sqlite3").args(["-header", "-column"]).arg(&sqlite).arg(query))?;
     println!("--- xacctd log: {}\ndemo ok", log.display());
     Ok(())
 }
@@ -185,7 +199,15 @@ fn main() -> Result<()> {
         "setup" => setup(),
         "demo" => demo(),
         "ci" => ci(),
-        "perf" => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
-        _ => bail!("usage: cargo xtask <setup|demo|ci|perf>"),
+        "perf" => match std::env::args().nth(2).as_deref() {
+            Some("sql") => run(Command::new("bash").arg(root().join("perf/sql_capacity.sh"))),
+            Some("pipeline") => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
+            None => {
+                run(Command::new("bash").arg(root().join("perf/capacity.sh")))?;
+                run(Command::new("bash").arg(root().join("perf/sql_capacity.sh")))
+            }
+            Some(other) => bail!("unknown perf suite '{other}' (pipeline|sql)"),
+        },
+        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [pipeline|sql]>"),
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! CONTRACT (types below are used by the daemon and plugins; parsing fills them).
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Primitive};
 use crate::history::History;
+use crate::sqlconf::{Deferred, SqlConfig, TableTemplate, TableType};
 use std::path::{Path, PathBuf};
 
 /// Where a directive came from, for error messages ("file:line: key: …").
@@ -81,6 +82,9 @@ pub enum XdpAction {
 pub enum PluginKind {
     Memory,
     Print,
+    Pgsql,
+    Mysql,
+    Sqlite3,
 }
 
 impl PluginKind {
@@ -88,7 +92,15 @@ impl PluginKind {
         match self {
             PluginKind::Memory => "memory",
             PluginKind::Print => "print",
+            PluginKind::Pgsql => "pgsql",
+            PluginKind::Mysql => "mysql",
+            PluginKind::Sqlite3 => "sqlite3",
         }
+    }
+
+    /// One of the SQL plugins.
+    pub fn is_sql(self) -> bool {
+        matches!(self, PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3)
     }
 }
 
@@ -116,8 +128,17 @@ pub struct PluginConfig {
     pub print_refresh_time: u64,
     /// print: `print_history` and `print_history_roundoff`.
     pub print_history: Option<History>,
+    /// SQL plugins: every `sql_*` key.
+    pub sql: Option<Box<crate::sqlconf::SqlConfig>>,
     /// Where this plugin was declared (for messages).
     pub origin: Origin,
+}
+
+impl PluginConfig {
+    /// The plugin's time bins: `print_history` or `sql_history`.
+    pub fn history(&self) -> Option<History> {
+        self.print_history.or_else(|| self.sql.as_ref().and_then(|s| s.history))
+    }
 }
 
 /// Daemon-wide settings.
@@ -274,6 +295,8 @@ enum Applies {
     /// Any plugin type.
     AnyPlugin,
     Only(PluginKind),
+    /// The three SQL plugins.
+    Sql,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,6 +355,35 @@ fn implemented(key: &str) -> Option<Applies> {
         | "print_refresh_time"
         | "print_history"
         | "print_history_roundoff" => Only(PluginKind::Print),
+        "sql_host"
+        | "sql_port"
+        | "sql_user"
+        | "sql_passwd"
+        | "sql_db"
+        | "sql_table"
+        | "sql_table_version"
+        | "sql_table_type"
+        | "sql_table_schema"
+        | "sql_table_autocreate"
+        | "sql_refresh_time"
+        | "sql_history"
+        | "sql_history_roundoff"
+        | "sql_history_since_epoch"
+        | "timestamps_since_epoch"
+        | "sql_startup_delay"
+        | "sql_cache_entries"
+        | "sql_dont_try_update"
+        | "sql_use_copy"
+        | "sql_multi_values"
+        | "sql_max_writers"
+        | "sql_preprocess"
+        | "sql_preprocess_type"
+        | "sql_trigger_exec"
+        | "sql_trigger_time"
+        | "sql_recovery_backup_host"
+        | "sql_optimize_clauses"
+        | "sql_num_protos"
+        | "sql_spool_dir" => Sql,
         _ => return None,
     })
 }
@@ -447,7 +499,6 @@ const LATER: &[&str] = &[
     "syslog",
     "timestamps_rfc3339",
     "timestamps_secs",
-    "timestamps_since_epoch",
     "timestamps_utc",
     "tunnel_0",
     "use_ip_next_hop",
@@ -466,7 +517,7 @@ fn classify(key: &str) -> Option<Class> {
 }
 
 /// Plugin types pmacct has and xacct will have.
-const LATER_PLUGINS: &[&str] = &["mysql", "pgsql", "sqlite3", "nfprobe", "sfprobe", "tee", "kafka", "amqp", "mongodb"];
+const LATER_PLUGINS: &[&str] = &["nfprobe", "sfprobe", "tee", "kafka", "amqp", "mongodb"];
 
 /// One `key[scope]: value` line (or command-line override).
 #[derive(Debug, Clone)]
@@ -486,6 +537,12 @@ struct Pending {
     ports_file: Option<Origin>,
     history: Option<(String, Origin)>,
     roundoff: Option<(String, Origin)>,
+    sql_history: Option<(String, Origin)>,
+    sql_roundoff: Option<(String, Origin)>,
+    sql_trigger_time: Option<(String, Origin)>,
+    sql_use_copy: Option<Origin>,
+    sql_multi_values: Option<Origin>,
+    sql_table: Option<Origin>,
 }
 
 fn bad(d: &Directive, why: impl Into<String>) -> ConfigError {
@@ -592,6 +649,9 @@ fn parse_plugins(d: &Directive) -> Result<Vec<(String, PluginKind)>, ConfigError
         let kind = match kind.as_str() {
             "memory" => PluginKind::Memory,
             "print" => PluginKind::Print,
+            "pgsql" => PluginKind::Pgsql,
+            "mysql" => PluginKind::Mysql,
+            "sqlite3" => PluginKind::Sqlite3,
             k if LATER_PLUGINS.contains(&k) => return Err(not_yet(&d.origin, format!("plugin type '{k}'"))),
             k => return Err(bad(d, format!("unknown plugin type '{k}'"))),
         };
@@ -608,6 +668,7 @@ fn applies_to(a: Applies, kind: PluginKind) -> bool {
         Applies::Global => false,
         Applies::AnyPlugin => true,
         Applies::Only(k) => k == kind,
+        Applies::Sql => kind.is_sql(),
     }
 }
 
@@ -730,6 +791,85 @@ fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directive) -> Resu
         "print_refresh_time" => p.print_refresh_time = parse_count(d, u64::from(u32::MAX))?,
         "print_history" => pend.history = Some((d.value.clone(), d.origin.clone())),
         "print_history_roundoff" => pend.roundoff = Some((d.value.clone(), d.origin.clone())),
+        k if k.starts_with("sql_") || k == "timestamps_since_epoch" => {
+            let kind = p.kind;
+            let s = p.sql.get_or_insert_with(|| Box::new(SqlConfig::new(&p.name, kind == PluginKind::Sqlite3)));
+            apply_sql(s, pend, d)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn apply_sql(s: &mut SqlConfig, pend: &mut Pending, d: &Directive) -> Result<(), ConfigError> {
+    let v = d.value.as_str();
+    match d.key.as_str() {
+        "sql_host" => s.host = v.to_string(),
+        "sql_port" => s.port = Some(parse_count(d, u16::MAX)?),
+        "sql_user" => s.user = v.to_string(),
+        "sql_passwd" => s.passwd = v.to_string(),
+        "sql_db" => s.db = v.to_string(),
+        "sql_table" => {
+            s.table = Some(TableTemplate::parse(v).map_err(|e| bad(d, e))?);
+            pend.sql_table = Some(d.origin.clone());
+        }
+        "sql_table_version" => s.table_version = parse_count(d, 9u8)?,
+        "sql_table_type" => {
+            s.table_type = match v.to_ascii_lowercase().as_str() {
+                "original" => TableType::Original,
+                "bgp" => return Err(not_yet(&d.origin, "sql_table_type 'bgp' (no BGP primitives yet)")),
+                _ => return Err(bad(d, "expected original or bgp")),
+            }
+        }
+        "sql_table_schema" => {
+            let text = std::fs::read_to_string(v).map_err(|e| bad(d, format!("cannot read the schema file: {e}")))?;
+            if !text.to_ascii_lowercase().contains("create table") {
+                return Err(bad(d, "the schema file holds no CREATE TABLE statement"));
+            }
+            s.table_schema = Some((PathBuf::from(v), text));
+        }
+        "sql_table_autocreate" => s.table_autocreate = parse_bool(d)?,
+        "sql_refresh_time" => s.refresh_time = parse_count(d, u64::from(u32::MAX))?,
+        "sql_history" => pend.sql_history = Some((v.to_string(), d.origin.clone())),
+        "sql_history_roundoff" => pend.sql_roundoff = Some((v.to_string(), d.origin.clone())),
+        "sql_history_since_epoch" | "timestamps_since_epoch" => s.since_epoch = parse_bool(d)?,
+        "sql_startup_delay" => {
+            s.startup_delay = v
+                .parse()
+                .ok()
+                .filter(|n| *n <= u64::from(u32::MAX))
+                .ok_or_else(|| bad(d, "expected a number of seconds"))?
+        }
+        "sql_cache_entries" => s.cache_entries = parse_count(d, 1usize << 32)?,
+        "sql_dont_try_update" => s.dont_try_update = parse_bool(d)?,
+        "sql_use_copy" => {
+            s.use_copy = parse_bool(d)?;
+            pend.sql_use_copy = Some(d.origin.clone());
+        }
+        "sql_multi_values" => {
+            // pmacct: the size in bytes of the multi-row INSERT buffer; 0 turns it off.
+            s.multi_values = v
+                .parse()
+                .ok()
+                .filter(|n| *n <= 1usize << 30)
+                .ok_or_else(|| bad(d, "expected a buffer size in bytes (0 = off)"))?;
+            pend.sql_multi_values = Some(d.origin.clone());
+        }
+        "sql_max_writers" => s.max_writers = parse_count(d, 1024u32)?,
+        "sql_preprocess" => s.preprocess = Some(Deferred { value: v.to_string(), origin: d.origin.clone() }),
+        "sql_preprocess_type" => {
+            s.preprocess_all = match v.to_ascii_lowercase().as_str() {
+                "any" => false,
+                "all" => true,
+                _ => return Err(bad(d, "expected any or all")),
+            }
+        }
+        "sql_trigger_exec" => s.trigger_exec = Some(PathBuf::from(v)),
+        "sql_trigger_time" => pend.sql_trigger_time = Some((v.to_string(), d.origin.clone())),
+        "sql_recovery_backup_host" => s.recovery_backup_host = Some(v.to_string()),
+        "sql_optimize_clauses" => s.optimize_clauses = parse_bool(d)?,
+        "sql_num_protos" => s.num_protos = parse_bool(d)?,
+        "sql_spool_dir" => s.spool_dir = PathBuf::from(v),
         _ => {}
     }
     Ok(())
@@ -749,6 +889,7 @@ fn new_plugin(name: &str, kind: PluginKind, origin: &Origin) -> Result<PluginCon
         print_output_separator: ",".to_string(),
         print_refresh_time: 60,
         print_history: None,
+        sql: kind.is_sql().then(|| Box::new(SqlConfig::new(name, kind == PluginKind::Sqlite3))),
         origin: origin.clone(),
     })
 }
@@ -781,6 +922,9 @@ fn finish_plugin(
         }
         (None, None) => {}
     }
+    if let Some(s) = p.sql.as_deref_mut() {
+        finish_sql(s, &pend, &p.aggregate, &p.origin)?;
+    }
     if let (Some(path), Some(o)) = (&p.networks_file, &pend.networks_file) {
         if !loaded.contains(path) {
             crate::maps::Networks::load(path).map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
@@ -797,6 +941,50 @@ fn finish_plugin(
     if p.aggregate.needs_nets() && p.networks_file.is_none() {
         let o = pend.aggregate.unwrap_or_else(|| p.origin.clone());
         return Err(bad_at(&o, &p.aggregate.to_string(), "net, mask and AS primitives need a networks_file".into()));
+    }
+    Ok(())
+}
+
+/// Cross-key checks of one SQL plugin.
+fn finish_sql(s: &mut SqlConfig, pend: &Pending, agg: &Aggregate, origin: &Origin) -> Result<(), ConfigError> {
+    let bad_at = |origin: &Origin, value: &str, why: String| ConfigError::BadValue {
+        origin: origin.clone(),
+        value: value.to_string(),
+        why,
+    };
+    if let Some((rv, ro)) = &pend.sql_roundoff {
+        History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
+    }
+    if let Some((h, ho)) = &pend.sql_history {
+        s.history =
+            Some(History::parse(h, pend.sql_roundoff.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?);
+        s.history_text = h.clone();
+    }
+    if let Some((t, to)) = &pend.sql_trigger_time {
+        History::parse(t, None).map_err(|e| bad_at(to, t, e))?;
+        s.trigger_time = Some(t.clone());
+    }
+    if s.use_copy && !s.dont_try_update {
+        // pmacct quietly turns COPY off in this case; a silent surprise is worse than an error.
+        let o = pend.sql_use_copy.clone().unwrap_or_else(|| origin.clone());
+        return Err(bad_at(
+            &o,
+            "true",
+            "sql_use_copy needs sql_dont_try_update: true (COPY cannot update rows)".into(),
+        ));
+    }
+    if let Some(t) = &s.table {
+        let o = pend.sql_table.clone().unwrap_or_else(|| origin.clone());
+        if t.uses_time() && s.history.is_none() {
+            tracing::debug!("{o}: time variables without sql_history expand with the write time");
+        }
+        if t.uses_tags() && !(agg.has(Primitive::Tag) || agg.has(Primitive::Tag2)) {
+            return Err(bad_at(
+                &o,
+                &t.to_string(),
+                "$tag/$tag2 in sql_table need tag/tag2 in the aggregate (they would always be 0)".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -844,7 +1032,10 @@ impl Config {
             match class {
                 Class::Later => return Err(not_yet(&d.origin, format!("pmacct key '{}'", d.key))),
                 Class::Ignored => ignored.push(d.origin.clone()),
-                Class::Implemented(_) if d.value.is_empty() => return Err(bad(d, "empty value")),
+                // An empty password is a password (pmacct cannot say it; xacct can).
+                Class::Implemented(_) if d.value.is_empty() && d.key != "sql_passwd" => {
+                    return Err(bad(d, "empty value"))
+                }
                 Class::Implemented(Applies::Global) if d.scope.is_some() => {
                     return Err(ConfigError::Syntax {
                         file: d.origin.file.clone(),
@@ -928,7 +1119,12 @@ impl Config {
         // Unscoped keys for a plugin type that is not configured still get their values
         // checked, so that a typo does not wait for the day that plugin is added.
         for (i, d) in file.iter().chain(&cli).enumerate() {
-            if let (Some(Applies::Only(kind)), false) = (applies(i), used.get(i).copied().unwrap_or(true)) {
+            let kind = match applies(i) {
+                Some(Applies::Only(kind)) => kind,
+                Some(Applies::Sql) => PluginKind::Pgsql,
+                _ => continue,
+            };
+            if !used.get(i).copied().unwrap_or(true) {
                 let mut scratch = new_plugin("scratch", kind, &d.origin)?;
                 apply_plugin(&mut scratch, &mut Pending::default(), d)?;
             }

@@ -266,6 +266,18 @@ pub struct Status {
     pub filtered: u64,
     pub refreshes: u64,
     pub sources: Vec<SourceStatus>,
+    /// Every plugin of the daemon with its counters (SQL plugins: rows written, spool,
+    /// replays, failures, write latency percentiles).
+    #[serde(default)]
+    pub plugins: Vec<PluginStatus>,
+}
+
+/// One plugin's counters, as `(name, value)` pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub kind: String,
+    pub counters: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -333,6 +345,12 @@ impl Status {
             }
             writeln!(w, "  processed: {}", s.processed)?;
             writeln!(w, "  finished: {}", if s.finished { "yes" } else { "no" })?;
+        }
+        for p in &self.plugins {
+            writeln!(w, "plugin {} ({}):", p.name, p.kind)?;
+            for (k, v) in &p.counters {
+                writeln!(w, "  {k}: {v}")?;
+            }
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod imt;
 pub mod maps;
 pub mod record;
 pub mod shard;
+pub mod sqlconf;
 pub mod stats;
 
 pub use aggregate::{Aggregate, Counters, Primitive, Projector, Table};

@@ -123,4 +123,72 @@ pub struct PluginStats {
     pub refreshes: AtomicU64,
     /// Write errors (print file could not be written, …).
     pub write_errors: AtomicU64,
+    /// SQL plugins: rows committed to the database (an UPDATE or INSERT each).
+    pub rows_written: AtomicU64,
+    /// SQL plugins: rows of batches that could not be written at once and waited in the spool.
+    pub rows_spooled: AtomicU64,
+    /// SQL plugins: batches written after waiting (database down or slow, or left by a
+    /// previous run).
+    pub batches_replayed: AtomicU64,
+    /// SQL plugins: batches found already committed (their marker existed) and not written again.
+    pub batches_duplicate: AtomicU64,
+    /// SQL plugins: statements or transactions that failed (each failed attempt counts).
+    pub failed_statements: AtomicU64,
+    /// SQL plugins: batches and rows in the spool now.
+    pub spool_batches: AtomicU64,
+    pub spool_rows: AtomicU64,
+    /// SQL plugins: entries dropped by `sql_preprocess`.
+    pub preprocess_dropped: AtomicU64,
+    /// SQL plugins: batches written to `sql_recovery_backup_host`.
+    pub batches_to_backup: AtomicU64,
+    /// SQL plugins: microseconds per batch write (transaction), as a histogram.
+    pub write_latency_us: std::sync::Mutex<Option<hdrhistogram::Histogram<u64>>>,
+}
+
+impl PluginStats {
+    /// Records one batch write's duration.
+    pub fn record_write_latency(&self, d: std::time::Duration) {
+        if let Ok(mut h) = self.write_latency_us.lock() {
+            // 3 significant digits up to an hour: a few tens of KiB.
+            let h = h.get_or_insert_with(|| {
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+            });
+            h.saturating_record(d.as_micros().min(u128::from(u64::MAX)) as u64);
+        }
+    }
+
+    /// `(name, value)` lines for `xacct -t` and the SIGUSR1 log; SQL counters only for SQL
+    /// plugins.
+    pub fn counters(&self, sql: bool) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("accounted".to_string(), self.accounted.load(Relaxed)),
+            ("filtered".to_string(), self.filtered.load(Relaxed)),
+            ("refreshes".to_string(), self.refreshes.load(Relaxed)),
+            ("entries_written".to_string(), self.entries_written.load(Relaxed)),
+            ("write_errors".to_string(), self.write_errors.load(Relaxed)),
+        ];
+        if sql {
+            for (k, c) in [
+                ("rows_written", &self.rows_written),
+                ("rows_spooled", &self.rows_spooled),
+                ("batches_replayed", &self.batches_replayed),
+                ("batches_duplicate", &self.batches_duplicate),
+                ("failed_statements", &self.failed_statements),
+                ("spool_batches", &self.spool_batches),
+                ("spool_rows", &self.spool_rows),
+                ("preprocess_dropped", &self.preprocess_dropped),
+                ("batches_to_backup", &self.batches_to_backup),
+            ] {
+                v.push((k.to_string(), c.load(Relaxed)));
+            }
+            if let Ok(h) = self.write_latency_us.lock() {
+                let h = h.as_ref();
+                v.push(("write_batches".to_string(), h.map_or(0, |h| h.len())));
+                for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+                    v.push((format!("write_latency_{name}_us"), h.map_or(0, |h| h.value_at_quantile(q))));
+                }
+            }
+        }
+        v
+    }
 }

@@ -50,16 +50,15 @@ fn seed_pnrg_config() {
 }
 
 #[test]
-fn seed_sample_config_with_mysql_is_not_supported_yet() {
+fn seed_sample_config_with_mysql() {
     // The seed's "sample configuration" slide, verbatim apart from the networks file.
     let text = "daemonize: true\n\
 interface: eth0\n\
 plugins: memory[a], memory[b], mysql[c]\n\
 !\n\
 aggregate[a]: src_host\n";
-    let e = err(text);
-    assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{e:?}");
-    assert_eq!(e.to_string(), "/etc/x.conf:3: plugins: not supported yet in xacct (plugin type 'mysql')");
+    let c = parse(text).unwrap();
+    assert_eq!(c.plugin("c").unwrap().kind, PluginKind::Mysql);
 }
 
 #[test]
@@ -92,13 +91,12 @@ aggregate_filter[b]: dst net 10.0.0.0/16\n",
 }
 
 #[test]
-fn seed_sql_example_is_not_supported_yet() {
-    let e = err("interface: eth0\nplugins: pgsql[out], pgsql[in]\n");
-    assert_eq!(e.to_string(), "/etc/x.conf:2: plugins: not supported yet in xacct (plugin type 'pgsql')");
+fn sql_keys_belong_to_sql_plugins() {
     let e = err("plugins: memory[c]\naggregate[c]: sum_host\nsql_db[c]: pmacct\n");
-    assert_eq!(e.to_string(), "/etc/x.conf:3: sql_db[c]: not supported yet in xacct (pmacct key 'sql_db')");
-    let e = err("plugins: memory\nsql_history: 10m\n");
-    assert!(matches!(e, ConfigError::NotSupportedYet { .. }));
+    assert_eq!(e.to_string(), "/etc/x.conf:3: sql_db[c]: key does not apply to plugin 'c' of type memory");
+    // Unscoped SQL keys are checked even without an SQL plugin.
+    let e = err("plugins: memory\nsql_refresh_time: soon\n");
+    assert!(matches!(e, ConfigError::BadValue { .. }), "{e:?}");
 }
 
 #[test]
@@ -159,7 +157,7 @@ fn duplicate_and_unknown_plugins() {
     assert!(matches!(e, ConfigError::BadValue { .. }) && e.to_string().contains("unknown plugin type 'memry'"), "{e}");
     let e = err("plugins: memory[a], , print\n");
     assert!(matches!(e, ConfigError::BadValue { .. }), "{e}");
-    for t in ["nfprobe", "sfprobe", "tee", "sqlite3", "kafka", "amqp"] {
+    for t in ["nfprobe", "sfprobe", "tee", "kafka", "amqp"] {
         assert!(matches!(err(&format!("plugins: {t}[x]\n")), ConfigError::NotSupportedYet { .. }), "{t}");
     }
 }
@@ -269,8 +267,8 @@ fn pmacct_keys_for_later_issues() {
         "sfprobe_receiver",
         "tee_receivers",
         "maps_refresh",
-        "sql_table",
-        "sql_history_since_epoch",
+        "sql_aggressive_classification",
+        "sql_locking_style",
         "bgp_daemon",
         "syslog",
         "networks_mask",

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use xacct_core::aggregate::{Projector, Table};
-use xacct_core::config::PluginConfig;
+use xacct_core::config::{PluginConfig, PluginKind};
 use xacct_core::stats::{PluginStats, SourceStats};
 
 pub mod memory;
@@ -26,6 +26,9 @@ pub struct PluginContext {
     pub stats: Arc<PluginStats>,
     /// The daemon's sources, for status queries (`xacct -t`) and logs.
     pub sources: Vec<(String, Arc<SourceStats>)>,
+    /// Every plugin of the daemon (this one included): name, kind and counters, so that
+    /// `xacct -t` on a memory table also shows what the SQL plugins wrote.
+    pub peers: Vec<(String, PluginKind, Arc<PluginStats>)>,
     /// Receives (or disconnects) when the daemon stops: the plugin does a final harvest and
     /// flush, then returns.
     pub shutdown: crossbeam_channel::Receiver<()>,
@@ -40,4 +43,6 @@ pub enum PluginError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{plugin}: {what}")]
+    Failed { plugin: String, what: String },
 }

@@ -76,7 +76,7 @@ pub fn run_memory(mut ctx: PluginContext) -> Result<(), PluginError> {
     let mut server = Server {
         table: Table::with_words(ctx.projector.words()),
         projector: ctx.projector.clone(),
-        with_bin: ctx.config.print_history.is_some(),
+        with_bin: ctx.config.history().is_some(),
         last_clear: None,
     };
     let mut next_harvest = Instant::now() + HARVEST_EVERY;
@@ -198,7 +198,9 @@ impl Server {
                         entries.reserve(self.table.len() * imt::entry_size(words));
                         self.table.for_each(|k, c| {
                             if selected(k, c) {
-                                imt::encode_entry(&mut entries, k, c);
+                                // Tables round key widths up (7 words are stored in 8): the
+                                // client reads exactly the projector's width.
+                                imt::encode_entry(&mut entries, &k[..words.min(k.len())], c);
                                 n += 1;
                             }
                         });
@@ -210,7 +212,7 @@ impl Server {
                         self.table.for_each(|k, c| {
                             if selected(k, c) {
                                 picked.push((kind.of(c), keys.len(), *c));
-                                keys.extend_from_slice(k);
+                                keys.extend_from_slice(&k[..words.min(k.len())]);
                             }
                         });
                         picked.sort_by_key(|p| std::cmp::Reverse(p.0));
@@ -316,6 +318,15 @@ impl Server {
                         .map(|(k, v)| (k.to_string(), v))
                         .chain(s.exporter_counters())
                         .collect(),
+                })
+                .collect(),
+            plugins: ctx
+                .peers
+                .iter()
+                .map(|(name, kind, st)| imt::PluginStatus {
+                    name: name.clone(),
+                    kind: kind.name().to_string(),
+                    counters: st.counters(kind.is_sql()),
                 })
                 .collect(),
         }

@@ -59,12 +59,14 @@ fn writes_csv_file_each_refresh_and_flushes_at_shutdown() {
             print_output_separator: ";".into(),
             print_refresh_time: 1,
             print_history: None,
+            sql: None,
             origin: Origin::default(),
         },
         projector: proj.clone(),
         harvest: Box::new(FakeHarvest(pending.clone())),
         stats: stats.clone(),
         sources: vec![],
+        peers: vec![],
         shutdown,
     };
     add(&pending, &proj, [10, 0, 0, 1], 100);

@@ -68,12 +68,14 @@ fn pmacct_style_flags() {
             print_output_separator: ",".into(),
             print_refresh_time: 60,
             print_history: None,
+            sql: None,
             origin: Origin::default(),
         },
         projector: proj,
         harvest: Box::new(FakeHarvest(pending)),
         stats: Arc::new(PluginStats::default()),
         sources: vec![],
+        peers: vec![],
         shutdown,
     };
     let th = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));

@@ -340,6 +340,11 @@ pub fn run(config: Config) -> Result<()> {
     for o in &config.ignored {
         tracing::info!("{o}: accepted for compatibility; has no effect in xacct");
     }
+    // SQL plugins' settings (pre-processing, table layout, schema file) are checked before
+    // anything starts.
+    for p in config.plugins.iter().filter(|p| p.kind.is_sql()) {
+        xacct_sql::plugin::check(p).map_err(|e| anyhow::anyhow!(e))?;
+    }
     let _pidfile = match &config.global.pidfile {
         Some(p) => {
             std::fs::write(p, format!("{}\n", std::process::id()))
@@ -388,7 +393,7 @@ pub fn run(config: Config) -> Result<()> {
     let mut specs = Vec::new();
     let mut plugin_stats = Vec::new();
     for p in &config.plugins {
-        let projector = Projector::new(&p.aggregate, p.print_history.is_some());
+        let projector = Projector::new(&p.aggregate, p.history().is_some());
         let filter = match &p.aggregate_filter {
             Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
             None => None,
@@ -399,7 +404,7 @@ pub fn run(config: Config) -> Result<()> {
             name: p.name.clone(),
             projector,
             filter,
-            history: p.print_history,
+            history: p.history(),
             networks: p.networks_file.as_ref().and_then(|f| nets.get(f).cloned()),
             as_from_networks: g.as_from_networks_file,
             ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
@@ -447,6 +452,8 @@ pub fn run(config: Config) -> Result<()> {
     let mut plugins: Vec<(String, JoinHandle<Result<(), xacct_plugins::PluginError>>)> = Vec::new();
     let named_sources: Vec<(String, Arc<SourceStats>)> =
         source_names.iter().cloned().zip(source_stats.iter().cloned()).collect();
+    let peers: Vec<(String, PluginKind, Arc<PluginStats>)> =
+        config.plugins.iter().zip(&plugin_stats).map(|(p, s)| (p.name.clone(), p.kind, s.clone())).collect();
     for (i, p) in config.plugins.iter().enumerate() {
         let ctx = PluginContext {
             config: p.clone(),
@@ -454,6 +461,7 @@ pub fn run(config: Config) -> Result<()> {
             harvest: Box::new(ShardHarvest::new(i, specs[i].projector.words(), ctl_txs.clone())),
             stats: plugin_stats[i].clone(),
             sources: named_sources.clone(),
+            peers: peers.clone(),
             shutdown: shutdown_rx.clone(),
         };
         let kind = p.kind;
@@ -461,6 +469,7 @@ pub fn run(config: Config) -> Result<()> {
         let h = std::thread::Builder::new().name(name.clone()).spawn(move || match kind {
             PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
             PluginKind::Print => xacct_plugins::print::run_print(ctx),
+            PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
         })?;
         plugins.push((name, h));
     }
@@ -502,7 +511,7 @@ pub fn run(config: Config) -> Result<()> {
                 tracing::info!("signal {s}: flushing and shutting down");
                 break;
             }
-            Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &specs),
+            Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
                 tracing::info!("SIGUSR2: no reloadable maps configured")
             }
@@ -548,7 +557,7 @@ pub fn run(config: Config) -> Result<()> {
     for w in workers {
         let _ = w.join();
     }
-    log_stats(&named_sources, &specs);
+    log_stats(&named_sources, &peers);
     tracing::info!("shutdown complete");
     if let Some(e) = failed {
         bail!("capture failed: {e}");
@@ -556,7 +565,7 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
+fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginKind, Arc<PluginStats>)]) {
     for (name, s) in sources {
         tracing::info!(
             "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
@@ -589,14 +598,8 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], specs: &[PluginSpec]) {
             );
         }
     }
-    for p in specs {
-        tracing::info!(
-            "plugin {}: accounted {} filtered {} refreshes {} entries_written {}",
-            p.name,
-            p.stats.accounted.load(Relaxed),
-            p.stats.filtered.load(Relaxed),
-            p.stats.refreshes.load(Relaxed),
-            p.stats.entries_written.load(Relaxed),
-        );
+    for (name, kind, st) in plugins {
+        let counters: String = st.counters(kind.is_sql()).iter().map(|(k, v)| format!(" {k} {v}")).collect();
+        tracing::info!("plugin {name}/{}:{counters}", kind.name());
     }
 }

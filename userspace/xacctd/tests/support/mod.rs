@@ -4,6 +4,8 @@
 // Each test binary compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -102,6 +104,11 @@ impl Daemon {
     }
 
     fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The daemon's process id (for signals).
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
