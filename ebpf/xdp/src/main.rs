@@ -164,6 +164,7 @@ mod prog {
             key.src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
         }
         let mut etype = be16([eth[12], eth[13]]);
+        let ports_kept = keep & (KEEP_SRC_PORT | KEEP_DST_PORT) != 0;
         let mut off = 14usize;
         let mut needs_user = false;
         let mut depth = 0u8;
@@ -212,8 +213,8 @@ mod prog {
                 let frag = be16([h[6], h[7]]);
                 later_fragment = frag & 0x1fff != 0;
                 // Any fragment: userspace keeps the fragment table that gives later fragments
-                // their datagram's ports.
-                needs_user |= frag & 0x3fff != 0;
+                // their datagram's ports. Unless no port is kept: then the kernel counts it.
+                needs_user |= frag & 0x3fff != 0 && ports_kept;
                 l4 = off + hlen;
             }
             ETH_P_IPV6 => {
@@ -250,7 +251,7 @@ mod prog {
                             next = f[0];
                             let fo = be16([f[2], f[3]]);
                             later_fragment = fo >> 3 != 0;
-                            needs_user |= fo & 0xfff9 != 0;
+                            needs_user |= fo & 0xfff9 != 0 && ports_kept;
                             8
                         }
                         _ => {

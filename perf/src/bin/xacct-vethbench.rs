@@ -221,7 +221,10 @@ fn main() -> Result<()> {
             let log = dir.join(format!("{method}-{nflows}.log"));
             // Flow maps sized for the flows of one harvest interval, as ARCHITECTURE.md advises.
             let extra = if method == "xdp" {
-                format!("xdp_action: drop\nxdp_flow_entries: {}\n", a.xdp_flow_entries.unwrap_or((2 * nflows).max(65536)))
+                format!(
+                    "xdp_action: drop\nxdp_flow_entries: {}\n",
+                    a.xdp_flow_entries.unwrap_or((2 * nflows).max(65536))
+                )
             } else {
                 String::new()
             };

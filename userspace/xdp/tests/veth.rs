@@ -407,6 +407,45 @@ fn idle_entries_are_deleted_after_a_quiet_epoch() {
     in_namespace(idle_flows_leave_the_maps);
 }
 
+/// IP fragments go to userspace (where the fragment table gives later fragments their
+/// datagram's ports) only when a port is kept; without ports the kernel counts them itself.
+/// No AF_XDP socket here, so a fragment that must go up shows as `RedirectFailed`.
+fn fragments_stay_in_the_kernel_without_ports() {
+    let udp = build(&FrameSpec {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        vlans: vec![],
+        l3: L3::V4 { src: [198, 18, 9, 1], dst: [198, 18, 9, 2], tos: 0 },
+        l4: L4::Udp { sport: 5000, dport: 6000 },
+        payload: 200,
+    });
+    let (first, second) = xacct_perf::traffic::fragment_v4(&udp).expect("fragments");
+    let ip_len = |f: &[u8]| u64::from(u16::from_be_bytes([f[16], f[17]]));
+    let bytes = 3 * (ip_len(&first) + ip_len(&second));
+    for (key_fields, must_go_up) in
+        [(KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_PROTO, false), (KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_DST_PORT, true)]
+    {
+        let Some(mut p) = load(Options { key_fields, ..Options::default() }) else { return };
+        let mut tx = sender();
+        for _ in 0..3 {
+            tx.sendpacket(first.as_slice()).expect("inject");
+            tx.sendpacket(second.as_slice()).expect("inject");
+        }
+        let mut got: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
+        harvest_until(&mut p, &mut got, |t| total(t) >= 6);
+        assert_eq!((total(&got), got.values().map(|v| v.bytes).sum::<u64>()), (6, bytes), "{key_fields:#x}");
+        let c = p.counters().expect("counters");
+        let went_up = c.get(XdpCounter::RedirectFailed);
+        assert_eq!(went_up, if must_go_up { 6 } else { 0 }, "{key_fields:#x}: {c:?}");
+        drop(p);
+    }
+}
+
+#[test]
+fn fragments_are_counted_in_the_kernel_when_no_port_is_kept() {
+    in_namespace(fragments_stay_in_the_kernel_without_ports);
+}
+
 #[test]
 fn compact_key_flows_are_exact() {
     in_namespace(exact_flows_compact_key);
