@@ -15,11 +15,16 @@
 //!   the receive buffer was full;
 //! - per exporter ([`xacct_core::stats::ExporterStats`]): datagrams, records, malformed by
 //!   reason, unknown-template sets, sequence gaps forward/backward.
+//!
+//! NetFlow collectors may share a [`TemplatesFile`] (`nfacctd_templates_file`): each socket's
+//! cache starts from it, and hands it what changed at its housekeeping ticks and at stop.
 
 mod map;
 mod seq;
+pub mod templates_file;
 
 pub use map::{record_from_flow, record_from_sample};
+pub use templates_file::TemplatesFile;
 
 use nix::sys::socket::{
     self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage,
@@ -30,6 +35,7 @@ use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xacct_capture::{Batch, BatchSink, SourceEnd};
 use xacct_core::stats::SourceStats;
@@ -78,6 +84,12 @@ pub enum CollectError {
     Recv { addr: SocketAddr, source: nix::Error },
 }
 
+/// The bounds every NetFlow collector socket puts on its template cache (also what a templates
+/// file is checked against).
+pub fn template_limits() -> Limits {
+    Limits::default()
+}
+
 /// Datagrams read per recvmmsg call.
 const BATCH_DATAGRAMS: usize = 32;
 /// Largest UDP payload.
@@ -96,6 +108,10 @@ pub struct Collector {
     describe: String,
     decoder: Decoder,
     exporters: Exporters,
+    templates_file: Option<Arc<TemplatesFile>>,
+    /// Whether this socket shows the templates file's counters (one socket per file does, so
+    /// that totals over sources count them once).
+    report_templates_file: bool,
 }
 
 fn socket_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(nix::Error) -> CollectError {
@@ -145,9 +161,35 @@ impl Collector {
             fd,
             addr,
             describe,
-            decoder: Decoder::new(Limits::default()),
+            decoder: Decoder::new(template_limits()),
             exporters: Exporters::default(),
+            templates_file: None,
+            report_templates_file: false,
         })
+    }
+
+    /// Seeds this socket's template cache from `file` and keeps `file` up to date with what
+    /// changes here; `report` puts the file's counters in this socket's statistics.
+    pub fn use_templates_file(&mut self, file: Arc<TemplatesFile>, report: bool) {
+        // The file's contents were checked against these limits when it was loaded.
+        if let Err(e) = self.decoder.templates.restore(&file.domains()) {
+            tracing::error!("{}: templates from {}: {e}", self.describe, file.path().display());
+        }
+        self.templates_file = Some(file);
+        self.report_templates_file = report;
+    }
+
+    /// Hands changed templates to the templates file and writes it when due (or `now`).
+    fn save_templates(&mut self, now: bool) {
+        let Some(f) = &self.templates_file else { return };
+        if self.decoder.templates.has_changes() {
+            f.update(self.decoder.templates.take_changed());
+        }
+        if now {
+            f.write_now();
+        } else {
+            f.write_if_due(templates_file::WRITE_EVERY);
+        }
     }
 
     pub fn describe(&self) -> &str {
@@ -174,6 +216,7 @@ impl Collector {
         let mut overflow = 0u32;
         loop {
             if stop.load(Relaxed) {
+                self.save_templates(true);
                 self.publish(stats);
                 if !sink.send(batch) {
                     return Ok(SourceEnd::WorkersGone);
@@ -207,6 +250,7 @@ impl Collector {
                     if !sink.send(std::mem::replace(&mut batch, fresh)) {
                         return Ok(SourceEnd::WorkersGone);
                     }
+                    self.save_templates(false);
                     self.publish(stats);
                     last_publish = Instant::now();
                     continue;
@@ -229,6 +273,7 @@ impl Collector {
                 }
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
+                self.save_templates(false);
                 self.publish(stats);
                 last_publish = Instant::now();
             }
@@ -263,7 +308,10 @@ impl Collector {
     }
 
     fn publish(&self, stats: &SourceStats) {
-        let (rows, totals) = self.exporters.snapshot();
+        let (rows, mut totals) = self.exporters.snapshot();
+        if let (Some(f), true) = (&self.templates_file, self.report_templates_file) {
+            totals.extend(f.counters());
+        }
         if let Ok(mut v) = stats.exporters.lock() {
             *v = rows;
         }

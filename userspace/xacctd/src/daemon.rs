@@ -316,8 +316,18 @@ fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
     for (protocol, listen, recv_buffer, renormalize, time_new) in wanted {
         let Some((ip, port)) = listen else { continue };
         let cfg = CollectorConfig { protocol, ip, port, recv_buffer, renormalize, time_new };
-        for _ in 0..g.collector_threads.max(1) {
-            out.push(AnySource::Collect(Box::new(Collector::open(&cfg)?)));
+        let templates = match (&g.nfacctd_templates_file, protocol) {
+            (Some(path), Protocol::Netflow) => {
+                Some(Arc::new(xacct_collect::TemplatesFile::open(path, xacct_collect::template_limits())))
+            }
+            _ => None,
+        };
+        for i in 0..g.collector_threads.max(1) {
+            let mut c = Collector::open(&cfg)?;
+            if let Some(t) = &templates {
+                c.use_templates_file(t.clone(), i == 0);
+            }
+            out.push(AnySource::Collect(Box::new(c)));
         }
     }
     Ok(out)

@@ -9,11 +9,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use support::{all_zero_key, client, query_csv, query_stable, skip, table, Daemon, SUMMARY_CSV};
+use support::{all_zero_key, client, free_udp_port, query_csv, query_stable, skip, table, Daemon, SUMMARY_CSV};
 
 const PLUGINS: &[(&str, &str)] = &[("a", "src_host,dst_host,src_port,dst_port,proto"), ("b", "proto")];
 
@@ -49,10 +48,6 @@ fn wait_exit(child: &mut Child, what: &str, log: &Path, timeout: Duration, mut t
         tick();
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A collector config with one memory plugin per aggregate; `tag` names the sockets.

@@ -3,16 +3,11 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
 use support::*;
 use xacct_wire::netflow::{encode_v5, FlowRecord, MessageBuilder, NetflowHeader, TemplateField};
 use xacct_wire::sflow::{DatagramBuilder, FlowSampleSpec};
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
@@ -33,44 +28,12 @@ fn flow(src: &str, dst: &str, sport: u16, dport: u16, proto: u8, packets: u64, b
 
 const AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
 
-/// Starts xacctd with a memory plugin and `listen` lines; returns it with its socket path.
 fn start(dir: &Path, listen: &str) -> (Daemon, std::path::PathBuf) {
-    let conf = dir.join("x.conf");
-    let pipe = dir.join("x.pipe");
-    std::fs::write(
-        &conf,
-        format!("daemonize: false\n{listen}plugins: memory[a]\naggregate[a]: {AGG}\nimt_path[a]: {}\n", pipe.display()),
-    )
-    .expect("write conf");
-    let mut d = Daemon::start(&conf, &dir.join("x.log"));
-    d.wait_log("listening:", Duration::from_secs(20));
-    // The memory plugin's socket appears once its thread runs.
-    let t = Instant::now();
-    while !pipe.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "no {}", pipe.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (d, pipe)
-}
-
-/// Polls `xacct -t` until the counter `name` (first occurrence) reaches `want`.
-fn wait_counter(pipe: &Path, name: &str, want: u64) -> String {
-    let t = Instant::now();
-    loop {
-        let s = client(&xacct_bin(), pipe, &["-t"]);
-        if counter(&s, name).is_some_and(|n| n >= want) {
-            return s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "{name} never reached {want}:\n{s}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    start_collector(dir, "x", listen, AGG)
 }
 
 fn send(port: u16, dgrams: &[Vec<u8>]) {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("sender");
-    for d in dgrams {
-        s.send_to(d, ("127.0.0.1", port)).expect("send");
-    }
+    send_udp(port, dgrams)
 }
 
 const V4_FIELDS: [TemplateField; 7] = [
