@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xacct_capture::{Batch, BatchSink, SourceEnd};
-use xacct_core::stats::SourceStats;
+use xacct_core::stats::{ExporterStats, SourceStats};
 use xacct_core::Record;
 use xacct_wire::netflow::{Decoder, FlowRecord, FlowSink, Limits, NetflowHeader};
 use xacct_wire::LinkType;
@@ -102,12 +102,10 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
 /// A bound collector socket and its decoding state.
 pub struct Collector {
-    cfg: CollectorConfig,
     fd: OwnedFd,
     addr: SocketAddr,
     describe: String,
-    decoder: Decoder,
-    exporters: Exporters,
+    dec: DatagramDecoder,
     templates_file: Option<Arc<TemplatesFile>>,
     /// Whether this socket shows the templates file's counters (one socket per file does, so
     /// that totals over sources count them once).
@@ -157,12 +155,10 @@ impl Collector {
         let rcvbuf = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
         let describe = format!("{} collector udp {addr} (receive buffer {rcvbuf} bytes)", cfg.protocol.name());
         Ok(Collector {
-            cfg: cfg.clone(),
             fd,
             addr,
             describe,
-            decoder: Decoder::new(template_limits()),
-            exporters: Exporters::default(),
+            dec: DatagramDecoder::new(cfg),
             templates_file: None,
             report_templates_file: false,
         })
@@ -172,7 +168,7 @@ impl Collector {
     /// changes here; `report` puts the file's counters in this socket's statistics.
     pub fn use_templates_file(&mut self, file: Arc<TemplatesFile>, report: bool) {
         // The file's contents were checked against these limits when it was loaded.
-        if let Err(e) = self.decoder.templates.restore(&file.domains()) {
+        if let Err(e) = self.dec.decoder.templates.restore(&file.domains()) {
             tracing::error!("{}: templates from {}: {e}", self.describe, file.path().display());
         }
         self.templates_file = Some(file);
@@ -182,8 +178,8 @@ impl Collector {
     /// Hands changed templates to the templates file and writes it when due (or `now`).
     fn save_templates(&mut self, now: bool) {
         let Some(f) = &self.templates_file else { return };
-        if self.decoder.templates.has_changes() {
-            f.update(self.decoder.templates.take_changed());
+        if self.dec.decoder.templates.has_changes() {
+            f.update(self.dec.decoder.templates.take_changed());
         }
         if now {
             f.write_now();
@@ -209,7 +205,6 @@ impl Collector {
         stats: &SourceStats,
     ) -> Result<SourceEnd, CollectError> {
         let mut bufs: Vec<Vec<u8>> = (0..BATCH_DATAGRAMS).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH_DATAGRAMS, Some(nix::cmsg_space!(u32)));
         let mut got: Vec<(usize, Option<IpAddr>)> = Vec::with_capacity(BATCH_DATAGRAMS);
         let mut batch = sink.empty(LinkType::Ethernet, id);
         let mut last_publish = Instant::now();
@@ -225,6 +220,13 @@ impl Collector {
             }
             got.clear();
             let res = {
+                // Fresh headers for every call: the kernel overwrites each header's control and
+                // address lengths with what it wrote, and nix 0.29/0.30 do not restore them, so
+                // reused headers get no room for the SO_RXQ_OVFL message after the first
+                // datagram without one (nix-rust/nix PR #2813) and kernel drops would go
+                // unreported. Three small allocations per 32 datagrams.
+                let mut headers =
+                    MultiHeaders::<SockaddrStorage>::preallocate(BATCH_DATAGRAMS, Some(nix::cmsg_space!(u32)));
                 let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
                     bufs.iter_mut().map(|b| [IoSliceMut::new(b.as_mut_slice())]).collect();
                 socket::recvmmsg(self.fd.as_raw_fd(), &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
@@ -264,10 +266,7 @@ impl Collector {
                 let (Some(buf), Some(src)) = (bufs.get(i), src) else { continue };
                 let dgram = buf.get(..len).unwrap_or(&[]);
                 let mut out = Out { batch: &mut batch, sink, id, stats, gone: false };
-                match self.cfg.protocol {
-                    Protocol::Netflow => self.netflow(src, dgram, now, &mut out),
-                    Protocol::Sflow => self.sflow(src, dgram, now, &mut out),
-                }
+                self.dec.datagram(src, dgram, now, &mut |r| out.push(r));
                 if out.gone {
                     return Ok(SourceEnd::WorkersGone);
                 }
@@ -280,35 +279,8 @@ impl Collector {
         }
     }
 
-    fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, out: &mut Out<'_>) {
-        let mut fs = NfSink { out, cfg: &self.cfg, now, header: None, records: 0 };
-        let res = self.decoder.decode(src, dgram, &mut fs);
-        let (header, records) = (fs.header, fs.records);
-        match res {
-            Ok(st) => self.exporters.netflow_ok(src, &st, records),
-            Err(e) => self.exporters.netflow_err(src, header.as_ref(), records, e.reason()),
-        }
-    }
-
-    fn sflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, out: &mut Out<'_>) {
-        let mut records = 0u64;
-        let mut skipped = 0u64;
-        let renormalize = self.cfg.renormalize;
-        let res = xacct_wire::sflow::decode_datagram(dgram, |s| match record_from_sample(s, renormalize, now) {
-            Some(r) => {
-                records += 1;
-                out.push(r);
-            }
-            None => skipped += 1,
-        });
-        match res {
-            Ok((d, _counts)) => self.exporters.sflow_ok(&d, records, skipped),
-            Err(e) => self.exporters.sflow_err(src, records, skipped, e.name()),
-        }
-    }
-
     fn publish(&self, stats: &SourceStats) {
-        let (rows, mut totals) = self.exporters.snapshot();
+        let (rows, mut totals) = self.dec.exporters.snapshot();
         if let (Some(f), true) = (&self.templates_file, self.report_templates_file) {
             totals.extend(f.counters());
         }
@@ -317,6 +289,71 @@ impl Collector {
         }
         if let Ok(mut v) = stats.extra.lock() {
             *v = totals;
+        }
+    }
+}
+
+/// A collector without its socket: datagrams in, Records out, with the template cache and the
+/// per-exporter counters. The collector threads use it, and so does the perf harness that
+/// measures decoding and aggregation per core without the kernel's UDP path.
+pub struct DatagramDecoder {
+    protocol: Protocol,
+    renormalize: bool,
+    time_new: bool,
+    decoder: Decoder,
+    exporters: Exporters,
+}
+
+impl DatagramDecoder {
+    pub fn new(cfg: &CollectorConfig) -> DatagramDecoder {
+        DatagramDecoder {
+            protocol: cfg.protocol,
+            renormalize: cfg.renormalize,
+            time_new: cfg.time_new,
+            decoder: Decoder::new(template_limits()),
+            exporters: Exporters::default(),
+        }
+    }
+
+    /// Decodes one datagram from `src` received at `now` (unix seconds), handing each Record
+    /// to `emit` and counting it, or what was wrong with it, for its exporter.
+    pub fn datagram(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        match self.protocol {
+            Protocol::Netflow => self.netflow(src, dgram, now, emit),
+            Protocol::Sflow => self.sflow(src, dgram, now, emit),
+        }
+    }
+
+    /// Per-exporter counters and their totals, as the collector publishes them.
+    pub fn snapshot(&self) -> (Vec<ExporterStats>, Vec<(&'static str, u64)>) {
+        self.exporters.snapshot()
+    }
+
+    fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        let mut fs =
+            NfSink { emit, renormalize: self.renormalize, time_new: self.time_new, now, header: None, records: 0 };
+        let res = self.decoder.decode(src, dgram, &mut fs);
+        let (header, records) = (fs.header, fs.records);
+        match res {
+            Ok(st) => self.exporters.netflow_ok(src, &st, records),
+            Err(e) => self.exporters.netflow_err(src, header.as_ref(), records, e.reason()),
+        }
+    }
+
+    fn sflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        let mut records = 0u64;
+        let mut skipped = 0u64;
+        let renormalize = self.renormalize;
+        let res = xacct_wire::sflow::decode_datagram(dgram, |s| match record_from_sample(s, renormalize, now) {
+            Some(r) => {
+                records += 1;
+                emit(r);
+            }
+            None => skipped += 1,
+        });
+        match res {
+            Ok((d, _counts)) => self.exporters.sflow_ok(&d, records, skipped),
+            Err(e) => self.exporters.sflow_err(src, records, skipped, e.name()),
         }
     }
 }
@@ -352,9 +389,10 @@ impl Out<'_> {
     }
 }
 
-struct NfSink<'a, 'b> {
-    out: &'a mut Out<'b>,
-    cfg: &'a CollectorConfig,
+struct NfSink<'a, F> {
+    emit: &'a mut F,
+    renormalize: bool,
+    time_new: bool,
     now: i64,
     /// The last header records came with: names the exporter domain of a datagram that fails
     /// part-way.
@@ -362,11 +400,11 @@ struct NfSink<'a, 'b> {
     records: u64,
 }
 
-impl FlowSink for NfSink<'_, '_> {
+impl<F: FnMut(Record)> FlowSink for NfSink<'_, F> {
     fn record(&mut self, h: &NetflowHeader, r: &FlowRecord) {
         self.header = Some(*h);
         self.records += 1;
-        self.out.push(record_from_flow(h, r, self.cfg.renormalize, self.cfg.time_new, self.now));
+        (self.emit)(record_from_flow(h, r, self.renormalize, self.time_new, self.now));
     }
 }
 

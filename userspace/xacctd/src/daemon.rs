@@ -284,6 +284,15 @@ impl AnySource {
         matches!(self, AnySource::Capture(s) if s.is_file())
     }
 
+    /// Whether the source waits for the workers when their queues are full. Files do (reading
+    /// slower loses nothing). So do collectors: their socket buffer is the queue then, and
+    /// what overflows it is dropped by the kernel and counted (SO_RXQ_OVFL), whereas dropping
+    /// decoded batches would waste the decoding and lose a burst the buffer could have held.
+    /// Live capture drops and counts instead, to keep the kernel's ring draining.
+    fn waits_for_workers(&self) -> bool {
+        self.is_file() || matches!(self, AnySource::Collect(_))
+    }
+
     fn run(
         &mut self,
         id: usize,
@@ -475,7 +484,7 @@ pub fn run(config: Config) -> Result<()> {
     let mut source_threads = Vec::new();
     let file_mode = sources.iter().all(|s| s.is_file());
     for (id, mut src) in sources.into_iter().enumerate() {
-        let mode = if src.is_file() { SinkMode::Block } else { SinkMode::DropAndCount };
+        let mode = if src.waits_for_workers() { SinkMode::Block } else { SinkMode::DropAndCount };
         let stats = source_stats[id].clone();
         let mut sink = BatchSink::new(data_txs.clone(), recycle_rx.clone(), mode, stats.clone());
         let stop = stop.clone();

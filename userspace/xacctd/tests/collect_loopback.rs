@@ -188,3 +188,45 @@ fn sflow_v5_accounted_exactly_and_renormalised() {
     assert_eq!(counter(&status, "malformed_datagrams"), Some(1), "{status}");
     d.terminate();
 }
+
+/// The smallest receive buffer and a burst far faster than a thread wakes up: the kernel drops
+/// datagrams at the socket, and xacctd must report exactly as many (SO_RXQ_OVFL) as the kernel
+/// counted for the socket, so that every datagram sent is either received or counted dropped.
+#[test]
+fn kernel_socket_drops_are_counted_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_udp_port();
+    let (d, pipe) = start(dir.path(), &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_pipe_size: 1\n"));
+    let h = NetflowHeader { version: 5, unix_secs: 1_700_000_000, ..NetflowHeader::default() };
+    let recs: Vec<FlowRecord> = (0..30).map(|i| flow("10.0.0.1", "10.0.0.2", 1000 + i, 80, 6, 1, 100)).collect();
+    let dgram = encode_v5(&h, &recs);
+    let sent = 5_000u64;
+    send(port, &vec![dgram.clone(); sent as usize]);
+    // SO_RXQ_OVFL arrives with the next datagram the socket queues: one more, after a pause.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    send(port, &[dgram]);
+    let total = sent + 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (received, dropped) = loop {
+        let s = client(&xacct_bin(), &pipe, &["-t"]);
+        let (r, k) = (counter(&s, "datagrams").unwrap_or(0), counter(&s, "kernel dropped").unwrap_or(0));
+        if r + k >= total || std::time::Instant::now() > deadline {
+            break (r, k);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The kernel's own count for the socket (/proc/net/udp, last column).
+    let hex_port = format!(":{port:04X} ");
+    let udp = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let kernel: u64 = udp
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(hex_port.trim_end())))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert!(dropped > 0, "a 1-byte receive buffer and {sent} datagrams in a burst must overflow");
+    assert_eq!((received + dropped, dropped), (total, kernel), "received {received} dropped {dropped}");
+    let csv = query_csv(&pipe);
+    let packets: u64 = sorted_rows(&csv).iter().filter_map(|r| r.rsplit(',').nth(1)?.parse::<u64>().ok()).sum();
+    assert_eq!(packets, received * 30, "{csv}");
+    d.terminate();
+}
