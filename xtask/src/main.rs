@@ -5,7 +5,9 @@
 //! - `demo`:  setup, release build, then runs xacctd end to end on an embedded default config
 //!   (two memory tables and a print plugin over a generated pcap) and queries it.
 //! - `ci`:    setup, then builds and runs the whole test suite.
-//! - `perf`:  runs perf/capacity.sh.
+//! - `perf`:  runs perf/capacity.sh (packet pipeline beside pmacctd) and
+//!   perf/collect_capacity.sh (NetFlow/IPFIX/sFlow collectors beside nfacctd/sfacctd);
+//!   `perf packets` or `perf collect` runs one of them.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -179,13 +181,26 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
+fn perf(which: Option<&str>) -> Result<()> {
+    let scripts: &[&str] = match which {
+        None => &["capacity.sh", "collect_capacity.sh"],
+        Some("packets") => &["capacity.sh"],
+        Some("collect") => &["collect_capacity.sh"],
+        Some(w) => bail!("cargo xtask perf [packets|collect]: unknown '{w}'"),
+    };
+    for s in scripts {
+        run(Command::new("bash").arg(root().join("perf").join(s)))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cmd = std::env::args().nth(1).unwrap_or_default();
     match cmd.as_str() {
         "setup" => setup(),
         "demo" => demo(),
         "ci" => ci(),
-        "perf" => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
-        _ => bail!("usage: cargo xtask <setup|demo|ci|perf>"),
+        "perf" => perf(std::env::args().nth(2).as_deref()),
+        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [packets|collect]>"),
     }
 }

@@ -116,11 +116,19 @@ fn count(pcap: &Path) -> Result<Counted> {
         records.push(r);
         packets.push(p);
     }
-    let (_, totals) = dec.snapshot();
-    for (k, v) in totals {
-        if v > 0 && matches!(k, "malformed_datagrams" | "unknown_template_sets") {
-            eprintln!("{}: {v} {k} (decoded as a collector would)", pcap.display());
+    // What a collector would not account, by reason (sFlow samples of non-IP or QinQ frames
+    // are among them: `sample_not_accounted`).
+    let (rows, totals) = dec.snapshot();
+    let mut why: Vec<(&str, u64)> = Vec::new();
+    for (reason, n) in rows.iter().flat_map(|r| r.malformed.iter()) {
+        match why.iter_mut().find(|(w, _)| w == reason) {
+            Some((_, m)) => *m += n,
+            None => why.push((reason, *n)),
         }
+    }
+    why.extend(totals.into_iter().filter(|(k, v)| *v > 0 && *k == "unknown_template_sets"));
+    if !why.is_empty() {
+        eprintln!("{}: not accounted by a collector: {why:?}", pcap.display());
     }
     Ok(Counted { dgrams, records, packets, protocol })
 }
