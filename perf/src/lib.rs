@@ -2,4 +2,5 @@
 //! written to pcap files with libpcap itself (so any pcap reader, pmacctd included, reads them).
 
 pub mod afxdp_tx;
+pub mod flowgen;
 pub mod traffic;

@@ -6,7 +6,10 @@
 //!   (two memory tables, a print plugin and an SQLite table over a generated pcap) and queries
 //!   them.
 //! - `ci`:    setup, then builds and runs the whole test suite.
-//! - `perf`:  runs perf/capacity.sh (`perf pipeline`) and perf/sql_capacity.sh (`perf sql`).
+//! - `perf`:  runs perf/capacity.sh (packet pipeline beside pmacctd), perf/collect_capacity.sh
+//!   (NetFlow/IPFIX/sFlow collectors beside nfacctd/sfacctd), perf/sql_capacity.sh (SQL writes
+//!   beside pmacct's SQL plugins) and perf/veth_capacity.sh (live capture methods, root);
+//!   `perf packets|collect|sql|veth` runs one of them.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -193,21 +196,29 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
+fn perf(which: Option<&str>) -> Result<()> {
+    let scripts: &[&str] = match which {
+        None => &["capacity.sh", "collect_capacity.sh", "sql_capacity.sh", "veth_capacity.sh"],
+        // `pipeline` was this suite's name before.
+        Some("packets" | "pipeline") => &["capacity.sh"],
+        Some("collect") => &["collect_capacity.sh"],
+        Some("sql") => &["sql_capacity.sh"],
+        Some("veth") => &["veth_capacity.sh"],
+        Some(w) => bail!("cargo xtask perf [packets|collect|sql|veth]: unknown '{w}'"),
+    };
+    for s in scripts {
+        run(Command::new("bash").arg(root().join("perf").join(s)))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cmd = std::env::args().nth(1).unwrap_or_default();
     match cmd.as_str() {
         "setup" => setup(),
         "demo" => demo(),
         "ci" => ci(),
-        "perf" => match std::env::args().nth(2).as_deref() {
-            Some("sql") => run(Command::new("bash").arg(root().join("perf/sql_capacity.sh"))),
-            Some("pipeline") => run(Command::new("bash").arg(root().join("perf/capacity.sh"))),
-            None => {
-                run(Command::new("bash").arg(root().join("perf/capacity.sh")))?;
-                run(Command::new("bash").arg(root().join("perf/sql_capacity.sh")))
-            }
-            Some(other) => bail!("unknown perf suite '{other}' (pipeline|sql)"),
-        },
-        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [pipeline|sql]>"),
+        "perf" => perf(std::env::args().nth(2).as_deref()),
+        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [packets|collect|sql|veth]>"),
     }
 }

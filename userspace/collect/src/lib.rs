@@ -15,11 +15,16 @@
 //!   the receive buffer was full;
 //! - per exporter ([`xacct_core::stats::ExporterStats`]): datagrams, records, malformed by
 //!   reason, unknown-template sets, sequence gaps forward/backward.
+//!
+//! NetFlow collectors may share a [`TemplatesFile`] (`nfacctd_templates_file`): each socket's
+//! cache starts from it, and hands it what changed at its housekeeping ticks and at stop.
 
 mod map;
 mod seq;
+pub mod templates_file;
 
 pub use map::{record_from_flow, record_from_sample};
+pub use templates_file::TemplatesFile;
 
 use nix::sys::socket::{
     self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage,
@@ -30,9 +35,10 @@ use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xacct_capture::{Batch, BatchSink, SourceEnd};
-use xacct_core::stats::SourceStats;
+use xacct_core::stats::{ExporterStats, SourceStats};
 use xacct_core::Record;
 use xacct_wire::netflow::{Decoder, FlowRecord, FlowSink, Limits, NetflowHeader};
 use xacct_wire::LinkType;
@@ -78,8 +84,16 @@ pub enum CollectError {
     Recv { addr: SocketAddr, source: nix::Error },
 }
 
+/// The bounds every NetFlow collector socket puts on its template cache (also what a templates
+/// file is checked against).
+pub fn template_limits() -> Limits {
+    Limits::default()
+}
+
 /// Datagrams read per recvmmsg call.
 const BATCH_DATAGRAMS: usize = 32;
+/// Pause after a read that drained the socket (see `Collector::run`).
+const COALESCE: Duration = Duration::from_micros(500);
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 /// How long a receive may block before the loop flushes a partial batch, publishes counters
@@ -90,12 +104,14 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
 /// A bound collector socket and its decoding state.
 pub struct Collector {
-    cfg: CollectorConfig,
     fd: OwnedFd,
     addr: SocketAddr,
     describe: String,
-    decoder: Decoder,
-    exporters: Exporters,
+    dec: DatagramDecoder,
+    templates_file: Option<Arc<TemplatesFile>>,
+    /// Whether this socket shows the templates file's counters (one socket per file does, so
+    /// that totals over sources count them once).
+    report_templates_file: bool,
 }
 
 fn socket_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(nix::Error) -> CollectError {
@@ -141,13 +157,37 @@ impl Collector {
         let rcvbuf = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
         let describe = format!("{} collector udp {addr} (receive buffer {rcvbuf} bytes)", cfg.protocol.name());
         Ok(Collector {
-            cfg: cfg.clone(),
             fd,
             addr,
             describe,
-            decoder: Decoder::new(Limits::default()),
-            exporters: Exporters::default(),
+            dec: DatagramDecoder::new(cfg),
+            templates_file: None,
+            report_templates_file: false,
         })
+    }
+
+    /// Seeds this socket's template cache from `file` and keeps `file` up to date with what
+    /// changes here; `report` puts the file's counters in this socket's statistics.
+    pub fn use_templates_file(&mut self, file: Arc<TemplatesFile>, report: bool) {
+        // The file's contents were checked against these limits when it was loaded.
+        if let Err(e) = self.dec.decoder.templates.restore(&file.domains()) {
+            tracing::error!("{}: templates from {}: {e}", self.describe, file.path().display());
+        }
+        self.templates_file = Some(file);
+        self.report_templates_file = report;
+    }
+
+    /// Hands changed templates to the templates file and writes it when due (or `now`).
+    fn save_templates(&mut self, now: bool) {
+        let Some(f) = &self.templates_file else { return };
+        if self.dec.decoder.templates.has_changes() {
+            f.update(self.dec.decoder.templates.take_changed());
+        }
+        if now {
+            f.write_now();
+        } else {
+            f.write_if_due(templates_file::WRITE_EVERY);
+        }
     }
 
     pub fn describe(&self) -> &str {
@@ -167,21 +207,28 @@ impl Collector {
         stats: &SourceStats,
     ) -> Result<SourceEnd, CollectError> {
         let mut bufs: Vec<Vec<u8>> = (0..BATCH_DATAGRAMS).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH_DATAGRAMS, Some(nix::cmsg_space!(u32)));
         let mut got: Vec<(usize, Option<IpAddr>)> = Vec::with_capacity(BATCH_DATAGRAMS);
         let mut batch = sink.empty(LinkType::Ethernet, id);
         let mut last_publish = Instant::now();
         let mut overflow = 0u32;
         loop {
             if stop.load(Relaxed) {
+                self.save_templates(true);
                 self.publish(stats);
-                if !sink.send(batch) {
+                if !hand_on(&mut batch, sink, id, stats) {
                     return Ok(SourceEnd::WorkersGone);
                 }
                 return Ok(SourceEnd::Stopped);
             }
             got.clear();
             let res = {
+                // Fresh headers for every call: the kernel overwrites each header's control and
+                // address lengths with what it wrote, and nix 0.29/0.30 do not restore them, so
+                // reused headers get no room for the SO_RXQ_OVFL message after the first
+                // datagram without one (nix-rust/nix PR #2813) and kernel drops would go
+                // unreported. Three small allocations per 32 datagrams.
+                let mut headers =
+                    MultiHeaders::<SockaddrStorage>::preallocate(BATCH_DATAGRAMS, Some(nix::cmsg_space!(u32)));
                 let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
                     bufs.iter_mut().map(|b| [IoSliceMut::new(b.as_mut_slice())]).collect();
                 socket::recvmmsg(self.fd.as_raw_fd(), &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
@@ -203,10 +250,10 @@ impl Collector {
                 Ok(()) => {}
                 Err(nix::Error::EAGAIN | nix::Error::EINTR) => {
                     // Idle: hand on what we have so records do not wait for a full batch.
-                    let fresh = sink.empty(LinkType::Ethernet, id);
-                    if !sink.send(std::mem::replace(&mut batch, fresh)) {
+                    if !hand_on(&mut batch, sink, id, stats) {
                         return Ok(SourceEnd::WorkersGone);
                     }
+                    self.save_templates(false);
                     self.publish(stats);
                     last_publish = Instant::now();
                     continue;
@@ -220,23 +267,81 @@ impl Collector {
                 let (Some(buf), Some(src)) = (bufs.get(i), src) else { continue };
                 let dgram = buf.get(..len).unwrap_or(&[]);
                 let mut out = Out { batch: &mut batch, sink, id, stats, gone: false };
-                match self.cfg.protocol {
-                    Protocol::Netflow => self.netflow(src, dgram, now, &mut out),
-                    Protocol::Sflow => self.sflow(src, dgram, now, &mut out),
-                }
+                self.dec.datagram(src, dgram, now, &mut |r| out.push(r));
                 if out.gone {
                     return Ok(SourceEnd::WorkersGone);
                 }
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
+                self.save_templates(false);
                 self.publish(stats);
                 last_publish = Instant::now();
+            }
+            if got.len() < BATCH_DATAGRAMS / 2 {
+                // The socket is drained. Reading again at once would sleep in the kernel and
+                // be woken for every datagram (two context switches each, and on a shared core
+                // each one preempts the worker): measured, that was most of the CPU per
+                // record at a few hundred thousand records/s. Letting datagrams gather for a
+                // moment instead reads them a batch per wake-up; the socket buffer holds far
+                // more than arrives meanwhile.
+                std::thread::sleep(COALESCE);
             }
         }
     }
 
-    fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, out: &mut Out<'_>) {
-        let mut fs = NfSink { out, cfg: &self.cfg, now, header: None, records: 0 };
+    fn publish(&self, stats: &SourceStats) {
+        let (rows, mut totals) = self.dec.exporters.snapshot();
+        if let (Some(f), true) = (&self.templates_file, self.report_templates_file) {
+            totals.extend(f.counters());
+        }
+        if let Ok(mut v) = stats.exporters.lock() {
+            *v = rows;
+        }
+        if let Ok(mut v) = stats.extra.lock() {
+            *v = totals;
+        }
+    }
+}
+
+/// A collector without its socket: datagrams in, Records out, with the template cache and the
+/// per-exporter counters. The collector threads use it, and so does the perf harness that
+/// measures decoding and aggregation per core without the kernel's UDP path.
+pub struct DatagramDecoder {
+    protocol: Protocol,
+    renormalize: bool,
+    time_new: bool,
+    decoder: Decoder,
+    exporters: Exporters,
+}
+
+impl DatagramDecoder {
+    pub fn new(cfg: &CollectorConfig) -> DatagramDecoder {
+        DatagramDecoder {
+            protocol: cfg.protocol,
+            renormalize: cfg.renormalize,
+            time_new: cfg.time_new,
+            decoder: Decoder::new(template_limits()),
+            exporters: Exporters::default(),
+        }
+    }
+
+    /// Decodes one datagram from `src` received at `now` (unix seconds), handing each Record
+    /// to `emit` and counting it, or what was wrong with it, for its exporter.
+    pub fn datagram(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        match self.protocol {
+            Protocol::Netflow => self.netflow(src, dgram, now, emit),
+            Protocol::Sflow => self.sflow(src, dgram, now, emit),
+        }
+    }
+
+    /// Per-exporter counters and their totals, as the collector publishes them.
+    pub fn snapshot(&self) -> (Vec<ExporterStats>, Vec<(&'static str, u64)>) {
+        self.exporters.snapshot()
+    }
+
+    fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        let mut fs =
+            NfSink { emit, renormalize: self.renormalize, time_new: self.time_new, now, header: None, records: 0 };
         let res = self.decoder.decode(src, dgram, &mut fs);
         let (header, records) = (fs.header, fs.records);
         match res {
@@ -245,30 +350,20 @@ impl Collector {
         }
     }
 
-    fn sflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, out: &mut Out<'_>) {
+    fn sflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
         let mut records = 0u64;
         let mut skipped = 0u64;
-        let renormalize = self.cfg.renormalize;
+        let renormalize = self.renormalize;
         let res = xacct_wire::sflow::decode_datagram(dgram, |s| match record_from_sample(s, renormalize, now) {
             Some(r) => {
                 records += 1;
-                out.push(r);
+                emit(r);
             }
             None => skipped += 1,
         });
         match res {
             Ok((d, _counts)) => self.exporters.sflow_ok(&d, records, skipped),
             Err(e) => self.exporters.sflow_err(src, records, skipped, e.name()),
-        }
-    }
-
-    fn publish(&self, stats: &SourceStats) {
-        let (rows, totals) = self.exporters.snapshot();
-        if let Ok(mut v) = stats.exporters.lock() {
-            *v = rows;
-        }
-        if let Ok(mut v) = stats.extra.lock() {
-            *v = totals;
         }
     }
 }
@@ -294,19 +389,25 @@ struct Out<'a> {
 impl Out<'_> {
     fn push(&mut self, r: Record) {
         self.batch.records.push(r);
-        self.stats.received.fetch_add(1, Relaxed);
-        if self.batch.is_full() {
-            let fresh = self.sink.empty(LinkType::Ethernet, self.id);
-            if !self.sink.send(std::mem::replace(self.batch, fresh)) {
-                self.gone = true;
-            }
+        if self.batch.is_full() && !hand_on(self.batch, self.sink, self.id, self.stats) {
+            self.gone = true;
         }
     }
 }
 
-struct NfSink<'a, 'b> {
-    out: &'a mut Out<'b>,
-    cfg: &'a CollectorConfig,
+/// Sends `batch` to the workers (leaving an empty one in its place), counting its records as
+/// received first: once per batch, not per record, because the workers' `processed` counter
+/// shares the cache line.
+fn hand_on(batch: &mut Batch, sink: &mut BatchSink, id: usize, stats: &SourceStats) -> bool {
+    stats.received.fetch_add(batch.records.len() as u64, Relaxed);
+    let fresh = sink.empty(LinkType::Ethernet, id);
+    sink.send(std::mem::replace(batch, fresh))
+}
+
+struct NfSink<'a, F> {
+    emit: &'a mut F,
+    renormalize: bool,
+    time_new: bool,
     now: i64,
     /// The last header records came with: names the exporter domain of a datagram that fails
     /// part-way.
@@ -314,11 +415,11 @@ struct NfSink<'a, 'b> {
     records: u64,
 }
 
-impl FlowSink for NfSink<'_, '_> {
+impl<F: FnMut(Record)> FlowSink for NfSink<'_, F> {
     fn record(&mut self, h: &NetflowHeader, r: &FlowRecord) {
         self.header = Some(*h);
         self.records += 1;
-        self.out.push(record_from_flow(h, r, self.cfg.renormalize, self.cfg.time_new, self.now));
+        (self.emit)(record_from_flow(h, r, self.renormalize, self.time_new, self.now));
     }
 }
 

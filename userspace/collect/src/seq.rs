@@ -1,7 +1,6 @@
 //! Per-exporter counters and sequence tracking for one collector socket.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use xacct_core::stats::ExporterStats;
 use xacct_wire::netflow::{DatagramStats, NetflowHeader, VERSION_IPFIX};
 use xacct_wire::sflow::SflowDatagram;
@@ -55,10 +54,17 @@ impl Exporter {
     }
 }
 
+/// Exporter domains one socket keeps apart. Anyone can send a datagram with a spoofed source
+/// address or domain id, so beyond this many the rest share one row (exporter `::`, domain
+/// 4294967295) instead of growing the map without bound.
+pub(crate) const MAX_EXPORTERS: usize = 4096;
+
 /// The exporter domains one socket has heard from.
 #[derive(Debug, Default)]
 pub(crate) struct Exporters {
-    map: HashMap<(&'static str, IpAddr, u32), Exporter>,
+    // foldhash: looked up for every datagram (SipHash showed in perf); bounded, and seeded per
+    // process.
+    map: foldhash::HashMap<(&'static str, IpAddr, u32), Exporter>,
 }
 
 /// The domain a NetFlow header names: v9 source id / IPFIX observation domain; for v5–v8, whose
@@ -72,7 +78,12 @@ fn nf_domain(h: &NetflowHeader) -> u32 {
 
 impl Exporters {
     fn get(&mut self, protocol: &'static str, ip: IpAddr, domain: u32) -> &mut Exporter {
-        self.map.entry((protocol, ip, domain)).or_insert_with(|| Exporter::new(protocol, ip, domain))
+        let key = if self.map.len() >= MAX_EXPORTERS && !self.map.contains_key(&(protocol, ip, domain)) {
+            (protocol, IpAddr::V6(Ipv6Addr::UNSPECIFIED), u32::MAX)
+        } else {
+            (protocol, ip, domain)
+        };
+        self.map.entry(key).or_insert_with(|| Exporter::new(key.0, key.1, key.2))
     }
 
     pub(crate) fn netflow_ok(&mut self, src: IpAddr, st: &DatagramStats, records: u64) {
@@ -150,6 +161,24 @@ impl Exporters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spoofed_exporters_share_one_row_beyond_the_bound() {
+        let mut e = Exporters::default();
+        let st = |seq| DatagramStats {
+            header: NetflowHeader { version: 5, sequence: seq, count: 1, ..NetflowHeader::default() },
+            records: 1,
+            ..DatagramStats::default()
+        };
+        for i in 0..(MAX_EXPORTERS as u32 + 100) {
+            e.netflow_ok(IpAddr::from(i.to_be_bytes()), &st(0), 1);
+        }
+        let (rows, totals) = e.snapshot();
+        assert_eq!(rows.len(), MAX_EXPORTERS + 1);
+        let overflow = rows.iter().find(|r| r.domain == u32::MAX).expect("overflow row");
+        assert_eq!((overflow.exporter, overflow.datagrams), (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 100));
+        assert_eq!(totals.iter().find(|(k, _)| *k == "datagrams").map(|t| t.1), Some(MAX_EXPORTERS as u64 + 100));
+    }
 
     #[test]
     fn gaps_forward_backward_and_wrap() {

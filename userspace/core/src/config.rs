@@ -211,6 +211,9 @@ pub struct GlobalConfig {
     pub sfacctd_time_new: bool,
     /// `collector_threads` (new key): SO_REUSEPORT sockets, one thread each, per collector.
     pub collector_threads: usize,
+    /// `nfacctd_templates_file`: v9/IPFIX templates kept across restarts (a JSON format of
+    /// xacct's own, see xacct-collect's `templates_file`).
+    pub nfacctd_templates_file: Option<PathBuf>,
 }
 
 impl GlobalConfig {
@@ -271,6 +274,7 @@ impl Default for GlobalConfig {
             nfacctd_time_new: false,
             sfacctd_time_new: false,
             collector_threads: 1,
+            nfacctd_templates_file: None,
         }
     }
 }
@@ -346,6 +350,7 @@ fn implemented(key: &str) -> Option<Applies> {
         | "sfacctd_renormalize"
         | "nfacctd_time_new"
         | "sfacctd_time_new"
+        | "nfacctd_templates_file"
         | "collector_threads" => Global,
         "aggregate" | "aggregate_filter" | "networks_file" | "ports_file" => AnyPlugin,
         "imt_path" => Only(PluginKind::Memory),
@@ -729,6 +734,7 @@ fn apply_global(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> 
         "nfacctd_time_new" => g.nfacctd_time_new = parse_bool(d)?,
         "sfacctd_time_new" => g.sfacctd_time_new = parse_bool(d)?,
         "collector_threads" => g.collector_threads = parse_count(d, 1024usize)?,
+        "nfacctd_templates_file" => g.nfacctd_templates_file = Some(PathBuf::from(&d.value)),
         "pmacctd_flow_lifetime" => g.flow_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_flow_tcp_lifetime" => g.flow_tcp_lifetime = parse_count(d, u32::MAX as u64)?,
         "pmacctd_net" | "pmacctd_as" => {

@@ -54,6 +54,7 @@ fn buffers_renormalize_time_new_threads() {
     assert!(g.nfacctd_renormalize && g.sfacctd_renormalize);
     assert!(g.nfacctd_time_new && !g.sfacctd_time_new);
     assert_eq!(g.collector_threads, 4);
+    assert_eq!(g.nfacctd_templates_file, None);
     // pmacctd's own key still means the packet path only.
     assert!(!g.renormalize);
 }
@@ -81,5 +82,11 @@ fn collector_keys_are_global_only() {
 
 #[test]
 fn other_collector_keys_are_still_later() {
-    assert!(matches!(parse("nfacctd_templates_file: /tmp/t\n"), Err(ConfigError::NotSupportedYet { .. })));
+    assert!(matches!(parse("sfacctd_counter_file: /tmp/t\n"), Err(ConfigError::NotSupportedYet { .. })));
+}
+
+#[test]
+fn templates_file() {
+    let c = parse("nfacctd_port: 2100\nnfacctd_templates_file: /var/lib/xacct/templates.json\n").unwrap();
+    assert_eq!(c.global.nfacctd_templates_file.as_deref(), Some(std::path::Path::new("/var/lib/xacct/templates.json")));
 }

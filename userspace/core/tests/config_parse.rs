@@ -261,7 +261,6 @@ fn pmacct_keys_for_later_issues() {
         "pre_tag_filter",
         "pre_tag2_filter",
         "classifiers",
-        "nfacctd_templates_file",
         "sfacctd_counter_file",
         "nfprobe_receiver",
         "sfprobe_receiver",

@@ -395,3 +395,105 @@ fn varlen_only_template_terminates() {
     let (st, s) = decode(&mut Decoder::default(), &ipfix(1, 1, &[t, d]));
     assert_eq!((st.unwrap().records, s.recs.len()), (64, 64));
 }
+
+/// What a restarted collector needs: templates (data and options, v9 and IPFIX, enterprise and
+/// variable-length fields) and announced sampling come back from `export` into a new decoder,
+/// which then decodes data sets without seeing a template again.
+#[test]
+fn exported_state_restores_into_a_fresh_decoder() {
+    use xacct_wire::netflow::DomainState;
+    let fields = [f(8, 4), f(12, 4), f(48, 1), f(1, 4), f(2, 4)];
+    let rec = FlowRecord { sampler_id: 5, bytes: 100, packets: 2, ..FlowRecord::default() };
+    let mut dec = Decoder::default();
+    let mut m = MessageBuilder::v9(&hdr(1));
+    m.options_template(257, &[f(1, 4)], &[f(48, 1), f(49, 1), f(50, 4)]);
+    m.data_raw(257, 1, &[0, 0, 0, 0, 5, 2, 0, 0, 3, 0xe8], 2);
+    m.template(258, &fields);
+    decode(&mut dec, &m.finish()).0.unwrap();
+    let ent = [f(8, 4), TemplateField { ie: 7, len: 0xffff, enterprise: Some(12345) }, f(2, 4)];
+    let mut m = MessageBuilder::ipfix(&NetflowHeader { source_id: 9, ..hdr(1) });
+    m.template(256, &ent);
+    decode(&mut dec, &m.finish()).0.unwrap();
+
+    let saved: Vec<DomainState> = dec.templates.export();
+    assert_eq!(saved.len(), 2);
+    assert_eq!((saved[0].version, saved[0].source_id, saved[0].templates.len()), (9, 42, 2));
+    assert_eq!((saved[0].templates[0].id, saved[0].templates[0].options, saved[0].templates[0].scope), (257, true, 1));
+    assert_eq!(saved[0].sampling.len(), 1);
+    assert_eq!(saved[1].templates[0].fields, ent.to_vec());
+
+    let mut fresh = Decoder::default();
+    assert_eq!(fresh.templates.restore(&saved), Ok(3));
+    assert!(!fresh.templates.has_changes(), "a restore is not a change to write back");
+    assert_eq!(fresh.templates.export(), saved);
+    let mut m = MessageBuilder::v9(&hdr(2));
+    m.data(258, &fields, &[rec]);
+    let (st, s) = decode(&mut fresh, &m.finish());
+    assert_eq!((st.unwrap().unknown_template_sets, s.recs.len()), (0, 1));
+    // The v9 options scope stayed a scope field, and sampler 5's interval was restored.
+    assert_eq!((s.recs[0].1.packets, s.recs[0].1.sampling_interval), (2, 1000));
+    let mut m = MessageBuilder::ipfix(&NetflowHeader { source_id: 9, ..hdr(2) });
+    m.data_raw(256, 1, &[10, 0, 0, 1, 2, b'x', b'y', 0, 0, 0, 7], 0);
+    let (st, s) = decode(&mut fresh, &m.finish());
+    assert_eq!((st.unwrap().records, s.recs[0].1.packets), (1, 7));
+}
+
+#[test]
+fn only_real_template_changes_are_reported() {
+    let fields = [f(8, 4), f(2, 4)];
+    let mut dec = Decoder::default();
+    let mut m = MessageBuilder::ipfix(&hdr(1));
+    m.template(256, &fields).template(257, &fields);
+    decode(&mut dec, &m.finish()).0.unwrap();
+    let changed = dec.templates.take_changed();
+    assert_eq!((changed.len(), changed[0].templates.len()), (1, 2));
+    assert!(!dec.templates.has_changes());
+    // A periodic refresh with the same fields changes nothing.
+    let mut m = MessageBuilder::ipfix(&hdr(2));
+    m.template(256, &fields);
+    decode(&mut dec, &m.finish()).0.unwrap();
+    assert!(!dec.templates.has_changes());
+    // New fields under a known id do.
+    let mut m = MessageBuilder::ipfix(&hdr(3));
+    m.template(256, &[f(8, 4), f(1, 4)]);
+    decode(&mut dec, &m.finish()).0.unwrap();
+    assert_eq!(dec.templates.take_changed()[0].templates[0].fields, vec![f(8, 4), f(1, 4)]);
+    // Withdrawing everything leaves an empty state: "forget this domain".
+    let mut m = MessageBuilder::ipfix(&hdr(4));
+    m.withdraw(2, false);
+    decode(&mut dec, &m.finish()).0.unwrap();
+    let changed = dec.templates.take_changed();
+    assert!(changed.len() == 1 && changed[0].is_empty(), "{changed:?}");
+    assert!(dec.templates.export().is_empty());
+}
+
+#[test]
+fn restore_checks_templates_like_the_wire_does() {
+    use xacct_wire::netflow::{DomainState, TemplateState};
+    let domain = |version, t: TemplateState| DomainState {
+        exporter: EXP,
+        version,
+        source_id: 1,
+        templates: vec![t],
+        sampling: Vec::new(),
+        system_init_ms: None,
+    };
+    let t = |id, options, scope, fields: Vec<TemplateField>| TemplateState { id, options, scope, fields };
+    let mut dec = Decoder::new(Limits { max_fields: 2, ..Limits::default() });
+    let cases = [
+        (domain(9, t(256, false, 0, vec![f(1, 0)])), NetflowError::ZeroLengthField { template_id: 256, ie: 1 }),
+        (domain(10, t(255, false, 0, vec![f(1, 4)])), NetflowError::BadTemplateId(255)),
+        (domain(5, t(256, false, 0, vec![f(1, 4)])), NetflowError::BadVersion(5)),
+        (domain(9, t(256, true, 0, vec![f(1, 4)])), NetflowError::BadOptionsTemplate { template_id: 256 }),
+        (domain(9, t(256, true, 2, vec![f(1, 4)])), NetflowError::BadOptionsTemplate { template_id: 256 }),
+        (domain(9, t(256, false, 1, vec![f(1, 4)])), NetflowError::BadOptionsTemplate { template_id: 256 }),
+        (
+            domain(9, t(256, false, 0, vec![f(1, 4); 3])),
+            NetflowError::TooManyFields { template_id: 256, fields: 3, max: 2 },
+        ),
+    ];
+    for (state, want) in cases {
+        assert_eq!(dec.templates.restore(std::slice::from_ref(&state)), Err(want), "{state:?}");
+    }
+    assert!(dec.templates.is_empty());
+}

@@ -290,6 +290,15 @@ impl AnySource {
         matches!(self, AnySource::Capture(s) if s.is_file())
     }
 
+    /// Whether the source waits for the workers when their queues are full. Files do (reading
+    /// slower loses nothing). So do collectors: their socket buffer is the queue then, and
+    /// what overflows it is dropped by the kernel and counted (SO_RXQ_OVFL), whereas dropping
+    /// decoded batches would waste the decoding and lose a burst the buffer could have held.
+    /// Live capture drops and counts instead, to keep the kernel's ring draining.
+    fn waits_for_workers(&self) -> bool {
+        self.is_file() || matches!(self, AnySource::Collect(_))
+    }
+
     fn run(
         &mut self,
         id: usize,
@@ -322,8 +331,18 @@ fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
     for (protocol, listen, recv_buffer, renormalize, time_new) in wanted {
         let Some((ip, port)) = listen else { continue };
         let cfg = CollectorConfig { protocol, ip, port, recv_buffer, renormalize, time_new };
-        for _ in 0..g.collector_threads.max(1) {
-            out.push(AnySource::Collect(Box::new(Collector::open(&cfg)?)));
+        let templates = match (&g.nfacctd_templates_file, protocol) {
+            (Some(path), Protocol::Netflow) => {
+                Some(Arc::new(xacct_collect::TemplatesFile::open(path, xacct_collect::template_limits())))
+            }
+            _ => None,
+        };
+        for i in 0..g.collector_threads.max(1) {
+            let mut c = Collector::open(&cfg)?;
+            if let Some(t) = &templates {
+                c.use_templates_file(t.clone(), i == 0);
+            }
+            out.push(AnySource::Collect(Box::new(c)));
         }
     }
     Ok(out)
@@ -480,7 +499,7 @@ pub fn run(config: Config) -> Result<()> {
     let mut source_threads = Vec::new();
     let file_mode = sources.iter().all(|s| s.is_file());
     for (id, mut src) in sources.into_iter().enumerate() {
-        let mode = if src.is_file() { SinkMode::Block } else { SinkMode::DropAndCount };
+        let mode = if src.waits_for_workers() { SinkMode::Block } else { SinkMode::DropAndCount };
         let stats = source_stats[id].clone();
         let mut sink = BatchSink::new(data_txs.clone(), recycle_rx.clone(), mode, stats.clone());
         let stop = stop.clone();

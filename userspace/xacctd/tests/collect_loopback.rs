@@ -3,16 +3,11 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
 use support::*;
 use xacct_wire::netflow::{encode_v5, FlowRecord, MessageBuilder, NetflowHeader, TemplateField};
 use xacct_wire::sflow::{DatagramBuilder, FlowSampleSpec};
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
@@ -33,44 +28,12 @@ fn flow(src: &str, dst: &str, sport: u16, dport: u16, proto: u8, packets: u64, b
 
 const AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
 
-/// Starts xacctd with a memory plugin and `listen` lines; returns it with its socket path.
 fn start(dir: &Path, listen: &str) -> (Daemon, std::path::PathBuf) {
-    let conf = dir.join("x.conf");
-    let pipe = dir.join("x.pipe");
-    std::fs::write(
-        &conf,
-        format!("daemonize: false\n{listen}plugins: memory[a]\naggregate[a]: {AGG}\nimt_path[a]: {}\n", pipe.display()),
-    )
-    .expect("write conf");
-    let mut d = Daemon::start(&conf, &dir.join("x.log"));
-    d.wait_log("listening:", Duration::from_secs(20));
-    // The memory plugin's socket appears once its thread runs.
-    let t = Instant::now();
-    while !pipe.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "no {}", pipe.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (d, pipe)
-}
-
-/// Polls `xacct -t` until the counter `name` (first occurrence) reaches `want`.
-fn wait_counter(pipe: &Path, name: &str, want: u64) -> String {
-    let t = Instant::now();
-    loop {
-        let s = client(&xacct_bin(), pipe, &["-t"]);
-        if counter(&s, name).is_some_and(|n| n >= want) {
-            return s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "{name} never reached {want}:\n{s}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    start_collector(dir, "x", listen, AGG)
 }
 
 fn send(port: u16, dgrams: &[Vec<u8>]) {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("sender");
-    for d in dgrams {
-        s.send_to(d, ("127.0.0.1", port)).expect("send");
-    }
+    send_udp(port, dgrams)
 }
 
 const V4_FIELDS: [TemplateField; 7] = [
@@ -223,5 +186,47 @@ fn sflow_v5_accounted_exactly_and_renormalised() {
     );
     assert!(status.contains("sflow exporter 192.0.2.50/0 seq_gaps_forward: 1"), "{status}");
     assert_eq!(counter(&status, "malformed_datagrams"), Some(1), "{status}");
+    d.terminate();
+}
+
+/// The smallest receive buffer and a burst far faster than a thread wakes up: the kernel drops
+/// datagrams at the socket, and xacctd must report exactly as many (SO_RXQ_OVFL) as the kernel
+/// counted for the socket, so that every datagram sent is either received or counted dropped.
+#[test]
+fn kernel_socket_drops_are_counted_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_udp_port();
+    let (d, pipe) = start(dir.path(), &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_pipe_size: 1\n"));
+    let h = NetflowHeader { version: 5, unix_secs: 1_700_000_000, ..NetflowHeader::default() };
+    let recs: Vec<FlowRecord> = (0..30).map(|i| flow("10.0.0.1", "10.0.0.2", 1000 + i, 80, 6, 1, 100)).collect();
+    let dgram = encode_v5(&h, &recs);
+    let sent = 5_000u64;
+    send(port, &vec![dgram.clone(); sent as usize]);
+    // SO_RXQ_OVFL arrives with the next datagram the socket queues: one more, after a pause.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    send(port, &[dgram]);
+    let total = sent + 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (received, dropped) = loop {
+        let s = client(&xacct_bin(), &pipe, &["-t"]);
+        let (r, k) = (counter(&s, "datagrams").unwrap_or(0), counter(&s, "kernel dropped").unwrap_or(0));
+        if r + k >= total || std::time::Instant::now() > deadline {
+            break (r, k);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The kernel's own count for the socket (/proc/net/udp, last column).
+    let hex_port = format!(":{port:04X} ");
+    let udp = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let kernel: u64 = udp
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(hex_port.trim_end())))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert!(dropped > 0, "a 1-byte receive buffer and {sent} datagrams in a burst must overflow");
+    assert_eq!((received + dropped, dropped), (total, kernel), "received {received} dropped {dropped}");
+    let csv = query_csv(&pipe);
+    let packets: u64 = sorted_rows(&csv).iter().filter_map(|r| r.rsplit(',').nth(1)?.parse::<u64>().ok()).sum();
+    assert_eq!(packets, received * 30, "{csv}");
     d.terminate();
 }

@@ -134,12 +134,16 @@ fn template_set<S: FlowSink + ?Sized>(
             // IPFIX withdrawal (RFC 7011 §8.1): field count 0. Template id == set id
             // withdraws every (options) template of the domain.
             if let Some(dom) = cache.domains.get_mut(&key) {
+                let before = dom.templates.len();
                 if tid == set_id {
-                    let n = dom.templates.len();
                     dom.templates.retain(|_, t| t.options != options);
-                    stats.templates_withdrawn += (n - dom.templates.len()) as u32;
-                } else if dom.templates.remove(&tid).is_some() {
-                    stats.templates_withdrawn += 1;
+                } else {
+                    dom.templates.remove(&tid);
+                }
+                let withdrawn = before - dom.templates.len();
+                if withdrawn > 0 {
+                    stats.templates_withdrawn += withdrawn as u32;
+                    cache.mark_changed(key);
                 }
             }
             c = c.get(4..).unwrap_or(&[]);
@@ -174,13 +178,7 @@ fn template_set<S: FlowSink + ?Sized>(
             };
             wire.push(field);
         }
-        let mut t = Template::new(tid, options, wire)?;
-        if options && !ipfix {
-            // v9 scope fields carry scope types (system, interface, …), not field types.
-            for f in t.fields.iter_mut().take(scope) {
-                f.kind = Kind::Skip;
-            }
-        }
+        let t = Template::new(tid, options, if options { scope } else { 0 }, wire, ipfix, max_fields)?;
         cache.insert(key, t)?;
         stats.templates += 1;
         let held = cache.take_pending(key, tid);
@@ -342,11 +340,16 @@ fn data_set<S: FlowSink + ?Sized>(
     if !announced.is_empty() || new_init.is_some() {
         // Options data only arrives through a template, so the domain already exists.
         let Ok(d) = cache.domain_mut(key) else { return Ok(()) };
+        let mut changed = false;
         for info in announced {
-            d.set_sampling(info);
+            changed |= d.set_sampling(info);
         }
-        if new_init.is_some() {
+        if new_init.is_some() && d.system_init_ms != new_init {
             d.system_init_ms = new_init;
+            changed = true;
+        }
+        if changed {
+            cache.mark_changed(key);
         }
     }
     Ok(())

@@ -37,7 +37,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub use encode::{encode_v5, MessageBuilder};
 pub use fixed::decode_fixed;
-pub use templates::{Limits, TemplateCache, TemplateField};
+pub use templates::{DomainState, Limits, TemplateCache, TemplateField, TemplateState};
 
 /// The version number IPFIX messages carry in their header.
 pub const VERSION_IPFIX: u16 = 10;

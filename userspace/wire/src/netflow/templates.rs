@@ -1,7 +1,12 @@
 //! v9/IPFIX templates and the per-exporter cache that holds them (plus held data sets and the
 //! sampling parameters each exporter announced).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// foldhash: these maps are looked up for every set of every datagram, and SipHash was 2-3 % of
+// a collector's CPU (perf). Their size is bounded by `Limits`, and foldhash is seeded per
+// process, so an exporter cannot aim at collisions it cannot see.
+use foldhash::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -152,6 +157,8 @@ pub struct Template {
     pub id: u16,
     /// Options template: its data records describe the exporter (sampling …), not flows.
     pub options: bool,
+    /// Leading scope fields of an options template (0 for a data template).
+    pub scope: u16,
     pub(crate) fields: Vec<Field>,
     /// The wire fields, kept so that templates can be persisted and re-sent.
     pub wire: Vec<TemplateField>,
@@ -162,11 +169,30 @@ pub struct Template {
 }
 
 impl Template {
-    pub(crate) fn new(id: u16, options: bool, wire: Vec<TemplateField>) -> Result<Template, NetflowError> {
+    /// Checks a template the way it arrived (or was restored) and resolves its fields. For a v9
+    /// options template the scope fields carry scope types (system, interface, …), not field
+    /// types, so they are skipped; IPFIX scope fields are ordinary information elements.
+    pub(crate) fn new(
+        id: u16,
+        options: bool,
+        scope: usize,
+        wire: Vec<TemplateField>,
+        ipfix: bool,
+        max_fields: usize,
+    ) -> Result<Template, NetflowError> {
+        if id < 256 {
+            return Err(NetflowError::BadTemplateId(id));
+        }
+        if wire.len() > max_fields {
+            return Err(NetflowError::TooManyFields { template_id: id, fields: wire.len(), max: max_fields });
+        }
+        if options && (scope == 0 || scope > wire.len()) || !options && scope != 0 {
+            return Err(NetflowError::BadOptionsTemplate { template_id: id });
+        }
         let mut min_len = 0usize;
         let mut var = false;
         let mut fields = Vec::with_capacity(wire.len());
-        for f in &wire {
+        for (i, f) in wire.iter().enumerate() {
             if f.len == 0 {
                 return Err(NetflowError::ZeroLengthField { template_id: id, ie: f.ie });
             }
@@ -176,7 +202,8 @@ impl Template {
             } else {
                 min_len += usize::from(f.len);
             }
-            fields.push(Field { kind: kind_of(f.ie, f.enterprise), len: f.len });
+            let kind = if options && !ipfix && i < scope { Kind::Skip } else { kind_of(f.ie, f.enterprise) };
+            fields.push(Field { kind, len: f.len });
         }
         if min_len == 0 {
             return Err(NetflowError::TemplateTooShort { template_id: id });
@@ -184,7 +211,9 @@ impl Template {
         if min_len > usize::from(u16::MAX) {
             return Err(NetflowError::TemplateTooLong { template_id: id });
         }
-        Ok(Template { id, options, fields, wire, min_len, fixed_len: (!var).then_some(min_len) })
+        // `scope <= wire.len() <= max_fields`, and a wire template has at most 65535/4 fields.
+        let scope = u16::try_from(scope).map_err(|_| NetflowError::BadOptionsTemplate { template_id: id })?;
+        Ok(Template { id, options, scope, fields, wire, min_len, fixed_len: (!var).then_some(min_len) })
     }
 }
 
@@ -244,19 +273,80 @@ impl Domain {
             .or_else(|| self.sampling.iter().find(|s| s.sampler_id == 0))
     }
 
-    pub fn set_sampling(&mut self, info: SamplingInfo) {
+    /// Records an announcement; whether it changed what the domain knew.
+    pub fn set_sampling(&mut self, info: SamplingInfo) -> bool {
         // Bounded like everything else an exporter controls: a handful of samplers is normal.
         const MAX_SAMPLERS: usize = 64;
         if let Some(s) = self.sampling.iter_mut().find(|s| s.sampler_id == info.sampler_id) {
+            let changed = *s != info;
             *s = info;
+            changed
         } else if self.sampling.len() < MAX_SAMPLERS {
             self.sampling.push(info);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn state(&self, key: DomainKey) -> DomainState {
+        let mut templates: Vec<TemplateState> = self
+            .templates
+            .values()
+            .map(|t| TemplateState { id: t.id, options: t.options, scope: t.scope, fields: t.wire.clone() })
+            .collect();
+        templates.sort_by_key(|t| t.id);
+        let mut sampling = self.sampling.clone();
+        sampling.sort_by_key(|s| s.sampler_id);
+        DomainState {
+            exporter: key.0,
+            version: key.1,
+            source_id: key.2,
+            templates,
+            sampling,
+            system_init_ms: self.system_init_ms,
         }
     }
 }
 
 /// Key: exporter address, NetFlow version (9 or 10), source id / observation domain id.
 pub(crate) type DomainKey = (IpAddr, u16, u32);
+
+/// A template as it can be kept outside the cache (e.g. in `nfacctd_templates_file`): what
+/// arrived on the wire, from which the cache rebuilds it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateState {
+    pub id: u16,
+    pub options: bool,
+    /// Leading scope fields of an options template (0 for a data template).
+    pub scope: u16,
+    pub fields: Vec<TemplateField>,
+}
+
+/// What the cache knows about one exporter domain that outlives a restart: its templates and
+/// the sampling state its options data announced. Held data sets are not part of it: they are
+/// raw bytes waiting seconds for a template, not state worth restoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainState {
+    pub exporter: IpAddr,
+    /// 9 or 10 (IPFIX).
+    pub version: u16,
+    /// v9 source id / IPFIX observation domain id.
+    pub source_id: u32,
+    /// Sorted by id.
+    pub templates: Vec<TemplateState>,
+    /// Sorted by sampler id.
+    pub sampling: Vec<SamplingInfo>,
+    /// IPFIX systemInitTimeMilliseconds, when announced.
+    pub system_init_ms: Option<u64>,
+}
+
+impl DomainState {
+    /// A domain with nothing in it: in [`TemplateCache::take_changed`] it means "forget this one".
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty() && self.sampling.is_empty() && self.system_init_ms.is_none()
+    }
+}
 
 /// Templates per (exporter address, source id / observation domain, template id).
 ///
@@ -266,11 +356,92 @@ pub(crate) type DomainKey = (IpAddr, u16, u32);
 pub struct TemplateCache {
     pub limits: Limits,
     pub(crate) domains: HashMap<DomainKey, Domain>,
+    /// Domains whose templates or sampling state changed since the last
+    /// [`Self::take_changed`]. A refresh that repeats a known template is not a change, so an
+    /// exporter re-sending its templates every few seconds does not make its owner rewrite
+    /// anything.
+    pub(crate) changed: HashSet<DomainKey>,
 }
 
 impl TemplateCache {
     pub fn new(limits: Limits) -> Self {
-        TemplateCache { limits, domains: HashMap::new() }
+        TemplateCache { limits, domains: HashMap::default(), changed: HashSet::default() }
+    }
+
+    /// Whether anything persistable changed since the last [`Self::take_changed`].
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// The states of the domains that changed since the last call (an empty
+    /// [`DomainState`] for a domain whose templates were all withdrawn or that was removed),
+    /// sorted, and forgets that they changed.
+    pub fn take_changed(&mut self) -> Vec<DomainState> {
+        let mut out: Vec<DomainState> = self
+            .changed
+            .drain()
+            .map(|key| match self.domains.get(&key) {
+                Some(d) => d.state(key),
+                None => DomainState {
+                    exporter: key.0,
+                    version: key.1,
+                    source_id: key.2,
+                    templates: Vec::new(),
+                    sampling: Vec::new(),
+                    system_init_ms: None,
+                },
+            })
+            .collect();
+        out.sort_by_key(|d| (d.exporter, d.version, d.source_id));
+        out
+    }
+
+    /// Every domain that holds templates or sampling state, sorted.
+    pub fn export(&self) -> Vec<DomainState> {
+        let mut out: Vec<DomainState> =
+            self.domains.iter().map(|(k, d)| d.state(*k)).filter(|d| !d.is_empty()).collect();
+        out.sort_by_key(|d| (d.exporter, d.version, d.source_id));
+        out
+    }
+
+    /// Loads domains saved by [`Self::export`] / [`Self::take_changed`], replacing what the
+    /// cache held for them (not marked as changed). Every template is checked as if it had
+    /// arrived on the wire, against this cache's limits. At the first bad domain the load stops
+    /// with the reason (domains before it stay loaded; callers that want all or nothing
+    /// restore into a scratch cache first). Returns the number of templates loaded.
+    pub fn restore(&mut self, states: &[DomainState]) -> Result<usize, NetflowError> {
+        let mut loaded = 0;
+        for st in states {
+            if !matches!(st.version, 9 | super::VERSION_IPFIX) {
+                return Err(NetflowError::BadVersion(st.version));
+            }
+            let ipfix = st.version == super::VERSION_IPFIX;
+            if st.templates.len() > self.limits.max_templates {
+                return Err(NetflowError::TooManyTemplates { max: self.limits.max_templates });
+            }
+            let mut templates = HashMap::with_capacity_and_hasher(st.templates.len(), Default::default());
+            for t in &st.templates {
+                let built = Template::new(
+                    t.id,
+                    t.options,
+                    usize::from(t.scope),
+                    t.fields.clone(),
+                    ipfix,
+                    self.limits.max_fields,
+                )?;
+                templates.insert(t.id, Arc::new(built));
+            }
+            let key = (st.exporter, st.version, st.source_id);
+            let d = self.domain_mut(key)?;
+            loaded += templates.len();
+            d.templates = templates;
+            d.sampling.clear();
+            for s in &st.sampling {
+                d.set_sampling(SamplingInfo { exporter: Some(st.exporter), source_id: st.source_id, ..*s });
+            }
+            d.system_init_ms = st.system_init_ms;
+        }
+        Ok(loaded)
     }
 
     /// The template `id` of an exporter/domain for NetFlow `version` (9 or 10), if known.
@@ -299,7 +470,13 @@ impl TemplateCache {
 
     /// Forgets everything about an exporter (e.g. after it restarted: its sequence reset).
     pub fn remove_exporter(&mut self, exporter: IpAddr) {
-        self.domains.retain(|k, _| k.0 != exporter);
+        let changed = &mut self.changed;
+        self.domains.retain(|k, _| {
+            if k.0 == exporter {
+                changed.insert(*k);
+            }
+            k.0 != exporter
+        });
     }
 
     /// Adds or refreshes a template. Fails when the domain is at `max_templates` (refreshing
@@ -307,11 +484,20 @@ impl TemplateCache {
     pub(crate) fn insert(&mut self, key: DomainKey, t: Template) -> Result<(), NetflowError> {
         let max = self.limits.max_templates;
         let d = self.domain_mut(key)?;
-        if !d.templates.contains_key(&t.id) && d.templates.len() >= max {
-            return Err(NetflowError::TooManyTemplates { max });
+        match d.templates.get(&t.id) {
+            Some(old) if **old == t => return Ok(()),
+            Some(_) => {}
+            None if d.templates.len() >= max => return Err(NetflowError::TooManyTemplates { max }),
+            None => {}
         }
         d.templates.insert(t.id, Arc::new(t));
+        self.changed.insert(key);
         Ok(())
+    }
+
+    /// Notes that a domain's persistable state changed (withdrawals, options data).
+    pub(crate) fn mark_changed(&mut self, key: DomainKey) {
+        self.changed.insert(key);
     }
 
     /// The state of a domain, created if the cache has room for another.

@@ -269,3 +269,55 @@ pub fn all_zero_key(header: &str, row: &str) -> bool {
         .filter(|(h, _)| !matches!(*h, "PACKETS" | "BYTES" | "FLOWS"))
         .all(|(_, v)| matches!(v, "0" | "0.0.0.0" | "::" | "00:00:00:00:00:00"))
 }
+
+/// A UDP port nothing listens on right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Sends each datagram from one socket to 127.0.0.1:`port`.
+pub fn send_udp(port: u16, dgrams: &[Vec<u8>]) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+    for d in dgrams {
+        s.send_to(d, ("127.0.0.1", port)).expect("send");
+    }
+}
+
+/// Starts xacctd as a collector: config `lines` (listen keys …) plus a memory plugin `a` with
+/// `aggregate`; files `<tag>.conf`, `<tag>.log`, `<tag>.pipe` in `dir`. Returns once it listens
+/// and its memory table answers.
+pub fn start_collector(dir: &Path, tag: &str, lines: &str, aggregate: &str) -> (Daemon, PathBuf) {
+    let conf = dir.join(format!("{tag}.conf"));
+    let pipe = dir.join(format!("{tag}.pipe"));
+    let _ = std::fs::remove_file(&pipe);
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\n{lines}plugins: memory[a]\naggregate[a]: {aggregate}\nimt_path[a]: {}\n",
+            pipe.display()
+        ),
+    )
+    .expect("write conf");
+    let mut d = Daemon::start(&conf, &dir.join(format!("{tag}.log")));
+    d.wait_log("listening:", Duration::from_secs(20));
+    // The memory plugin's socket appears once its thread runs.
+    let t = Instant::now();
+    while !pipe.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no {}", pipe.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (d, pipe)
+}
+
+/// Polls `xacct -t` until the counter `name` (first occurrence) reaches `want`; the status.
+pub fn wait_counter(pipe: &Path, name: &str, want: u64) -> String {
+    let t = Instant::now();
+    loop {
+        let s = client(&xacct_bin(), pipe, &["-t"]);
+        if counter(&s, name).is_some_and(|n| n >= want) {
+            return s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{name} never reached {want}:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
