@@ -146,14 +146,34 @@ fn compare_version(pcap: &Path, dir: &Path, version: &str) -> Vec<String> {
 /// `min_packets`: what the reference's tables must hold at least, so that a reference that
 /// lost records cannot make the comparison pass on thin tables.
 fn compare_netflow(dir: &Path, what: &str, min_packets: u64, send: impl FnOnce(u16, u16)) -> Vec<String> {
+    compare_collectors(dir, "nfacctd", "waiting for NetFlow", what, send, |agg, packets| {
+        (packets < min_packets)
+            .then(|| format!("{what} aggregate {agg}: the reference holds {packets} packets of {min_packets}"))
+    })
+}
+
+/// Starts the reference collector `reference` (nfacctd or sfacctd, ready when it logs
+/// `ready`) and xacctd with the same plugins and `{reference}_ip`/`_port` keys, lets
+/// `send(reference_port, xacctd_port)` export to them, and compares every plugin's table; the
+/// differences found, and what `check_reference(aggregate, packets)` finds wrong with the
+/// reference's packet total.
+fn compare_collectors(
+    dir: &Path,
+    reference: &str,
+    ready: &str,
+    what: &str,
+    send: impl FnOnce(u16, u16),
+    check_reference: impl Fn(&str, u64) -> Option<String>,
+) -> Vec<String> {
     let (pm_port, xa_port) = (free_udp_port(), free_udp_port());
-    let pm_conf = config(dir, "pm", &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {pm_port}\n"));
-    let xa_conf = config(dir, "xa", &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {xa_port}\n"));
-    let mut cmd = Command::new("nfacctd");
+    let keys = |port: u16| format!("{reference}_ip: 127.0.0.1\n{reference}_port: {port}\n");
+    let pm_conf = config(dir, "pm", &keys(pm_port));
+    let xa_conf = config(dir, "xa", &keys(xa_port));
+    let mut cmd = Command::new(reference);
     cmd.arg("-f").arg(&pm_conf);
     let mut pm = Daemon::spawn(cmd, &dir.join("pm.log"));
     let mut xa = Daemon::start(&xa_conf, &dir.join("xa.log"));
-    pm.wait_log("waiting for NetFlow", Duration::from_secs(20));
+    pm.wait_log(ready, Duration::from_secs(20));
     xa.wait_log("listening:", Duration::from_secs(20));
     wait_pipes(dir, "pm");
     wait_pipes(dir, "xa");
@@ -173,17 +193,14 @@ fn compare_netflow(dir: &Path, what: &str, min_packets: u64, send: impl FnOnce(u
             let missing: Vec<_> = wr.difference(&gr).take(5).collect();
             let extra: Vec<_> = gr.difference(&wr).take(5).collect();
             failures.push(format!(
-                "{what} aggregate {agg}: header nfacctd '{wh}' xacct '{gh}'; {} rows vs {}; missing {missing:?}; unexpected {extra:?}",
+                "{what} aggregate {agg}: header {reference} '{wh}' xacct '{gh}'; {} rows vs {}; missing {missing:?}; unexpected {extra:?}",
                 wr.len(),
                 gr.len()
             ));
         } else {
             eprintln!("{what} aggregate {agg}: {} entries identical", wr.len());
         }
-        let packets = packets_total(&wh, &wr);
-        if packets < min_packets {
-            failures.push(format!("{what} aggregate {agg}: the reference holds {packets} packets of {min_packets}"));
-        }
+        failures.extend(check_reference(agg, packets_total(&wh, &wr)));
     }
     drop(xa);
     drop(pm);
@@ -317,46 +334,20 @@ fn pmacctd_sfprobe_same_tables_as_sfacctd() {
     // a reference which lost many samples cannot make the comparison pass on a thin table.
     let qinq = |d: &[u8]| d.get(12..14) == Some(&[0x81, 0][..]) && d.get(16..18) == Some(&[0x81, 0][..]);
     let accountable = frames.iter().filter(|f| !qinq(&f.data)).count() as u64;
-    let (pm_port, xa_port) = (free_udp_port(), free_udp_port());
-    let pm_conf = config(dir, "pm", &format!("sfacctd_ip: 127.0.0.1\nsfacctd_port: {pm_port}\n"));
-    let xa_conf = config(dir, "xa", &format!("sfacctd_ip: 127.0.0.1\nsfacctd_port: {xa_port}\n"));
-    let mut cmd = Command::new("sfacctd");
-    cmd.arg("-f").arg(&pm_conf);
-    let mut pm = Daemon::spawn(cmd, &dir.join("pm.log"));
-    let mut xa = Daemon::start(&xa_conf, &dir.join("xa.log"));
-    pm.wait_log("waiting for sFlow", Duration::from_secs(20));
-    xa.wait_log("listening:", Duration::from_secs(20));
-    wait_pipes(dir, "pm");
-    wait_pipes(dir, "xa");
-
-    sfprobe(&pcap, dir, pm_port);
-    sfprobe(&pcap, dir, xa_port);
-
-    let mut failures = Vec::new();
-    for (n, agg) in PLUGINS {
-        let want = query_stable(|| client(Path::new("pmacct"), &pipe(dir, "pm", n), &SUMMARY_CSV));
-        let got = query_stable(|| query_csv(&pipe(dir, "xa", n)));
-        let (wh, wr) = table(&want);
-        let (gh, mut gr) = table(&got);
-        gr.retain(|r| !all_zero_key(&gh, r));
-        assert!(!wr.is_empty(), "sFlow reference table for {agg} is empty:\n{want}");
-        let packets = packets_total(&wh, &wr);
-        assert!(
-            packets <= accountable && packets + 50 >= accountable,
-            "sfacctd's {agg} table holds {packets} packets of {accountable}:\n{want}"
-        );
-        if wh != gh || wr != gr {
-            let missing: Vec<_> = wr.difference(&gr).take(5).collect();
-            let extra: Vec<_> = gr.difference(&wr).take(5).collect();
-            failures.push(format!(
-                "sFlow aggregate {agg}: header sfacctd '{wh}' xacct '{gh}'; {} rows vs {}; missing {missing:?}; unexpected {extra:?}",
-                wr.len(),
-                gr.len()
-            ));
-        } else {
-            eprintln!("sFlow aggregate {agg}: {} entries identical", wr.len());
-        }
-    }
+    let failures = compare_collectors(
+        dir,
+        "sfacctd",
+        "waiting for sFlow",
+        "sFlow",
+        |pm_port, xa_port| {
+            sfprobe(&pcap, dir, pm_port);
+            sfprobe(&pcap, dir, xa_port);
+        },
+        |agg, packets| {
+            (packets > accountable || packets + 50 < accountable)
+                .then(|| format!("sfacctd's {agg} table holds {packets} packets of {accountable}"))
+        },
+    );
     assert!(failures.is_empty(), "tables differ:\n{}", failures.join("\n"));
 }
 
