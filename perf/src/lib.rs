@@ -3,4 +3,5 @@
 
 pub mod afxdp_tx;
 pub mod flowgen;
+pub mod testrun;
 pub mod traffic;

@@ -9,58 +9,14 @@
 //! through the smallest possible XDP program (`r0 = XDP_PASS; exit`): the "floor" column. The
 //! program's own cost is the difference ("net").
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
+use xacct_perf::testrun::{load_verdict, test_run, XDP_PASS};
 use xacct_perf::traffic::{arp, build, FrameSpec, L3, L4};
 use xacct_xdp::{
     Options, XdpCounter, XdpProgram, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_PORT, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_PORT,
 };
 
-const XDP_PASS: u32 = 2;
-
 fn spec(vlans: Vec<u16>, l3: L3, l4: L4, payload: usize) -> FrameSpec {
     FrameSpec { src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], vlans, l3, l4, payload }
-}
-
-/// The bpf(2) syscall. Hand-written because aya cannot load a program from raw instructions,
-/// and the floor program must be exactly two instructions, with nothing a compiler could add.
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is an initialised, aligned 128-byte buffer that outlives the call; the
-    // pointers stored in it point to locals of the callers that outlive the call too.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), std::mem::size_of_val(attr) as u32) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// Loads `r0 = XDP_PASS; exit` as an XDP program.
-fn load_floor() -> std::io::Result<OwnedFd> {
-    // BPF_ALU64|BPF_MOV|BPF_K r0 = 2; BPF_JMP|BPF_EXIT.
-    let insns: [u64; 2] = [0xb7 | (u64::from(XDP_PASS) << 32), 0x95];
-    let license = b"GPL\0";
-    let mut attr = [0u64; 16];
-    // union bpf_attr, BPF_PROG_LOAD: prog_type (BPF_PROG_TYPE_XDP = 6), insn_cnt, insns, license.
-    attr[0] = 6 | (2u64 << 32);
-    attr[1] = insns.as_ptr() as u64;
-    attr[2] = license.as_ptr() as u64;
-    let fd = bpf(5, &mut attr)?;
-    // SAFETY: BPF_PROG_LOAD returned a new descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// BPF_PROG_TEST_RUN of `prog` on `frame`, `repeat` times: (return value, ns per run).
-fn test_run(prog: &OwnedFd, frame: &[u8], repeat: u32) -> std::io::Result<(u32, u32)> {
-    let mut attr = [0u64; 16];
-    // union bpf_attr, test: prog_fd, retval | data_size_in, data_size_out | data_in, data_out,
-    // repeat, duration, ...
-    attr[0] = prog.as_raw_fd() as u64;
-    attr[1] = frame.len() as u64;
-    attr[2] = frame.as_ptr() as u64;
-    attr[4] = u64::from(repeat);
-    bpf(10, &mut attr)?;
-    Ok(((attr[0] >> 32) as u32, (attr[4] >> 32) as u32))
 }
 
 #[test]
@@ -86,7 +42,7 @@ fn cost_per_packet() {
         ("arp", arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]), false),
     ];
     let repeat: u32 = std::env::var("XDP_COST_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let floor = load_floor().unwrap_or_else(|e| panic!("loading the empty program: {e}"));
+    let floor = load_verdict(XDP_PASS).unwrap_or_else(|e| panic!("loading the empty program: {e}"));
     // The usual 5-tuple aggregate (IPv4 flows under the compact 16-byte key), and every key
     // field the kernel can keep, MACs included (every flow under the 56-byte key).
     let five_tuple = KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_SRC_PORT | KEEP_DST_PORT | KEEP_PROTO;
