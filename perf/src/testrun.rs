@@ -71,9 +71,18 @@ pub fn test_run(prog: &impl AsRawFd, frame: &[u8], repeat: u32) -> io::Result<(u
 }
 
 /// Runs `prog` in live-frames mode on `frame`, `repeat` times, as received on RX queue `queue`
-/// of the interface with index `ifindex`; the verdicts are carried out. Returns the kernel's
-/// mean ns per frame, the verdict's action included.
-pub fn test_run_live(prog: &impl AsRawFd, frame: &[u8], ifindex: u32, queue: u32, repeat: u32) -> io::Result<u32> {
+/// of the interface with index `ifindex`; the verdicts are carried out, `batch` frames at a
+/// time (as a driver's poll hands them on; each call starts a fresh page pool of that many
+/// pages, which later frames of the call reuse). Returns the kernel's mean ns per frame, the
+/// verdict's action included.
+pub fn test_run_live(
+    prog: &impl AsRawFd,
+    frame: &[u8],
+    ifindex: u32,
+    queue: u32,
+    repeat: u32,
+    batch: u32,
+) -> io::Result<u32> {
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
     let ctx: [u32; 6] = [0, frame.len() as u32, 0, ifindex, queue, 0];
     let mut attr = [0u64; 16];
@@ -85,6 +94,7 @@ pub fn test_run_live(prog: &impl AsRawFd, frame: &[u8], ifindex: u32, queue: u32
     attr[5] = std::mem::size_of_val(&ctx) as u64;
     attr[6] = ctx.as_ptr() as u64;
     attr[8] = BPF_F_TEST_XDP_LIVE_FRAMES;
+    attr[9] = u64::from(batch.max(1));
     bpf(BPF_PROG_TEST_RUN, &mut attr)?;
     Ok((attr[4] >> 32) as u32)
 }

@@ -19,6 +19,23 @@ pub mod maps {
     /// [`super::FLAG_COMPACT_V4`].
     pub const FLOWS4_0: &str = "XACCT_FLOWS4_0";
     pub const FLOWS4_1: &str = "XACCT_FLOWS4_1";
+    /// `Array<FlowSlot4>` (mmapable) for epoch 0 and 1: the per-CPU tables that IPv4 flows
+    /// with [`super::FLAG_COMPACT_V4`] are counted in first, CPU `c`'s slots at
+    /// `c * table_slots ..` ([`super::XdpConfig::table_slots`]); what does not fit goes to
+    /// `FLOWS4_*`.
+    pub const TABLE4_0: &str = "XACCT_TABLE4_0";
+    pub const TABLE4_1: &str = "XACCT_TABLE4_1";
+    /// `Array<FlowSlot>` (mmapable) for epoch 0 and 1: the same in front of `FLOWS_*`, for the
+    /// full key.
+    pub const TABLE_0: &str = "XACCT_TABLE0";
+    pub const TABLE_1: &str = "XACCT_TABLE1";
+    /// `Array<u64>` (mmapable; arrays store values 8 bytes apart anyway), one per table: the
+    /// slots each CPU has taken this epoch, so the harvest visits those only. CPU `c`'s list is
+    /// at `c * (table_slots + 1)`: a count, then the slot numbers.
+    pub const USED4_0: &str = "XACCT_USED4_0";
+    pub const USED4_1: &str = "XACCT_USED4_1";
+    pub const USED_0: &str = "XACCT_USED0";
+    pub const USED_1: &str = "XACCT_USED1";
     /// `PerCpuArray<CpuState>`, one entry: the counters and the clock cache, so that one map
     /// lookup per packet serves both.
     pub const COUNTERS: &str = "XACCT_COUNTERS";
@@ -230,6 +247,133 @@ pub struct StreamKey {
     pub pad: [u8; 2],
 }
 
+/// Consecutive slots a key may occupy from its home slot in a per-CPU table
+/// ([`maps::TABLE4_0`], [`maps::TABLE_0`]); past them, the flow goes to the hash map.
+pub const TABLE_PROBES: u32 = 4;
+
+/// A key of a per-CPU flow table, compared and hashed as whole words: a few instructions
+/// where the kernel's hash maps call out and run jhash over the bytes.
+pub trait TableKey: Copy {
+    const WORDS: usize;
+    fn words(&self) -> [u64; 7];
+
+    #[inline(always)]
+    fn same(&self, o: &Self) -> bool {
+        let (a, b) = (self.words(), o.words());
+        let mut i = 0;
+        while i < Self::WORDS {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Where the key's probe sequence starts in a table of `slots` (a power of two) slots: the
+    /// words folded with rotations, then one multiplicative hash, whose high bits are used.
+    #[inline(always)]
+    fn home(&self, slots: u32) -> u32 {
+        let w = self.words();
+        let mut h = 0u64;
+        let mut i = 0;
+        while i < Self::WORDS {
+            h ^= w[i].rotate_left(13 * i as u32);
+            i += 1;
+        }
+        ((h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32) & slots.wrapping_sub(1)
+    }
+}
+
+impl TableKey for FlowKey4 {
+    const WORDS: usize = 2;
+    #[inline(always)]
+    fn words(&self) -> [u64; 7] {
+        let (a, b, p, q) = (self.src_addr, self.dst_addr, self.src_port, self.dst_port);
+        [
+            u64::from_ne_bytes([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]),
+            u64::from_ne_bytes([p[0], p[1], q[0], q[1], self.proto, self.tos, self.vlan[0], self.vlan[1]]),
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]
+    }
+}
+
+impl TableKey for FlowKey {
+    const WORDS: usize = 7;
+    #[inline(always)]
+    fn words(&self) -> [u64; 7] {
+        let w8 = |b: &[u8]| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let (m, n, e, v) = (self.src_mac, self.dst_mac, self.ethertype, self.vlan);
+        [
+            w8(&self.src_addr[..8]),
+            w8(&self.src_addr[8..]),
+            w8(&self.dst_addr[..8]),
+            w8(&self.dst_addr[8..]),
+            u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], e[0], e[1]]),
+            u64::from_ne_bytes([n[0], n[1], n[2], n[3], n[4], n[5], v[0], v[1]]),
+            u64::from_ne_bytes([
+                self.src_port[0],
+                self.src_port[1],
+                self.dst_port[0],
+                self.dst_port[1],
+                self.family,
+                self.proto,
+                self.tos,
+                self.pad,
+            ]),
+        ]
+    }
+}
+
+/// A slot of a per-CPU flow table: a key and its counters. Free while `value.packets` is 0.
+/// Only its own CPU writes a slot while its epoch is current, so counting takes plain stores:
+/// no atomics, no locks, no call; userspace reads and zeroes the other epoch's tables through
+/// a memory mapping (see userspace/xdp's crate doc).
+pub trait TableSlot: Copy {
+    type Key: TableKey;
+    fn parts(&mut self) -> (&mut Self::Key, &mut FlowValue);
+}
+
+/// A slot of the IPv4 table: one cache line.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowSlot4 {
+    pub key: FlowKey4,
+    pub value: FlowValue,
+    /// Explicit so there is no implicit padding (and the slot is 64 bytes); always 0.
+    pub pad: u64,
+}
+
+impl TableSlot for FlowSlot4 {
+    type Key = FlowKey4;
+    #[inline(always)]
+    fn parts(&mut self) -> (&mut FlowKey4, &mut FlowValue) {
+        (&mut self.key, &mut self.value)
+    }
+}
+
+/// A slot of the full-key table: two cache lines.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub key: FlowKey,
+    pub value: FlowValue,
+    /// Explicit so there is no implicit padding (and the slot is 128 bytes); always 0.
+    pub pad: [u64; 4],
+}
+
+impl TableSlot for FlowSlot {
+    type Key = FlowKey;
+    #[inline(always)]
+    fn parts(&mut self) -> (&mut FlowKey, &mut FlowValue) {
+        (&mut self.key, &mut self.value)
+    }
+}
+
 /// Per-flow counters (one copy per CPU in the kernel; userspace sums them).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -329,13 +473,21 @@ pub struct XdpConfig {
     pub rule_kinds: u32,
     /// With [`FLAG_CLASSIFY`]: how many packets of each stream go to userspace.
     pub classify_packets: u32,
-    /// Explicit so there is no implicit padding; always 0.
-    pub pad: u32,
+    /// Slots of each per-CPU table ([`maps::TABLE4_0`], [`maps::TABLE_0`]), a power of two;
+    /// 0: no tables.
+    pub table_slots: u32,
 }
 
 impl Default for XdpConfig {
     fn default() -> Self {
-        XdpConfig { key_fields: KEEP_ALL, action: XDP_PASS, flags: 0, rule_kinds: 0, classify_packets: 0, pad: 0 }
+        XdpConfig {
+            key_fields: KEEP_ALL,
+            action: XDP_PASS,
+            flags: 0,
+            rule_kinds: 0,
+            classify_packets: 0,
+            table_slots: 0,
+        }
     }
 }
 
@@ -354,6 +506,10 @@ mod pod {
     unsafe impl aya::Pod for super::StreamKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowKey4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowSlot4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowSlot {}
 }
 
 #[cfg(test)]
@@ -369,6 +525,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<XdpConfig>(), 24);
         assert_eq!(core::mem::size_of::<StreamKey>(), 16 + 16 + 2 + 2 + 4);
         assert_eq!(core::mem::size_of::<FlowKey4>(), 16);
+        assert_eq!(core::mem::size_of::<FlowSlot4>(), 64);
+        assert_eq!(core::mem::size_of::<FlowSlot>(), 128);
         assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 2));
     }
 

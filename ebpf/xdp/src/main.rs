@@ -23,8 +23,8 @@ fn main() {}
 mod prog {
 
     use aya_ebpf::{
-        bindings::{xdp_action, BPF_NOEXIST},
-        helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+        bindings::{xdp_action, BPF_F_MMAPABLE, BPF_NOEXIST},
+        helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_coarse_ns},
         macros::{map, xdp},
         maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, XskMap},
         programs::XdpContext,
@@ -43,6 +43,22 @@ mod prog {
     static FLOWS4_0: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_FLOWS4_1")]
     static FLOWS4_1: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+    #[map(name = "XACCT_TABLE4_0")]
+    static TABLE4_0: Array<FlowSlot4> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_TABLE4_1")]
+    static TABLE4_1: Array<FlowSlot4> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_USED4_0")]
+    static USED4_0: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_USED4_1")]
+    static USED4_1: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_TABLE0")]
+    static TABLE_0: Array<FlowSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_TABLE1")]
+    static TABLE_1: Array<FlowSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_USED0")]
+    static USED_0: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_USED1")]
+    static USED_1: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
     #[map(name = "XACCT_COUNTERS")]
     static COUNTERS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
     #[map(name = "XACCT_XSKS")]
@@ -490,6 +506,68 @@ mod prog {
         }
     }
 
+    /// One epoch's table of one key kind: the slots and the lists of slots taken.
+    struct Table<S: 'static> {
+        slots: &'static Array<S>,
+        used: &'static Array<u64>,
+    }
+
+    /// Counts one packet into this CPU's part of `t` (see [`TableSlot`]): the key's slot among
+    /// the [`TABLE_PROBES`] from its home, or the first free one there, which it then notes in
+    /// this CPU's list. False when the tables are off or those slots hold other flows.
+    #[inline(always)]
+    fn add_table<S: TableSlot>(t: Table<S>, slots: u32, k: &S::Key, bytes: u32, flags: u8, now: u64) -> bool {
+        if slots == 0 {
+            return false;
+        }
+        // SAFETY: the helper has no preconditions (the verifier inlines it).
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        let home = k.home(slots);
+        for i in 0..TABLE_PROBES {
+            let slot = home.wrapping_add(i) & (slots - 1);
+            // Array lookups by a constant map are inlined by the verifier: no call, no hash.
+            let Some(s) = t.slots.get_ptr_mut(cpu.wrapping_mul(slots).wrapping_add(slot)) else { return false };
+            // SAFETY: a live element of this CPU's part of the table. XDP runs with preemption
+            // disabled and only this CPU writes its part while the epoch is current (userspace
+            // touches the other epoch's tables only, after an RCU grace period).
+            let (key, v) = unsafe { (*s).parts() };
+            if v.packets == 0 {
+                let list = cpu.wrapping_mul(slots + 1);
+                let Some(n) = t.used.get_ptr_mut(list) else { return false };
+                // SAFETY: as above, for this CPU's list.
+                let taken = unsafe { *n };
+                // A slot is taken once an epoch (it stays taken until the harvest frees it),
+                // so the list never fills; the check keeps a writer inside its own list anyway.
+                if taken >= u64::from(slots) {
+                    return false;
+                }
+                let Some(e) = t.used.get_ptr_mut(list.wrapping_add(1).wrapping_add(taken as u32)) else { return false };
+                // SAFETY: as above.
+                unsafe {
+                    *e = u64::from(slot);
+                    *n = taken + 1;
+                }
+                *key = *k;
+                *v = FlowValue {
+                    packets: 1,
+                    bytes: u64::from(bytes),
+                    first_seen_ns: now,
+                    last_seen_ns: now,
+                    tcp_flags: u64::from(flags),
+                };
+                return true;
+            }
+            if key.same(k) {
+                v.packets += 1;
+                v.bytes += u64::from(bytes);
+                v.last_seen_ns = now;
+                v.tcp_flags |= u64::from(flags);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Whether `k`'s packet is among the first `limit` of its stream (both directions), which
     /// classification needs in userspace. Counts the packet into the stream map.
     #[inline(always)]
@@ -604,14 +682,18 @@ mod prog {
                 vlan: key.vlan,
             };
             if epoch0 {
-                add_shared(&FLOWS4_0, k4, bytes, flags, now)
+                add_table(Table { slots: &TABLE4_0, used: &USED4_0 }, cfg.table_slots, k4, bytes, flags, now)
+                    || add_shared(&FLOWS4_0, k4, bytes, flags, now)
             } else {
-                add_shared(&FLOWS4_1, k4, bytes, flags, now)
+                add_table(Table { slots: &TABLE4_1, used: &USED4_1 }, cfg.table_slots, k4, bytes, flags, now)
+                    || add_shared(&FLOWS4_1, k4, bytes, flags, now)
             }
         } else if epoch0 {
-            add(&FLOWS0, key, bytes, flags, now)
+            add_table(Table { slots: &TABLE_0, used: &USED_0 }, cfg.table_slots, key, bytes, flags, now)
+                || add(&FLOWS0, key, bytes, flags, now)
         } else {
-            add(&FLOWS1, key, bytes, flags, now)
+            add_table(Table { slots: &TABLE_1, used: &USED_1 }, cfg.table_slots, key, bytes, flags, now)
+                || add(&FLOWS1, key, bytes, flags, now)
         };
         if added {
             c.count(XdpCounter::Aggregated);

@@ -29,6 +29,7 @@
 //! logs it.
 
 mod batch;
+mod table;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -41,9 +42,9 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use xacct_ebpf_common::{self as common, maps};
 pub use xacct_ebpf_common::{
-    FlowKey, FlowKey4, FlowValue, XdpConfig, XdpCounter, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_MAC, KEEP_DST_PORT,
-    KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT, KEEP_TCP_FLAGS, KEEP_TOS, KEEP_VLAN,
-    PROGRAM_NAME, XDP_COUNTERS,
+    FlowKey, FlowKey4, FlowSlot, FlowSlot4, FlowValue, XdpConfig, XdpCounter, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_MAC,
+    KEEP_DST_PORT, KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT, KEEP_TCP_FLAGS, KEEP_TOS,
+    KEEP_VLAN, PROGRAM_NAME, XDP_COUNTERS,
 };
 
 /// The XDP object built by build.rs (aligned: the ELF parser reads it in place).
@@ -92,13 +93,17 @@ pub struct Options {
     /// `KEEP_*` bits: key fields the kernel keeps (the rest are zeroed and aggregate).
     pub key_fields: u32,
     pub action: Action,
-    /// Capacity of each of the two flow maps (shared by all CPUs).
+    /// Capacity of each of the two flow maps (shared by all CPUs), and the slots (rounded up to
+    /// a power of two) of each CPU's IPv4 table in front of them, memory permitting.
     pub flow_entries: u32,
     /// Send every admitted IP packet to AF_XDP instead of counting it in the kernel.
     pub redirect_all: bool,
     /// Send the first this many packets of every stream (both directions) to AF_XDP, for
     /// classification; 0 = off.
     pub classify_packets: u32,
+    /// Count in the per-CPU tables first (see `xacct_ebpf_common::TableSlot`), the hash maps
+    /// taking only what does not fit; off: the hash maps only.
+    pub tables: bool,
 }
 
 impl Default for Options {
@@ -109,6 +114,7 @@ impl Default for Options {
             flow_entries: common::DEFAULT_FLOW_ENTRIES,
             redirect_all: false,
             classify_packets: 0,
+            tables: true,
         }
     }
 }
@@ -204,14 +210,34 @@ pub struct XdpProgram {
     /// The kernel refused the batch drain once: walk per key from then on.
     batch_refused: bool,
     batch_buffers: (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>),
+    /// The per-CPU tables of each epoch (none when off).
+    tables: Option<[EpochTables; 2]>,
 }
+
+/// One epoch's per-CPU tables: the full key's, and the compact IPv4 key's when in use.
+type EpochTables = (table::Tables<FlowSlot>, Option<table::Tables<FlowSlot4>>);
 
 impl XdpProgram {
     /// Loads and verifies the program with `opts`; it is not attached yet.
     pub fn load(opts: Options) -> Result<XdpProgram, XdpError> {
         let compact = opts.key_fields & (common::KEEP_SRC_MAC | common::KEEP_DST_MAC) == 0;
         let compact_entries = if compact { opts.flow_entries.max(1) } else { 1 };
+        let nr_cpus = aya::util::nr_cpus()
+            .map_err(|(_, source)| XdpError::Syscall { what: "reading /sys/devices/system/cpu/possible", source })?;
+        let slot_bytes = std::mem::size_of::<FlowSlot>() + if compact { std::mem::size_of::<FlowSlot4>() } else { 0 };
+        let table_slots = if opts.tables { table_slots(opts.flow_entries, nr_cpus, slot_bytes as u64) } else { 0 };
+        let table4_slots = if compact { table_slots } else { 0 };
+        let per_cpu = |slots: u32| (slots as usize * nr_cpus).clamp(1, u32::MAX as usize) as u32;
+        let lists = |slots: u32| ((slots as usize + 1) * nr_cpus).clamp(1, u32::MAX as usize) as u32;
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::TABLE_0, per_cpu(table_slots))
+            .map_max_entries(maps::TABLE_1, per_cpu(table_slots))
+            .map_max_entries(maps::TABLE4_0, per_cpu(table4_slots))
+            .map_max_entries(maps::TABLE4_1, per_cpu(table4_slots))
+            .map_max_entries(maps::USED_0, lists(table_slots))
+            .map_max_entries(maps::USED_1, lists(table_slots))
+            .map_max_entries(maps::USED4_0, lists(table4_slots))
+            .map_max_entries(maps::USED4_1, lists(table4_slots))
             .map_max_entries(maps::FLOWS_0, opts.flow_entries.max(1))
             .map_max_entries(maps::FLOWS_1, opts.flow_entries.max(1))
             .map_max_entries(maps::FLOWS4_0, compact_entries)
@@ -243,11 +269,9 @@ impl XdpProgram {
             flags,
             rule_kinds: 0,
             classify_packets: opts.classify_packets,
-            pad: 0,
+            table_slots,
         };
         let (barrier, barrier_inner) = barrier_maps()?;
-        let nr_cpus = aya::util::nr_cpus()
-            .map_err(|(_, source)| XdpError::Syscall { what: "reading /sys/devices/system/cpu/possible", source })?;
         let mut me = XdpProgram {
             ebpf,
             config,
@@ -258,7 +282,22 @@ impl XdpProgram {
             nr_cpus,
             batch_refused: false,
             batch_buffers: Default::default(),
+            tables: None,
         };
+        if table_slots != 0 {
+            let open = |e: u32| -> Result<_, XdpError> {
+                let (t, u, t4, u4) = if e == 0 {
+                    (maps::TABLE_0, maps::USED_0, maps::TABLE4_0, maps::USED4_0)
+                } else {
+                    (maps::TABLE_1, maps::USED_1, maps::TABLE4_1, maps::USED4_1)
+                };
+                let wide = table::Tables::open(&me.ebpf, t, u, table_slots, nr_cpus)?;
+                let narrow =
+                    if compact { Some(table::Tables::open(&me.ebpf, t4, u4, table_slots, nr_cpus)?) } else { None };
+                Ok((wide, narrow))
+            };
+            me.tables = Some([open(0)?, open(1)?]);
+        }
         me.write_config()?;
         Ok(me)
     }
@@ -392,6 +431,13 @@ impl XdpProgram {
                 emit(&k.expand(key_fields), per_cpu)
             })?;
         }
+        if let Some(tables) = &mut self.tables {
+            let (wide, narrow) = &mut tables[old as usize & 1];
+            wide.drain(|s: &FlowSlot| f(&s.key, &s.value));
+            if let Some(narrow) = narrow {
+                narrow.drain(|s: &FlowSlot4| f(&s.key.expand(key_fields), &s.value));
+            }
+        }
         Ok(())
     }
 
@@ -492,6 +538,9 @@ impl XdpProgram {
         for name in [maps::FLOWS4_0, maps::FLOWS4_1] {
             let m = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
             n += aya::maps::HashMap::<&MapData, FlowKey4, FlowValue>::try_from(m)?.keys().count();
+        }
+        for (wide, narrow) in self.tables.iter().flatten() {
+            n += wide.in_use() + narrow.as_ref().map_or(0, table::Tables::in_use);
         }
         Ok(n)
     }
@@ -655,6 +704,18 @@ fn barrier_maps() -> Result<(OwnedFd, OwnedFd), XdpError> {
     Ok((outer, inner))
 }
 
+/// Slots of each per-CPU table for `flow_entries`: the power of two at or above it, halved
+/// until the tables of both epochs and every CPU, `slot_bytes` a slot, fit in 1 GiB. Flows
+/// beyond a table's reach still go to the hash maps.
+fn table_slots(flow_entries: u32, nr_cpus: usize, slot_bytes: u64) -> u32 {
+    const BUDGET: u64 = 1 << 30;
+    let mut slots = flow_entries.max(1).checked_next_power_of_two().unwrap_or(1 << 31);
+    while slots > 1 && u64::from(slots) * slot_bytes * 2 * nr_cpus.max(1) as u64 > BUDGET {
+        slots /= 2;
+    }
+    slots
+}
+
 /// Removes a copy of our program attached the legacy (netlink) way, which survives its
 /// process. A bpf_link-attached one belongs to a live process and cannot be removed this way
 /// (then attaching fails with EBUSY, as it should). Uses iproute2, already a dependency of the
@@ -738,8 +799,9 @@ mod tests {
                 .status()
                 .is_ok_and(|s| s.success());
             assert!(ok, "creating a veth pair");
-            let mut p = XdpProgram::load(Options { flow_entries: n.next_power_of_two(), ..Options::default() })
-                .unwrap_or_else(|e| panic!("load: {e:#}"));
+            // Hash maps only: the drain under test is theirs.
+            let opts = Options { flow_entries: n.next_power_of_two(), tables: false, ..Options::default() };
+            let mut p = XdpProgram::load(opts).unwrap_or_else(|e| panic!("load: {e:#}"));
             p.attach("xu1").expect("attach");
             fill(&p, n);
             p.batch_refused = true;

@@ -315,6 +315,8 @@ fn continuous_harvest_is_exact() {
 }
 
 fn tiny_map_overflow_is_counted() {
+    // 4 entries in each hash map and 4 slots in each CPU's table; the frames' flows all come
+    // in on one CPU (the sender's).
     let Some(mut p) = load(Options { flow_entries: 4, ..Options::default() }) else { return };
     let mut flows = Vec::new();
     for i in 0..10u8 {
@@ -339,7 +341,7 @@ fn tiny_map_overflow_is_counted() {
     }
     let c = p.counters().expect("counters");
     eprintln!("tiny map: {} flows in the map, counters {c:?}", got.len());
-    assert!(got.len() <= 4, "{got:?}");
+    assert!(got.len() <= 8, "{got:?}");
     assert!(c.get(XdpCounter::MapFull) > 0, "{c:?}");
     // No AF_XDP socket: every overflow was passed to the stack and counted.
     assert_eq!(c.get(XdpCounter::Redirected), 0, "{c:?}");
@@ -383,7 +385,8 @@ fn exact_flows_compact_key() {
 /// is not re-inserted) and deletes those that had none: once traffic stops, two harvests (one
 /// per epoch's map) leave the maps empty.
 fn idle_flows_leave_the_maps() {
-    let Some(mut p) = load(Options { flow_entries: 64, ..Options::default() }) else { return };
+    // Hash maps only: the per-CPU tables free every slot at each harvest.
+    let Some(mut p) = load(Options { flow_entries: 64, tables: false, ..Options::default() }) else { return };
     let flows = flows();
     let mut tx = sender();
     let n = send(&flows, &mut tx);
