@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Live capture side by side on a veth pair (root): XDP pre-aggregation, AF_XDP and libpcap on
-# the same traffic mix, sender (AF_XDP) pinned to core 0 and xacctd to core 1; then the XDP
-# program's own cost per packet from BPF_PROG_TEST_RUN.
+# Live capture side by side (root): XDP pre-aggregation, AF_XDP and libpcap capturing the same
+# traffic mix on a veth pair in a private namespace, xacctd pinned to core 1; then the XDP
+# program's own cost per packet kind from BPF_PROG_TEST_RUN.
 #
-#   perf/veth_capacity.sh [PACKETS]     (default 1,000,000)
+#   perf/veth_capacity.sh [PACKETS]     (default 2,000,000 per run)
 #
-# On a veth the sender's core runs the receiver's kernel work (the XDP program, the AF_XDP
-# copy, the packet socket's ring): the cost of a method is the CPU of the sender thread, of
-# ksoftirqd and of xacctd, per task, minus a baseline run in the same kernel mode (see
-# xacct-vethbench's doc). Two traffic mixes: 100k and 1k distinct 5-tuples.
+# First bed `kernel`: each method's kernel receive path timed by the kernel itself (live-frames
+# BPF_PROG_TEST_RUN: frames in page-pool pages as a driver places them, the verdict carried out
+# into xacctd's AF_XDP socket or packet socket), plus xacctd's CPU per packet; costs above the
+# floor of receiving and dropping a frame. Then bed `direct`: real frames sent into the veth by
+# an AF_XDP sender on core 0, where veth runs the receiver's kernel work on the sender's core
+# (see xacct-vethbench's doc). Medians of 3 trials each; two mixes: 1k and 100k distinct
+# 5-tuples (the `kernel` bed's trains of 64 copies exercise fewer of the 100k: the `flows`
+# counter says how many).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-1000000}
+N=${1:-2000000}
 cargo build --release -q -p xacct-perf -p xacctd
-target/release/xacct-vethbench --packets "$N" --methods xdp,afxdp,pcap
+target/release/xacct-vethbench --bed kernel --packets "$N" --flows 1000,100000
+target/release/xacct-vethbench --bed direct --packets "$((N / 2))" --flows 1000,100000
 bash perf/xdp_cost.sh

@@ -212,6 +212,16 @@ fn attached_prog_id(iface: &str) -> Option<u32> {
     line.split_whitespace().skip_while(|w| *w != "id").nth(1)?.parse().ok()
 }
 
+/// The kernel's mean run time of the program attached to `iface` (bpf_stats, read with
+/// bpftool), ns per run; None when not available.
+fn attached_prog_ns(iface: &str) -> Option<f64> {
+    let id = attached_prog_id(iface)?;
+    let out = Command::new("bpftool").args(["prog", "show", "id", &id.to_string()]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |name: &str| text.split_whitespace().skip_while(|w| *w != name).nth(1)?.parse::<f64>().ok();
+    Some(field("run_time_ns")? / field("run_cnt")?.max(1.0))
+}
+
 /// How a run's receive-side kernel CPU is measured.
 enum Bed {
     /// BPF_PROG_TEST_RUN in live-frames mode on core 0 (`kernel`). Runs the program attached
@@ -413,7 +423,16 @@ fn main() -> Result<()> {
             // every method pays) and passed to a stack where no one listens. `direct`: without
             // and with veth's XDP mode.
             xdp_attach(RX, Some(&drop))?;
+            // `direct`: what the kernel's per-run timing itself costs on these frames (the two
+            // clock reads that `program on the live frames` figures include).
+            let stats = !kernel && std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
             let (_, with_drop) = bed.send(&frames)?;
+            if stats {
+                if let Some(ns) = attached_prog_ns(RX) {
+                    println!("two-instruction XDP_DROP program on the live frames: {ns:.0} ns/run (bpf_stats)");
+                }
+                std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").ok();
+            }
             xdp_attach(RX, None)?;
             let (_, without) = bed.send(&frames)?;
             floors.push(with_drop * 1e9 / n);
@@ -505,15 +524,33 @@ fn run_method(
             dir.join(format!("{method}.pipe")).display()
         ),
     )?;
-    let Run { secs, kernel, per_packet, idle_rate, log: text } = run_xacctd(xacctd, &conf, &log, frames, bed)?;
+    // `direct`: the kernel's own timing of the program on the live frames (two clock reads a
+    // run, so not on the `kernel` bed, where the kernel times every run anyway).
+    let stats = method == "xdp"
+        && matches!(bed, Bed::Direct { .. })
+        && std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
+    let r = run_xacctd(xacctd, &conf, &log, frames, bed);
+    if stats {
+        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").ok();
+    }
+    let Run { secs, kernel, per_packet, idle_rate, log: text } = r?;
     let line = text.lines().rev().find(|l| l.contains("source ") && l.contains("received")).unwrap_or_default();
     let xdp_line = text.lines().rev().find(|l| l.contains("xdp_seen")).unwrap_or_default();
     let plugin = text.lines().rev().find(|l| l.contains("plugin default/memory: accounted")).unwrap_or_default();
     // The flows the traffic really had (the `kernel` bed's trains draw from the mix).
     let flows = format!("flows {}", counter(plugin, "entries_written"));
     let counters = if method == "xdp" {
+        let runs = counter(xdp_line, "xdp_runs");
+        let live = if runs > 0 {
+            format!(
+                " | program on the live frames {:.0} ns/run (bpf_stats)",
+                counter(xdp_line, "xdp_run_ns") as f64 / runs as f64
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{flows} xdp_aggregated {} xdp_redirected {} xdp_map_full {}",
+            "{flows} xdp_aggregated {} xdp_redirected {} xdp_map_full {}{live}",
             counter(xdp_line, "xdp_aggregated"),
             counter(xdp_line, "xdp_redirected"),
             counter(xdp_line, "xdp_map_full")
