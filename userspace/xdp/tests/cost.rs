@@ -116,7 +116,7 @@ fn many_flows(floor: &std::os::fd::OwnedFd, key_fields: u32) {
         XdpProgram::load(Options { key_fields, flow_entries: (2 * flows as u32).max(65536), ..Options::default() })
             .unwrap_or_else(|e| panic!("load: {e:#}"));
     // Two passes: the first fills the tables, the second is measured (flows going on).
-    let mut pass = |measure: bool| -> (f64, f64) {
+    let pass = |measure: bool| -> (f64, f64) {
         let (mut ns, mut floor_ns) = (0u64, 0u64);
         for f in &frames {
             let r = p.test_run(&f.data, 1).unwrap_or_else(|e| panic!("test_run: {e:#}"));
