@@ -2,9 +2,11 @@
 //! AF_XDP sockets, and harvests its per-flow counts exactly.
 //!
 //! # Exact harvest
-//! The program counts into one of two per-CPU flow maps, chosen per packet by the value in the
-//! epoch map. [`XdpProgram::harvest`] flips the epoch, then waits until no program run that may
-//! have read the old epoch is still running, then reads and resets the old map. The wait is
+//! The program counts into one of two sets of flow tables and maps, chosen per packet by the
+//! value in the epoch map: first this CPU's part of a table (see
+//! `xacct_ebpf_common::TableSlot` and the `table` module), else a hash map.
+//! [`XdpProgram::harvest`] flips the epoch, then waits until no program run that may have read
+//! the old epoch is still running, then reads and resets the old tables and maps. The wait is
 //! an RCU grace period: an XDP program runs to completion inside an RCU read-side critical
 //! section (NAPI / softirq context, preemption disabled), and the kernel's `bpf()` syscall calls
 //! `synchronize_rcu()` after every update of an array-of-maps ("so that userspace, when we return
@@ -14,11 +16,13 @@
 //! flip: when that update returns, every packet is either in the old map (read now) or will
 //! be in the new one (read next time). No sleep, no guess.
 //!
-//! The harvest reads thousands of flows per bpf() call (`BPF_MAP_LOOKUP_BATCH`, Linux 5.6+),
-//! then zeroes the entries that had traffic (`BPF_MAP_UPDATE_BATCH`) and deletes the idle ones
-//! (`BPF_MAP_DELETE_BATCH`): a flow that goes on is counted with a lookup, never re-inserted,
-//! which on live traffic with 100k flows cut the program's cost per packet several times (an
-//! insert pops a free-list element, from another CPU's list when the harvester freed it there).
+//! The tables are read and zeroed through a memory mapping, only the slots each CPU listed as
+//! taken. The hash maps are read thousands of flows per bpf() call (`BPF_MAP_LOOKUP_BATCH`,
+//! Linux 5.6+), then the entries that had traffic are zeroed (`BPF_MAP_UPDATE_BATCH`) and the
+//! idle ones deleted (`BPF_MAP_DELETE_BATCH`): a flow that goes on is counted with a lookup,
+//! never re-inserted, which on live traffic with 100k flows cut the program's cost per packet
+//! several times (an insert pops a free-list element, from another CPU's list when the
+//! harvester freed it there).
 //! Where the kernel refuses batch commands, it walks per key and deletes.
 //!
 //! # Stale programs
