@@ -19,23 +19,19 @@ pub mod maps {
     /// [`super::FLAG_COMPACT_V4`].
     pub const FLOWS4_0: &str = "XACCT_FLOWS4_0";
     pub const FLOWS4_1: &str = "XACCT_FLOWS4_1";
-    /// `Array<FlowSlot4>` (mmapable) for epoch 0 and 1: the per-CPU tables that IPv4 flows
-    /// with [`super::FLAG_COMPACT_V4`] are counted in first, CPU `c`'s slots at
-    /// `c * table_slots ..` ([`super::XdpConfig::table_slots`]); what does not fit goes to
-    /// `FLOWS4_*`.
-    pub const TABLE4_0: &str = "XACCT_TABLE4_0";
-    pub const TABLE4_1: &str = "XACCT_TABLE4_1";
-    /// `Array<FlowSlot>` (mmapable) for epoch 0 and 1: the same in front of `FLOWS_*`, for the
-    /// full key.
-    pub const TABLE_0: &str = "XACCT_TABLE0";
-    pub const TABLE_1: &str = "XACCT_TABLE1";
+    /// `Array<FlowSlot4>` (mmapable): the per-CPU tables that IPv4 flows with
+    /// [`super::FLAG_COMPACT_V4`] are counted in first; what does not fit goes to `FLOWS4_*`.
+    /// One region of `table_slots` slots ([`super::XdpConfig::table_slots`]) per CPU and epoch,
+    /// region `2 * cpu + epoch`: one map for both epochs, so that the program has one copy of
+    /// the code that counts into it.
+    pub const TABLE4: &str = "XACCT_TABLE4";
+    /// `Array<FlowSlot>` (mmapable): the same in front of `FLOWS_*`, for the full key.
+    pub const TABLE: &str = "XACCT_TABLE";
     /// `Array<u64>` (mmapable; arrays store values 8 bytes apart anyway), one per table: the
-    /// slots each CPU has taken this epoch, so the harvest visits those only. CPU `c`'s list is
-    /// at `c * (table_slots + 1)`: a count, then the slot numbers.
-    pub const USED4_0: &str = "XACCT_USED4_0";
-    pub const USED4_1: &str = "XACCT_USED4_1";
-    pub const USED_0: &str = "XACCT_USED0";
-    pub const USED_1: &str = "XACCT_USED1";
+    /// slots each CPU has taken in each epoch, so the harvest visits those only. Region `r`'s
+    /// list is at `r * (table_slots + 1)`: a count, then the slot numbers.
+    pub const USED4: &str = "XACCT_USED4";
+    pub const USED: &str = "XACCT_USED";
     /// `PerCpuArray<CpuState>`, one entry: the counters and the clock cache, so that one map
     /// lookup per packet serves both.
     pub const COUNTERS: &str = "XACCT_COUNTERS";

@@ -43,22 +43,14 @@ mod prog {
     static FLOWS4_0: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
     #[map(name = "XACCT_FLOWS4_1")]
     static FLOWS4_1: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
-    #[map(name = "XACCT_TABLE4_0")]
-    static TABLE4_0: Array<FlowSlot4> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_TABLE4_1")]
-    static TABLE4_1: Array<FlowSlot4> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_USED4_0")]
-    static USED4_0: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_USED4_1")]
-    static USED4_1: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_TABLE0")]
-    static TABLE_0: Array<FlowSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_TABLE1")]
-    static TABLE_1: Array<FlowSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_USED0")]
-    static USED_0: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-    #[map(name = "XACCT_USED1")]
-    static USED_1: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_TABLE4")]
+    static TABLE4: Array<FlowSlot4> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_USED4")]
+    static USED4: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_TABLE")]
+    static TABLE: Array<FlowSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+    #[map(name = "XACCT_USED")]
+    static USED: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
     #[map(name = "XACCT_COUNTERS")]
     static COUNTERS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
     #[map(name = "XACCT_XSKS")]
@@ -506,33 +498,42 @@ mod prog {
         }
     }
 
-    /// One epoch's table of one key kind: the slots and the lists of slots taken.
+    /// The table of one key kind: the slots and the lists of slots taken.
     struct Table<S: 'static> {
         slots: &'static Array<S>,
         used: &'static Array<u64>,
     }
 
-    /// Counts one packet into this CPU's part of `t` (see [`TableSlot`]): the key's slot among
-    /// the [`TABLE_PROBES`] from its home, or the first free one there, which it then notes in
-    /// this CPU's list. False when the tables are off or those slots hold other flows.
+    /// Counts one packet into this CPU's region of `t` for `epoch` (see [`TableSlot`]): the
+    /// key's slot among the [`TABLE_PROBES`] from its home, or the first free one there, which
+    /// it then notes in the region's list. False when the tables are off or those slots hold
+    /// other flows.
     #[inline(always)]
-    fn add_table<S: TableSlot>(t: Table<S>, slots: u32, k: &S::Key, bytes: u32, flags: u8, now: u64) -> bool {
+    fn add_table<S: TableSlot>(
+        t: Table<S>,
+        slots: u32,
+        epoch: u32,
+        k: &S::Key,
+        bytes: u32,
+        flags: u8,
+        now: u64,
+    ) -> bool {
         if slots == 0 {
             return false;
         }
         // SAFETY: the helper has no preconditions (the verifier inlines it).
-        let cpu = unsafe { bpf_get_smp_processor_id() };
+        let region = unsafe { bpf_get_smp_processor_id() } * 2 + (epoch & 1);
         let home = k.home(slots);
         for i in 0..TABLE_PROBES {
             let slot = home.wrapping_add(i) & (slots - 1);
             // Array lookups by a constant map are inlined by the verifier: no call, no hash.
-            let Some(s) = t.slots.get_ptr_mut(cpu.wrapping_mul(slots).wrapping_add(slot)) else { return false };
-            // SAFETY: a live element of this CPU's part of the table. XDP runs with preemption
-            // disabled and only this CPU writes its part while the epoch is current (userspace
-            // touches the other epoch's tables only, after an RCU grace period).
+            let Some(s) = t.slots.get_ptr_mut(region.wrapping_mul(slots).wrapping_add(slot)) else { return false };
+            // SAFETY: a live element of this CPU's region of the table. XDP runs with preemption
+            // disabled and only this CPU writes its regions; that of the current epoch only
+            // (userspace touches the other epoch's regions only, after an RCU grace period).
             let (key, v) = unsafe { (*s).parts() };
             if v.packets == 0 {
-                let list = cpu.wrapping_mul(slots + 1);
+                let list = region.wrapping_mul(slots + 1);
                 let Some(n) = t.used.get_ptr_mut(list) else { return false };
                 // SAFETY: as above, for this CPU's list.
                 let taken = unsafe { *n };
@@ -670,7 +671,8 @@ mod prog {
         // One call site per map, each naming its map as a constant: the verifier then calls
         // the hash map's lookup directly. Through a pointer chosen at run time it cannot, and
         // `bpf_map_lookup_elem` costs an indirect call (~20 ns with retpolines).
-        let epoch0 = EPOCH.get(0).map_or(0, |e| *e) == 0;
+        let epoch = EPOCH.get(0).map_or(0, |e| *e);
+        let epoch0 = epoch == 0;
         let added = if key.family == 4 && cfg.flags & FLAG_COMPACT_V4 != 0 {
             let k4 = &FlowKey4 {
                 src_addr: [key.src_addr[0], key.src_addr[1], key.src_addr[2], key.src_addr[3]],
@@ -681,19 +683,15 @@ mod prog {
                 tos: key.tos,
                 vlan: key.vlan,
             };
-            if epoch0 {
-                add_table(Table { slots: &TABLE4_0, used: &USED4_0 }, cfg.table_slots, k4, bytes, flags, now)
-                    || add_shared(&FLOWS4_0, k4, bytes, flags, now)
-            } else {
-                add_table(Table { slots: &TABLE4_1, used: &USED4_1 }, cfg.table_slots, k4, bytes, flags, now)
-                    || add_shared(&FLOWS4_1, k4, bytes, flags, now)
-            }
-        } else if epoch0 {
-            add_table(Table { slots: &TABLE_0, used: &USED_0 }, cfg.table_slots, key, bytes, flags, now)
-                || add(&FLOWS0, key, bytes, flags, now)
+            add_table(Table { slots: &TABLE4, used: &USED4 }, cfg.table_slots, epoch, k4, bytes, flags, now)
+                || if epoch0 {
+                    add_shared(&FLOWS4_0, k4, bytes, flags, now)
+                } else {
+                    add_shared(&FLOWS4_1, k4, bytes, flags, now)
+                }
         } else {
-            add_table(Table { slots: &TABLE_1, used: &USED_1 }, cfg.table_slots, key, bytes, flags, now)
-                || add(&FLOWS1, key, bytes, flags, now)
+            add_table(Table { slots: &TABLE, used: &USED }, cfg.table_slots, epoch, key, bytes, flags, now)
+                || if epoch0 { add(&FLOWS0, key, bytes, flags, now) } else { add(&FLOWS1, key, bytes, flags, now) }
         };
         if added {
             c.count(XdpCounter::Aggregated);

@@ -214,12 +214,10 @@ pub struct XdpProgram {
     /// The kernel refused the batch drain once: walk per key from then on.
     batch_refused: bool,
     batch_buffers: (batch::Buffers<FlowKey>, batch::Buffers<FlowKey4>),
-    /// The per-CPU tables of each epoch (none when off).
-    tables: Option<[EpochTables; 2]>,
+    /// The per-CPU tables: the full key's, and the compact IPv4 key's when in use (none when
+    /// off).
+    tables: Option<(table::Tables<FlowSlot>, Option<table::Tables<FlowSlot4>>)>,
 }
-
-/// One epoch's per-CPU tables: the full key's, and the compact IPv4 key's when in use.
-type EpochTables = (table::Tables<FlowSlot>, Option<table::Tables<FlowSlot4>>);
 
 impl XdpProgram {
     /// Loads and verifies the program with `opts`; it is not attached yet.
@@ -231,17 +229,15 @@ impl XdpProgram {
         let slot_bytes = std::mem::size_of::<FlowSlot>() + if compact { std::mem::size_of::<FlowSlot4>() } else { 0 };
         let table_slots = if opts.tables { table_slots(opts.flow_entries, nr_cpus, slot_bytes as u64) } else { 0 };
         let table4_slots = if compact { table_slots } else { 0 };
-        let per_cpu = |slots: u32| (slots as usize * nr_cpus).clamp(1, u32::MAX as usize) as u32;
-        let lists = |slots: u32| ((slots as usize + 1) * nr_cpus).clamp(1, u32::MAX as usize) as u32;
+        // A region per CPU and epoch (see `maps::TABLE`).
+        let regions = 2 * nr_cpus;
+        let slots_of = |slots: u32| (slots as usize * regions).clamp(1, u32::MAX as usize) as u32;
+        let lists = |slots: u32| ((slots as usize + 1) * regions).clamp(1, u32::MAX as usize) as u32;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(maps::TABLE_0, per_cpu(table_slots))
-            .map_max_entries(maps::TABLE_1, per_cpu(table_slots))
-            .map_max_entries(maps::TABLE4_0, per_cpu(table4_slots))
-            .map_max_entries(maps::TABLE4_1, per_cpu(table4_slots))
-            .map_max_entries(maps::USED_0, lists(table_slots))
-            .map_max_entries(maps::USED_1, lists(table_slots))
-            .map_max_entries(maps::USED4_0, lists(table4_slots))
-            .map_max_entries(maps::USED4_1, lists(table4_slots))
+            .map_max_entries(maps::TABLE, slots_of(table_slots))
+            .map_max_entries(maps::TABLE4, slots_of(table4_slots))
+            .map_max_entries(maps::USED, lists(table_slots))
+            .map_max_entries(maps::USED4, lists(table4_slots))
             .map_max_entries(maps::FLOWS_0, opts.flow_entries.max(1))
             .map_max_entries(maps::FLOWS_1, opts.flow_entries.max(1))
             .map_max_entries(maps::FLOWS4_0, compact_entries)
@@ -289,18 +285,13 @@ impl XdpProgram {
             tables: None,
         };
         if table_slots != 0 {
-            let open = |e: u32| -> Result<_, XdpError> {
-                let (t, u, t4, u4) = if e == 0 {
-                    (maps::TABLE_0, maps::USED_0, maps::TABLE4_0, maps::USED4_0)
-                } else {
-                    (maps::TABLE_1, maps::USED_1, maps::TABLE4_1, maps::USED4_1)
-                };
-                let wide = table::Tables::open(&me.ebpf, t, u, table_slots, nr_cpus)?;
-                let narrow =
-                    if compact { Some(table::Tables::open(&me.ebpf, t4, u4, table_slots, nr_cpus)?) } else { None };
-                Ok((wide, narrow))
+            let wide = table::Tables::open(&me.ebpf, maps::TABLE, maps::USED, table_slots, regions)?;
+            let narrow = if compact {
+                Some(table::Tables::open(&me.ebpf, maps::TABLE4, maps::USED4, table_slots, regions)?)
+            } else {
+                None
             };
-            me.tables = Some([open(0)?, open(1)?]);
+            me.tables = Some((wide, narrow));
         }
         me.write_config()?;
         Ok(me)
@@ -435,11 +426,10 @@ impl XdpProgram {
                 emit(&k.expand(key_fields), per_cpu)
             })?;
         }
-        if let Some(tables) = &mut self.tables {
-            let (wide, narrow) = &mut tables[old as usize & 1];
-            wide.drain(|s: &FlowSlot| f(&s.key, &s.value));
+        if let Some((wide, narrow)) = &mut self.tables {
+            wide.drain(old, |s: &FlowSlot| f(&s.key, &s.value));
             if let Some(narrow) = narrow {
-                narrow.drain(|s: &FlowSlot4| f(&s.key.expand(key_fields), &s.value));
+                narrow.drain(old, |s: &FlowSlot4| f(&s.key.expand(key_fields), &s.value));
             }
         }
         Ok(())
@@ -543,7 +533,7 @@ impl XdpProgram {
             let m = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
             n += aya::maps::HashMap::<&MapData, FlowKey4, FlowValue>::try_from(m)?.keys().count();
         }
-        for (wide, narrow) in self.tables.iter().flatten() {
+        if let Some((wide, narrow)) = &self.tables {
             n += wide.in_use() + narrow.as_ref().map_or(0, table::Tables::in_use);
         }
         Ok(n)

@@ -56,23 +56,26 @@ impl Drop for Mapped {
     }
 }
 
-/// One epoch's table of one slot kind, every CPU's part, with its lists of taken slots.
+/// The table of one slot kind, a region per CPU and epoch (region `2 * cpu + epoch`), with
+/// the regions' lists of taken slots.
 pub(crate) struct Tables<S> {
     slots: Mapped,
     used: Mapped,
+    /// Slots per region.
     per_cpu: u32,
-    cpus: usize,
+    regions: usize,
     _slot: std::marker::PhantomData<S>,
 }
 
 impl<S: TableSlot + aya::Pod + Default> Tables<S> {
-    /// Maps the arrays `table` and `used` of `ebpf`, sized for `per_cpu` slots on `cpus` CPUs.
+    /// Maps the arrays `table` and `used` of `ebpf`, sized for `regions` regions of `per_cpu`
+    /// slots.
     pub(crate) fn open(
         ebpf: &Ebpf,
         table: &'static str,
         used: &'static str,
         per_cpu: u32,
-        cpus: usize,
+        regions: usize,
     ) -> Result<Tables<S>, XdpError> {
         let fd = |name: &'static str| -> Result<BorrowedFd<'_>, XdpError> {
             let m = ebpf.map(name).ok_or(XdpError::Missing(name))?;
@@ -82,43 +85,43 @@ impl<S: TableSlot + aya::Pod + Default> Tables<S> {
         // Checks the arrays' value sizes against the types.
         Array::<&MapData, S>::try_from(ebpf.map(table).ok_or(XdpError::Missing(table))?)?;
         Array::<&MapData, u64>::try_from(ebpf.map(used).ok_or(XdpError::Missing(used))?)?;
-        let n = per_cpu as usize * cpus;
+        let n = per_cpu as usize * regions;
         let mapped = |name, bytes| {
             Mapped::new(fd(name)?, bytes).map_err(|source| XdpError::Syscall { what: "mapping a flow table", source })
         };
         Ok(Tables {
             slots: mapped(table, n * std::mem::size_of::<S>())?,
-            used: mapped(used, (per_cpu as usize + 1) * cpus * 8)?,
+            used: mapped(used, (per_cpu as usize + 1) * regions * 8)?,
             per_cpu,
-            cpus,
+            regions,
             _slot: std::marker::PhantomData,
         })
     }
 
-    fn list(&self, cpu: usize) -> *mut u64 {
-        // SAFETY: CPU `cpu`'s list starts inside the mapping (`cpu < cpus`, see `open`).
-        unsafe { self.used.ptr.as_ptr().cast::<u64>().add(cpu * (self.per_cpu as usize + 1)) }
+    fn list(&self, region: usize) -> *mut u64 {
+        // SAFETY: the region's list starts inside the mapping (`region < regions`, see `open`).
+        unsafe { self.used.ptr.as_ptr().cast::<u64>().add(region * (self.per_cpu as usize + 1)) }
     }
 
-    /// Passes every taken slot to `emit` (a flow seen on two CPUs has a slot on each) and frees
-    /// it. Only for the epoch the program no longer counts in, after the RCU grace period that
-    /// ends the last program run that could (see the crate doc): nothing writes these tables
-    /// meanwhile, and the program's next writes to them follow the next epoch flip, a system
-    /// call after this returns.
-    pub(crate) fn drain(&mut self, mut emit: impl FnMut(&S)) {
+    /// Passes every slot taken in `epoch` to `emit` (a flow seen on two CPUs has a slot on
+    /// each) and frees it. Only for the epoch the program no longer counts in, after the RCU
+    /// grace period that ends the last program run that could (see the crate doc): nothing
+    /// writes those regions meanwhile, and the program's next writes to them follow the next
+    /// epoch flip, a system call after this returns.
+    pub(crate) fn drain(&mut self, epoch: u32, mut emit: impl FnMut(&S)) {
         fence(Ordering::SeqCst);
         let base = self.slots.ptr.as_ptr().cast::<S>();
-        for cpu in 0..self.cpus {
-            let list = self.list(cpu);
-            // SAFETY: `list` and the `taken` entries after it lie in this CPU's list (the
+        for region in (epoch as usize & 1..self.regions).step_by(2) {
+            let list = self.list(region);
+            // SAFETY: `list` and the `taken` entries after it lie in this region's list (the
             // program never notes more than `per_cpu`, and the count is clamped to that), and
-            // each slot number is masked into this CPU's part of the table. Volatile: the
-            // memory is shared with the kernel.
+            // each slot number is masked into this region of the table. Volatile: the memory is
+            // shared with the kernel.
             unsafe {
                 let taken = std::ptr::read_volatile(list).min(u64::from(self.per_cpu)) as usize;
                 for i in 0..taken {
                     let slot = (std::ptr::read_volatile(list.add(1 + i)) & u64::from(self.per_cpu - 1)) as usize;
-                    let p = base.add(cpu * self.per_cpu as usize + slot);
+                    let p = base.add(region * self.per_cpu as usize + slot);
                     let mut s = std::ptr::read_volatile(p);
                     if s.parts().1.packets != 0 {
                         emit(&s);
@@ -131,11 +134,11 @@ impl<S: TableSlot + aya::Pod + Default> Tables<S> {
         fence(Ordering::SeqCst);
     }
 
-    /// Slots taken, every CPU's (a diagnostic).
+    /// Slots taken, every region's (a diagnostic).
     pub(crate) fn in_use(&self) -> usize {
         // SAFETY: as in `drain`, reading the counts only.
-        (0..self.cpus)
-            .map(|c| unsafe { std::ptr::read_volatile(self.list(c)) }.min(u64::from(self.per_cpu)) as usize)
+        (0..self.regions)
+            .map(|r| unsafe { std::ptr::read_volatile(self.list(r)) }.min(u64::from(self.per_cpu)) as usize)
             .sum()
     }
 }
