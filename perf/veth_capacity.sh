@@ -12,11 +12,14 @@
 # an AF_XDP sender on core 0, where veth runs the receiver's kernel work on the sender's core
 # (see xacct-vethbench's doc). Medians of 3 trials each; two mixes: 1k and 100k distinct
 # 5-tuples (the `kernel` bed's trains of 64 copies exercise fewer of the 100k: the `flows`
-# counter says how many).
+# counter says how many). Trains keep a flow's kernel slot, and the program's code, warm from
+# one copy to the next, which favours XDP; the `kernel` bed runs again with trains of 8 (more
+# set-up per frame in the floor, so noisier) to show how much.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000000}
 cargo build --release -q -p xacct-perf -p xacctd
 target/release/xacct-vethbench --bed kernel --packets "$N" --flows 1000,100000
+target/release/xacct-vethbench --bed kernel --packets "$((N / 2))" --flows 1000,100000 --train 8 --rate 500000
 target/release/xacct-vethbench --bed direct --packets "$((N / 2))" --flows 1000,100000
 bash perf/xdp_cost.sh
