@@ -11,8 +11,8 @@
 # floor of receiving and dropping a frame. Then bed `direct`: real frames sent into the veth by
 # an AF_XDP sender on core 0, where veth runs the receiver's kernel work on the sender's core
 # (see xacct-vethbench's doc). Medians of 3 trials each; two mixes: 1k and 100k distinct
-# 5-tuples (the `kernel` bed's trains of 64 copies exercise fewer of the 100k: the `flows`
-# counter says how many). Trains keep a flow's kernel slot, and the program's code, warm from
+# 5-tuples (the `kernel` bed's trains of 64 copies exercise fewer of the 100k: each header
+# line says how many are sent). Trains keep a flow's kernel slot, and the program's code, warm from
 # one copy to the next, which favours XDP; the `kernel` bed runs again with trains of 8 (more
 # set-up per frame in the floor, so noisier) to show how much.
 set -euo pipefail

@@ -153,13 +153,10 @@ fn counter(line: &str, name: &str) -> u64 {
 fn build_program(dir: &std::path::Path, name: &str, body: &str) -> Result<PathBuf> {
     let src = dir.join(format!("{name}.c"));
     let obj = dir.join(format!("{name}.o"));
-    // bpf_redirect is helper 23 of the kernel's stable helper ABI; declared here so that the
-    // program needs no headers.
     std::fs::write(
         &src,
         format!(
-            "static long (*bpf_redirect)(unsigned int ifindex, unsigned long long flags) = (void *) 23;\n\
-             __attribute__((section(\"xdp\"), used)) int {name}(void *ctx) {{ {body} }}\n\
+            "__attribute__((section(\"xdp\"), used)) int {name}(void *ctx) {{ {body} }}\n\
              char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n"
         ),
     )?;
@@ -251,7 +248,7 @@ impl Bed {
                         }
                         let mut ns = 0u64;
                         let t0 = Instant::now();
-                        for (i, f) in frames.iter().step_by(*train as usize).enumerate() {
+                        for (i, f) in self.delivered(frames).enumerate() {
                             let due = Duration::from_secs_f64((i as u64 * u64::from(*train)) as f64 / *rate as f64);
                             if let Some(wait) = due.checked_sub(t0.elapsed()) {
                                 std::thread::sleep(wait);
@@ -270,6 +267,16 @@ impl Bed {
                 Ok((secs, ns as f64 / 1e9))
             }
         }
+    }
+
+    /// The frames one send delivers, each with how many copies (the `kernel` bed sends a train
+    /// of the first frame of every `train`).
+    fn delivered<'f>(&self, frames: &'f [Vec<u8>]) -> impl Iterator<Item = &'f Vec<u8>> {
+        let step = match self {
+            Bed::Kernel { train, .. } => *train as usize,
+            Bed::Direct { .. } => 1,
+        };
+        frames.iter().step_by(step)
     }
 
     /// Packets one send delivers (the `kernel` bed sends whole trains).
@@ -410,8 +417,15 @@ fn main() -> Result<()> {
         let frames: Vec<Vec<u8>> =
             xacct_perf::traffic::mixed(a.packets, nflows, 5).into_iter().map(|f| f.data).collect();
         let n = bed.packets(frames.len());
+        // The 5-tuples the traffic really has: the `kernel` bed's trains draw from the mix.
+        let seen: std::collections::HashSet<_> = bed
+            .delivered(&frames)
+            .filter_map(|f| xacct_wire::decode(xacct_wire::LinkType::Ethernet, f, f.len() as u32).ok())
+            .map(|p| (p.l3, p.proto, p.src_port, p.dst_port))
+            .collect();
         println!(
-            "\n{n} packets of the mixed traffic, {nflows} distinct 5-tuples (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
+            "\n{n} packets of the mixed traffic, {nflows} distinct 5-tuples drawn, {} sent (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
+            seen.len(),
             a.bed,
             if kernel { "test runs" } else { "sender" },
             a.trials.max(1)
@@ -438,7 +452,8 @@ fn main() -> Result<()> {
             floors.push(with_drop * 1e9 / n);
             stacks.push(without * 1e9 / n);
             for (method, runs) in a.methods.iter().zip(&mut runs) {
-                let f = run_method(&a, method, nflows, &xacctd, &dir, &frames, &bed).with_context(|| method.clone())?;
+                let (r, counters) =
+                    run_method(&a, method, nflows, &xacctd, &dir, &frames, &bed).with_context(|| method.clone())?;
                 // `direct`: libpcap's baseline is the run without XDP mode.
                 let base = if !kernel && method == "pcap" {
                     *stacks.last().unwrap_or(&0.0)
@@ -446,10 +461,11 @@ fn main() -> Result<()> {
                     *floors.last().unwrap_or(&0.0)
                 };
                 runs.push(Figures {
-                    kernel: (f.kernel * 1e9 / n - base).max(0.0),
-                    xacctd: f.xacctd * 1e9 / n,
-                    pps: n / f.pps,
-                    ..f
+                    pps: n / r.secs,
+                    kernel: (r.kernel * 1e9 / n - base).max(0.0),
+                    xacctd: r.per_packet * 1e9 / n,
+                    idle: r.idle_rate,
+                    counters,
                 });
             }
         }
@@ -498,8 +514,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// One run of xacctd capturing with `method` while the frames are sent. The returned figures
-/// are raw: seconds for `pps`, CPU seconds for `kernel` and `xacctd`.
+/// One run of xacctd capturing with `method` while the frames are sent: its costs, and the
+/// counters from its log worth showing.
 fn run_method(
     a: &Args,
     method: &str,
@@ -508,7 +524,7 @@ fn run_method(
     dir: &std::path::Path,
     frames: &[Vec<u8>],
     bed: &Bed,
-) -> Result<Figures> {
+) -> Result<(Run, String)> {
     let conf = dir.join(format!("{method}.conf"));
     let log = dir.join(format!("{method}-{nflows}.log"));
     // Flow maps sized for the flows of one harvest interval, as ARCHITECTURE.md advises.
@@ -533,12 +549,10 @@ fn run_method(
     if stats {
         std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").ok();
     }
-    let Run { secs, kernel, per_packet, idle_rate, log: text } = r?;
+    let run = r?;
+    let text = &run.log;
     let line = text.lines().rev().find(|l| l.contains("source ") && l.contains("received")).unwrap_or_default();
     let xdp_line = text.lines().rev().find(|l| l.contains("xdp_seen")).unwrap_or_default();
-    let plugin = text.lines().rev().find(|l| l.contains("plugin default/memory: accounted")).unwrap_or_default();
-    // The flows the traffic really had (the `kernel` bed's trains draw from the mix).
-    let flows = format!("flows {}", counter(plugin, "entries_written"));
     let counters = if method == "xdp" {
         let runs = counter(xdp_line, "xdp_runs");
         let live = if runs > 0 {
@@ -550,17 +564,17 @@ fn run_method(
             String::new()
         };
         format!(
-            "{flows} xdp_aggregated {} xdp_redirected {} xdp_map_full {}{live}",
+            "xdp_aggregated {} xdp_redirected {} xdp_map_full {}{live}",
             counter(xdp_line, "xdp_aggregated"),
             counter(xdp_line, "xdp_redirected"),
             counter(xdp_line, "xdp_map_full")
         )
     } else {
         format!(
-            "{flows} received {} dropped {}",
+            "received {} dropped {}",
             counter(line, "received"),
             counter(line, "kernel_dropped") + counter(line, "queue_dropped") + counter(line, "xsk_rx_dropped")
         )
     };
-    Ok(Figures { pps: secs, kernel, xacctd: per_packet, idle: idle_rate, counters })
+    Ok((run, counters))
 }

@@ -69,7 +69,7 @@ impl LinkType {
 }
 
 /// Network-layer addresses found in the packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum L3 {
     /// No IP header (ARP, LLDP, …): `etype` says what it was.
     #[default]
