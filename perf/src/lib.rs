@@ -5,3 +5,4 @@ pub mod afxdp_tx;
 pub mod flowgen;
 pub mod testrun;
 pub mod traffic;
+pub mod trafficgen;

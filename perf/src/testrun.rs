@@ -11,11 +11,12 @@
 //! live-frames tests, and a program attached by another process is reached only by its id.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
@@ -56,6 +57,17 @@ pub fn prog_by_id(id: u32) -> io::Result<OwnedFd> {
     let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?;
     // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Writes `value` under `key` in the map `map` (sizes as the map was made with; the kernel
+/// checks them). aya's typed maps cannot hold a program descriptor aya did not load.
+pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr = [0u64; 16];
+    // map_fd, key, value, flags (BPF_ANY).
+    attr[0] = map.as_raw_fd() as u64;
+    attr[1] = key.as_ptr() as u64;
+    attr[2] = value.as_ptr() as u64;
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
 /// Runs `prog` on `frame` `repeat` times: (its verdict, the kernel's mean ns per run).

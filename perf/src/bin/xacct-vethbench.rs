@@ -32,9 +32,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use xacct_perf::trafficgen::{Generator, Target};
 
 const TX: &str = "xb0";
 const RX: &str = "xb1";
@@ -63,6 +65,12 @@ struct Args {
     /// spreads the test run's set-up per call (a page pool) over the train.
     #[arg(long, default_value_t = 64)]
     train: u32,
+    /// `kernel` bed: distinct flows per frame of the mix, copy n of a train getting the n-th
+    /// mod this (its addresses' last words shifted, checksums kept): consecutive packets are
+    /// different flows, as on a link. The mix then has `--flows` / this 5-tuples. 0: every copy
+    /// of a train is the same frame.
+    #[arg(long, default_value_t = 64)]
+    vary: u32,
     /// `kernel` bed: frames handed on per batch, and pages in each call's page pool.
     #[arg(long, default_value_t = 8)]
     batch: u32,
@@ -219,44 +227,77 @@ fn attached_prog_ns(iface: &str) -> Option<f64> {
     Some(field("run_time_ns")? / field("run_cnt")?.max(1.0))
 }
 
+/// What receives the frames of a send.
+#[derive(Clone, Copy, PartialEq)]
+enum Receiver {
+    /// Dropped on arrival (the floor; `direct`: the caller attaches the dropping program).
+    Drop,
+    /// Passed up a stack where no one listens.
+    Stack,
+    /// Whatever the capture interface has: xacctd's program, or none (libpcap).
+    Capture,
+}
+
 /// How a run's receive-side kernel CPU is measured.
 enum Bed {
-    /// BPF_PROG_TEST_RUN in live-frames mode on core 0 (`kernel`). Runs the program attached
-    /// to the capture interface, or where it has none (libpcap) the pass-through program
-    /// attached to its idle peer: a driver without XDP. Test runs only use programs attached
-    /// somewhere: the kernel swaps any other in and out of its XDP dispatcher on every run, an
-    /// RCU grace period each.
-    Kernel { ifindex: u32, train: u32, batch: u32, rate: u64 },
+    /// BPF_PROG_TEST_RUN in live-frames mode on core 0 (`kernel`). The test runs are of the
+    /// traffic generator (attached to the idle peer, see [`Generator`]), which varies the flow
+    /// of every copy and tail-calls the receiver: the program attached to the capture
+    /// interface, a dropping one (the floor) or a passing one (a driver without XDP).
+    Kernel { ifindex: u32, train: u32, batch: u32, rate: u64, vary: u32, gen: Generator },
     /// Sender thread + ksoftirqd, seconds (`direct`).
     Direct { tck: f64 },
 }
 
 impl Bed {
-    /// Sends every frame; returns (seconds it took, receive-side kernel CPU seconds).
-    fn send(&self, frames: &[Vec<u8>]) -> Result<(f64, f64)> {
+    /// Sends every frame to `rx` (see [`Sent`]).
+    fn send(&self, frames: &[Vec<u8>], rx: Receiver) -> Result<Sent> {
         match self {
-            Bed::Direct { tck } => Ok(send_measured(frames, *tck)),
-            Bed::Kernel { ifindex, train, batch, rate } => {
-                let id = attached_prog_id(RX).or_else(|| attached_prog_id(TX)).context("no XDP program to test-run")?;
-                let prog = xacct_perf::testrun::prog_by_id(id)?;
-                let prog = &prog;
+            Bed::Direct { tck } => {
+                let (secs, kernel) = send_measured(frames, *tck);
+                Ok(Sent { secs, kernel, floor: None })
+            }
+            Bed::Kernel { ifindex, train, batch, rate, vary, gen } => {
+                let attached = match rx {
+                    Receiver::Capture => attached_prog_id(RX).map(xacct_perf::testrun::prog_by_id).transpose()?,
+                    _ => None,
+                };
+                let target = match (&attached, rx) {
+                    (Some(fd), _) => Target::Program(fd.as_fd()),
+                    (None, Receiver::Drop) => Target::Drop,
+                    (None, _) => Target::Pass,
+                };
+                // Every train but the floor's own goes twice, to the floor and to `rx`, one
+                // after the other: the pair sees the same frames at the same moment, so the
+                // difference is free of this VM's drift (±30 % over minutes).
+                let paired = rx != Receiver::Drop;
+                let prog = gen.program()?;
                 let start = Instant::now();
-                let ns = std::thread::scope(|s| {
+                let (ns, floor) = std::thread::scope(|s| {
                     s.spawn(|| {
                         if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
                             core_affinity::set_for_current(c);
                         }
-                        let mut ns = 0u64;
+                        let (mut ns, mut floor) = (0u64, 0u64);
                         let t0 = Instant::now();
+                        let run = |f: &[u8], first: u64, to: Target<'_>| -> Result<u64> {
+                            gen.set_target(to)?;
+                            gen.set_frame(f, *vary, first)?;
+                            let per = xacct_perf::testrun::test_run_live(&prog, f, *ifindex, 0, *train, *batch)?;
+                            Ok(u64::from(per) * u64::from(*train))
+                        };
                         for (i, f) in self.delivered(frames).enumerate() {
-                            let due = Duration::from_secs_f64((i as u64 * u64::from(*train)) as f64 / *rate as f64);
+                            let first = i as u64 * u64::from(*train);
+                            let due = Duration::from_secs_f64(first as f64 / *rate as f64);
                             if let Some(wait) = due.checked_sub(t0.elapsed()) {
                                 std::thread::sleep(wait);
                             }
-                            let per = xacct_perf::testrun::test_run_live(prog, f, *ifindex, 0, *train, *batch)?;
-                            ns += u64::from(per) * u64::from(*train);
+                            if paired {
+                                floor += run(f, first, Target::Drop)?;
+                            }
+                            ns += run(f, first, target)?;
                         }
-                        Ok::<u64, std::io::Error>(ns)
+                        Ok::<_, anyhow::Error>((ns, floor))
                     })
                     .join()
                     .expect("test-run thread")
@@ -264,19 +305,34 @@ impl Bed {
                 .context("BPF_PROG_TEST_RUN (live frames)")?;
                 let secs = start.elapsed().as_secs_f64();
                 std::thread::sleep(Duration::from_millis(300));
-                Ok((secs, ns as f64 / 1e9))
+                Ok(Sent { secs, kernel: ns as f64 / 1e9, floor: paired.then_some(floor as f64 / 1e9) })
             }
         }
     }
 
-    /// The frames one send delivers, each with how many copies (the `kernel` bed sends a train
-    /// of the first frame of every `train`).
+    /// The frames one send delivers (the `kernel` bed sends a train of copies of the first
+    /// frame of every `train`).
     fn delivered<'f>(&self, frames: &'f [Vec<u8>]) -> impl Iterator<Item = &'f Vec<u8>> {
         let step = match self {
             Bed::Kernel { train, .. } => *train as usize,
             Bed::Direct { .. } => 1,
         };
         frames.iter().step_by(step)
+    }
+
+    /// Every frame one send delivers, as the receiver sees it (`kernel`: the generator's
+    /// copies).
+    fn each_frame(&self, frames: &[Vec<u8>], mut f: impl FnMut(&[u8])) {
+        match self {
+            Bed::Kernel { train, vary, .. } => {
+                for (i, base) in self.delivered(frames).enumerate() {
+                    for n in 0..u64::from(*train) {
+                        f(&xacct_perf::trafficgen::varied(base, *vary, i as u64 * u64::from(*train) + n));
+                    }
+                }
+            }
+            Bed::Direct { .. } => frames.iter().for_each(|x| f(x)),
+        }
     }
 
     /// Packets one send delivers (the `kernel` bed sends whole trains).
@@ -288,12 +344,24 @@ impl Bed {
     }
 }
 
+/// What one send took.
+struct Sent {
+    /// Seconds it took.
+    secs: f64,
+    /// Receive-side kernel CPU seconds.
+    kernel: f64,
+    /// `kernel` bed: the kernel CPU seconds of the same trains sent to the floor, interleaved.
+    floor: Option<f64>,
+}
+
 /// What one xacctd run cost.
 struct Run {
     /// Seconds the send took.
     secs: f64,
     /// Receive-side kernel CPU seconds during the send.
     kernel: f64,
+    /// `kernel` bed: the paired floor's kernel CPU seconds (see [`Bed::send`]).
+    floor: Option<f64>,
     /// xacctd's CPU seconds from just before the send until it has exited (final harvest and
     /// flush included), less what it spends idle over the same time.
     per_packet: f64,
@@ -335,7 +403,7 @@ fn run_xacctd(
     let cpu0 = process_cpu(pid);
     let idle_rate = (cpu0 - idle0) / idle_t.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let sent = bed.send(frames);
+    let sent = bed.send(frames, Receiver::Capture);
     if std::env::var_os("VETHBENCH_DEBUG").is_some() {
         eprintln!("xacctd cpu before shutdown: {:.3}s", process_cpu(pid) - cpu0);
         for t in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
@@ -352,11 +420,11 @@ fn run_xacctd(
     if r < 0 {
         bail!("wait4 xacctd: {}", std::io::Error::last_os_error());
     }
-    let (secs, kernel) = sent?;
+    let Sent { secs, kernel, floor } = sent?;
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let cpu = tv(ru.ru_utime) + tv(ru.ru_stime) - cpu0;
     let per_packet = (cpu - idle_rate * t0.elapsed().as_secs_f64()).max(0.0);
-    Ok(Run { secs, kernel, per_packet, idle_rate, log: std::fs::read_to_string(log)? })
+    Ok(Run { secs, kernel, floor, per_packet, idle_rate, log: std::fs::read_to_string(log)? })
 }
 
 /// One method's figures from one trial, ns per packet.
@@ -405,24 +473,26 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("xacct-vethbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let drop = build_program(&dir, "drop", "return 1;")?;
-    let pass = build_program(&dir, "pass", "return 2;")?;
     let bed = if kernel {
         let ifindex = nix::net::if_::if_nametoindex(RX).context("capture interface index")?;
-        xdp_attach(TX, Some(&pass))?;
-        Bed::Kernel { ifindex, train: a.train.max(1), batch: a.batch.max(1), rate: a.rate.max(1) }
+        let gen = Generator::load(&dir, TX)?;
+        Bed::Kernel { ifindex, train: a.train.max(1), batch: a.batch.max(1), rate: a.rate.max(1), vary: a.vary, gen }
     } else {
         Bed::Direct { tck }
     };
     for &nflows in &a.flows {
+        // The `kernel` bed's generator makes `vary` flows of every 5-tuple of the mix.
+        let tuples = if kernel && a.vary > 0 { nflows.div_ceil(u64::from(a.vary)) } else { nflows };
         let frames: Vec<Vec<u8>> =
-            xacct_perf::traffic::mixed(a.packets, nflows, 5).into_iter().map(|f| f.data).collect();
+            xacct_perf::traffic::mixed(a.packets, tuples, 5).into_iter().map(|f| f.data).collect();
         let n = bed.packets(frames.len());
         // The 5-tuples the traffic really has: the `kernel` bed's trains draw from the mix.
-        let seen: std::collections::HashSet<_> = bed
-            .delivered(&frames)
-            .filter_map(|f| xacct_wire::decode(xacct_wire::LinkType::Ethernet, f, f.len() as u32).ok())
-            .map(|p| (p.l3, p.proto, p.src_port, p.dst_port))
-            .collect();
+        let mut seen = std::collections::HashSet::new();
+        bed.each_frame(&frames, |f| {
+            if let Ok(p) = xacct_wire::decode(xacct_wire::LinkType::Ethernet, f, f.len() as u32) {
+                seen.insert((p.l3, p.proto, p.src_port, p.dst_port));
+            }
+        });
         println!(
             "\n{n} packets of the mixed traffic, {nflows} distinct 5-tuples drawn, {} sent (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
             seen.len(),
@@ -436,29 +506,33 @@ fn main() -> Result<()> {
             // Baselines with nothing capturing. `kernel`: the frames dropped on arrival (the floor
             // every method pays) and passed to a stack where no one listens. `direct`: without
             // and with veth's XDP mode.
-            xdp_attach(RX, Some(&drop))?;
+            if !kernel {
+                xdp_attach(RX, Some(&drop))?;
+            }
             // `direct`: what the kernel's per-run timing itself costs on these frames (the two
             // clock reads that `program on the live frames` figures include).
             let stats = !kernel && std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
-            let (_, with_drop) = bed.send(&frames)?;
+            let with_drop = bed.send(&frames, Receiver::Drop)?.kernel;
             if stats {
                 if let Some(ns) = attached_prog_ns(RX) {
                     println!("two-instruction XDP_DROP program on the live frames: {ns:.0} ns/run (bpf_stats)");
                 }
                 std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").ok();
             }
-            xdp_attach(RX, None)?;
-            let (_, without) = bed.send(&frames)?;
+            if !kernel {
+                xdp_attach(RX, None)?;
+            }
+            let without = bed.send(&frames, Receiver::Stack)?.kernel;
             floors.push(with_drop * 1e9 / n);
             stacks.push(without * 1e9 / n);
             for (method, runs) in a.methods.iter().zip(&mut runs) {
                 let (r, counters) =
                     run_method(&a, method, nflows, &xacctd, &dir, &frames, &bed).with_context(|| method.clone())?;
                 // `direct`: libpcap's baseline is the run without XDP mode.
-                let base = if !kernel && method == "pcap" {
-                    *stacks.last().unwrap_or(&0.0)
-                } else {
-                    *floors.last().unwrap_or(&0.0)
+                let base = match r.floor {
+                    Some(f) => f * 1e9 / n,
+                    None if method == "pcap" => *stacks.last().unwrap_or(&0.0),
+                    None => *floors.last().unwrap_or(&0.0),
                 };
                 runs.push(Figures {
                     pps: n / r.secs,
