@@ -109,21 +109,21 @@ impl Generator {
         self.prog_fd("xacct_gen_prog")
     }
 
-    /// Sets what the generator hands each frame to.
-    pub fn set_target(&self, target: Target<'_>) -> Result<()> {
+    /// Sets what the generator hands each frame to when run with `slot` (0 or 1).
+    pub fn set_target(&self, slot: u32, target: Target<'_>) -> Result<()> {
         let prog = match target {
             Target::Drop => self.prog_fd("xacct_gen_drop")?,
             Target::Pass => self.prog_fd("xacct_gen_pass")?,
             Target::Program(fd) => fd,
         };
         let fd = prog.as_raw_fd() as u32;
-        crate::testrun::map_update(self.map_fd("xacct_gen_next")?, &0u32.to_ne_bytes(), &fd.to_ne_bytes())
+        crate::testrun::map_update(self.map_fd("xacct_gen_next")?, &slot.to_ne_bytes(), &fd.to_ne_bytes())
             .context("put the program under test into the generator's tail-call slot")
     }
 
     /// Prepares the next test run: copies of `frame`, the first of them copy number `next`,
-    /// over `vary` flows (0: unchanged).
-    pub fn set_frame(&self, frame: &[u8], vary: u32, next: u64) -> Result<()> {
+    /// over `vary` flows (0: unchanged), handed to the receiver in `slot`.
+    pub fn set_frame(&self, frame: &[u8], vary: u32, next: u64, slot: u32) -> Result<()> {
         let (vary, (a, b)) = match address_words(frame) {
             Some(w) if vary > 0 => (vary, w),
             _ => (0, (0, 0)),
@@ -136,7 +136,7 @@ impl Generator {
         v.extend_from_slice(&(b as u16).to_ne_bytes());
         v.extend_from_slice(&word(a));
         v.extend_from_slice(&word(b));
-        v.extend_from_slice(&0u32.to_ne_bytes());
+        v.extend_from_slice(&slot.to_ne_bytes());
         crate::testrun::map_update(self.map_fd("xacct_gen")?, &0u32.to_ne_bytes(), &v)
             .context("configure the generator")
     }

@@ -271,6 +271,8 @@ impl Bed {
                 // after the other: the pair sees the same frames at the same moment, so the
                 // difference is free of this VM's drift (±30 % over minutes).
                 let paired = rx != Receiver::Drop;
+                gen.set_target(0, Target::Drop)?;
+                gen.set_target(1, target)?;
                 let prog = gen.program()?;
                 let start = Instant::now();
                 let (ns, floor) = std::thread::scope(|s| {
@@ -280,9 +282,8 @@ impl Bed {
                         }
                         let (mut ns, mut floor) = (0u64, 0u64);
                         let t0 = Instant::now();
-                        let run = |f: &[u8], first: u64, to: Target<'_>| -> Result<u64> {
-                            gen.set_target(to)?;
-                            gen.set_frame(f, *vary, first)?;
+                        let run = |f: &[u8], first: u64, slot: u32| -> Result<u64> {
+                            gen.set_frame(f, *vary, first, slot)?;
                             let per = xacct_perf::testrun::test_run_live(&prog, f, *ifindex, 0, *train, *batch)?;
                             Ok(u64::from(per) * u64::from(*train))
                         };
@@ -293,9 +294,9 @@ impl Bed {
                                 std::thread::sleep(wait);
                             }
                             if paired {
-                                floor += run(f, first, Target::Drop)?;
+                                floor += run(f, first, 0)?;
                             }
-                            ns += run(f, first, target)?;
+                            ns += run(f, first, 1)?;
                         }
                         Ok::<_, anyhow::Error>((ns, floor))
                     })
