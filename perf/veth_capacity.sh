@@ -8,18 +8,19 @@
 # First bed `kernel`: each method's kernel receive path timed by the kernel itself (live-frames
 # BPF_PROG_TEST_RUN: frames in page-pool pages as a driver places them, the verdict carried out
 # into xacctd's AF_XDP socket or packet socket), plus xacctd's CPU per packet; costs above the
-# floor of receiving and dropping a frame. Then bed `direct`: real frames sent into the veth by
-# an AF_XDP sender on core 0, where veth runs the receiver's kernel work on the sender's core
-# (see xacct-vethbench's doc). Medians of 3 trials each; two mixes: 1k and 100k distinct
-# 5-tuples (the `kernel` bed's trains of 64 copies exercise fewer of the 100k: each header
-# line says how many are sent). Trains keep a flow's kernel slot, and the program's code, warm from
-# one copy to the next, which favours XDP; the `kernel` bed runs again with trains of 8 (more
-# set-up per frame in the floor, so noisier) to show how much.
+# floor of receiving and dropping the same frames, measured train by train alongside. An
+# in-kernel generator makes every copy of a train a flow of its own, so consecutive packets hit
+# different flows as on a link. It runs again with all copies alike (`--vary 0`, the bed of
+# earlier reports), which keeps one flow's kernel state warm for a whole train and favours XDP.
+# Then bed `direct`: real frames sent into the veth by an AF_XDP sender on core 0, where veth
+# runs the receiver's kernel work on the sender's core (see xacct-vethbench's doc). Medians of
+# 3 trials each; two mixes: 1k and 100k distinct 5-tuples (each header line says how many are
+# really sent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000000}
 cargo build --release -q -p xacct-perf -p xacctd
 target/release/xacct-vethbench --bed kernel --packets "$N" --flows 1000,100000
-target/release/xacct-vethbench --bed kernel --packets "$((N / 2))" --flows 1000,100000 --train 8 --rate 500000
+target/release/xacct-vethbench --bed kernel --packets "$((N / 2))" --flows 1000,100000 --vary 0
 target/release/xacct-vethbench --bed direct --packets "$((N / 2))" --flows 1000,100000
 bash perf/xdp_cost.sh

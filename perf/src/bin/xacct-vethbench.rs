@@ -7,13 +7,16 @@
 //!
 //! * `kernel` (default) times each method's kernel receive path with the kernel's own clock:
 //!   BPF_PROG_TEST_RUN in live-frames mode on core 0 places each frame in a page-pool page,
-//!   as a NIC driver does, runs the XDP program the interface has (xacctd's; libpcap's runs use
-//!   a pass-through program, a driver without XDP) and carries the verdict out: the AF_XDP copy
-//!   into xacctd's socket, or a socket buffer up the stack to xacctd's packet socket, or a
-//!   drop. The frames come in trains of `--train` copies, paced to `--rate`. The floor is the
-//!   same frames dropped by a two-instruction program (what any method pays to receive a frame);
-//!   each method's kernel cost is its time above the floor. This bed has none of veth's own
-//!   costs (below) and no wake-ups or cross-core transfers in the kernel figure.
+//!   as a NIC driver does, and carries the verdict out: the AF_XDP copy into xacctd's socket,
+//!   or a socket buffer up the stack to xacctd's packet socket, or a drop. The program run is a
+//!   small traffic generator (perf/bpf/trafficgen.c) that gives every copy of a train a flow of
+//!   its own (`--vary`) and tail-calls the receiver: the program the capture interface has
+//!   (xacctd's), a passing one where it has none (libpcap: a driver without XDP) or a dropping
+//!   one, the floor: what any method pays to receive a frame. Trains of `--train` copies are
+//!   paced to `--rate`; every train goes to the floor and then to the method, one after the
+//!   other, and each method's kernel cost is its time above the floor of the same trains,
+//!   which cancels most of this VM's drift. This bed has none of veth's own costs (below) and
+//!   no wake-ups or cross-core transfers in the kernel figure.
 //! * `direct` sends real frames into `xb0` with an AF_XDP sender on core 0. On a veth the
 //!   receiver's kernel work runs in the sender's `sendto` or in ksoftirqd, so a method's kernel
 //!   cost is the CPU of the sender, of every ksoftirqd and of xacctd, minus a baseline run that
@@ -27,7 +30,7 @@
 //! is the median of `--trials` runs, the floor measured again in every trial.
 //!
 //! Usage (root): xacct-vethbench [--bed kernel|direct] [--packets N] [--flows 100000,1000]
-//! [--methods xdp,afxdp,pcap] [--trials 3] [--xdp-flow-entries N]. With VETHBENCH_DEBUG set it
+//! [--methods xdp,afxdp,pcap] [--trials 3] [--xdp-flow-entries N] [--train 64] [--vary 64]. With VETHBENCH_DEBUG set it
 //! also prints xacctd's CPU per thread before shutdown.
 
 use anyhow::{bail, Context, Result};
@@ -495,12 +498,17 @@ fn main() -> Result<()> {
             }
         });
         println!(
-            "\n{n} packets of the mixed traffic, {nflows} distinct 5-tuples drawn, {} sent (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
+            "\n{n} packets of the mixed traffic, {nflows} distinct 5-tuples asked for, {} sent (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
             seen.len(),
             a.bed,
             if kernel { "test runs" } else { "sender" },
             a.trials.max(1)
         );
+        if let Bed::Kernel { train, vary, rate, .. } = &bed {
+            println!(
+                "trains of {train} copies of a frame of the mix at {rate} frames/s, copy n the flow n mod {vary} of its own (--vary; 0: all alike); costs above the floor of the same trains"
+            );
+        }
         let (mut floors, mut stacks) = (Vec::new(), Vec::new());
         let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); a.methods.len()];
         for _ in 0..a.trials.max(1) {
