@@ -30,8 +30,8 @@
 //! is the median of `--trials` runs, the floor measured again in every trial.
 //!
 //! Usage (root): xacct-vethbench [--bed kernel|direct] [--packets N] [--flows 100000,1000]
-//! [--methods xdp,afxdp,pcap] [--trials 3] [--xdp-flow-entries N] [--train 64] [--vary 64]. With VETHBENCH_DEBUG set it
-//! also prints xacctd's CPU per thread before shutdown.
+//! [--methods xdp,afxdp,pcap] [--trials 3] [--xdp-flow-entries N] [--train 64] [--vary 64].
+//! With VETHBENCH_DEBUG set it also prints xacctd's CPU per thread before shutdown.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
