@@ -53,6 +53,14 @@ static __attribute__((always_inline)) __u16 oc_add(__u16 x, __u16 y)
     return (__u16)((s & 0xffff) + (s >> 16));
 }
 
+// x - y, borrowing around: not oc_add(x, ~y), which turns x == y into 0xffff, the other zero
+// (the checksum holds either way, but 192.168.0.0 would not stay itself for d = 0).
+static __attribute__((always_inline)) __u16 oc_sub(__u16 x, __u16 y)
+{
+    __s32 s = (__s32)x - y;
+    return (__u16)(s < 0 ? s + 0xffff : s);
+}
+
 SEC("xdp")
 int xacct_gen_prog(struct xdp_md *ctx)
 {
@@ -66,7 +74,7 @@ int xacct_gen_prog(struct xdp_md *ctx)
         if ((void *)(pa + 1) <= end && (void *)(pb + 1) <= end) {
             __u16 d = (__u16)(g->next % g->vary);
             *pa = oc_add(g->base_a, d);
-            *pb = oc_add(g->base_b, (__u16)~d);
+            *pb = oc_sub(g->base_b, d);
         }
         g->next++;
     }

@@ -82,6 +82,22 @@ pub fn test_run(prog: &impl AsRawFd, frame: &[u8], repeat: u32) -> io::Result<(u
     Ok(((attr[0] >> 32) as u32, (attr[4] >> 32) as u32))
 }
 
+/// Runs `prog` once on `frame`: (its verdict, the frame as the program left it).
+pub fn test_run_out(prog: &impl AsRawFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    // Room for a program that grows the frame (XDP allows up to a page).
+    let mut out = vec![0u8; 4096];
+    let mut attr = [0u64; 16];
+    // prog_fd | retval, data_size_in | data_size_out, data_in, data_out, repeat | duration.
+    attr[0] = prog.as_raw_fd() as u64;
+    attr[1] = frame.len() as u64 | ((out.len() as u64) << 32);
+    attr[2] = frame.as_ptr() as u64;
+    attr[3] = out.as_mut_ptr() as u64;
+    attr[4] = 1;
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    out.truncate((attr[1] >> 32) as usize);
+    Ok(((attr[0] >> 32) as u32, out))
+}
+
 /// Runs `prog` in live-frames mode on `frame`, `repeat` times, as received on RX queue `queue`
 /// of the interface with index `ifindex`; the verdicts are carried out, `batch` frames at a
 /// time (as a driver's poll hands them on; each call starts a fresh page pool of that many

@@ -46,9 +46,15 @@ pub fn address_words(frame: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// Ones'-complement addition and subtraction, as the generator does them (see the C file).
 fn oc_add(x: u16, y: u16) -> u16 {
     let s = u32::from(x) + u32::from(y);
     ((s & 0xffff) + (s >> 16)) as u16
+}
+
+fn oc_sub(x: u16, y: u16) -> u16 {
+    let s = i32::from(x) - i32::from(y);
+    (if s < 0 { s + 0xffff } else { s }) as u16
 }
 
 /// Copy `n` of `frame` as the generator makes it with `vary` flows per frame (for counting the
@@ -59,14 +65,15 @@ pub fn varied(frame: &[u8], vary: u32, n: u64) -> Vec<u8> {
         let d = (n % u64::from(vary)) as u16;
         let word = |o: usize| u16::from_ne_bytes([frame[o], frame[o + 1]]);
         f[a..a + 2].copy_from_slice(&oc_add(word(a), d).to_ne_bytes());
-        f[b..b + 2].copy_from_slice(&oc_add(word(b), !d).to_ne_bytes());
+        f[b..b + 2].copy_from_slice(&oc_sub(word(b), d).to_ne_bytes());
     }
     f
 }
 
 impl Generator {
-    /// Builds the generator with clang in `dir`, loads it and attaches it to `iface`.
-    pub fn load(dir: &Path, iface: &str) -> Result<Generator> {
+    /// Builds the generator with clang in `dir`, loads it and attaches it to `iface` (none:
+    /// for one-off test runs, e.g. tests).
+    pub fn load(dir: &Path, iface: Option<&str>) -> Result<Generator> {
         let src = dir.join("trafficgen.c");
         let obj = dir.join("trafficgen.o");
         std::fs::write(&src, SOURCE)?;
@@ -87,8 +94,11 @@ impl Generator {
             let p: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("{name} missing"))?.try_into()?;
             p.load().with_context(|| format!("load {name}"))?;
         }
-        let p: &mut Xdp = ebpf.program_mut("xacct_gen_prog").ok_or_else(|| anyhow!("generator missing"))?.try_into()?;
-        p.attach(iface, XdpMode::Driver).with_context(|| format!("attach the generator to {iface}"))?;
+        if let Some(iface) = iface {
+            let p: &mut Xdp =
+                ebpf.program_mut("xacct_gen_prog").ok_or_else(|| anyhow!("generator missing"))?.try_into()?;
+            p.attach(iface, XdpMode::Driver).with_context(|| format!("attach the generator to {iface}"))?;
+        }
         Ok(Generator { ebpf })
     }
 

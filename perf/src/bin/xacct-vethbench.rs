@@ -479,7 +479,7 @@ fn main() -> Result<()> {
     let drop = build_program(&dir, "drop", "return 1;")?;
     let bed = if kernel {
         let ifindex = nix::net::if_::if_nametoindex(RX).context("capture interface index")?;
-        let gen = Generator::load(&dir, TX)?;
+        let gen = Generator::load(&dir, Some(TX))?;
         Bed::Kernel { ifindex, train: a.train.max(1), batch: a.batch.max(1), rate: a.rate.max(1), vary: a.vary, gen }
     } else {
         Bed::Direct { tck }
