@@ -65,10 +65,7 @@ fn verify(l4: &[u8], proto: u16, src: &[u8], dst: &[u8]) -> bool {
 
 #[test]
 fn generator_gives_each_copy_its_own_valid_flow() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot skip under CI=true: BPF needs root");
-        eprintln!("SKIP: BPF needs root");
+    if !xacct_perf::root_or_skip("BPF") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("xacct-trafficgen-test-{}", std::process::id()));

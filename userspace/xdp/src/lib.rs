@@ -779,10 +779,7 @@ mod tests {
     /// test run of an unattached XDP program costs an RCU grace period.
     #[test]
     fn per_key_fallback_and_batch_drain() {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot skip under CI=true: BPF needs root");
-            eprintln!("SKIP: BPF needs root");
+        if !xacct_perf::root_or_skip("BPF") {
             return;
         }
         let n: u32 = std::env::var("XDP_MANY_FLOWS").ok().and_then(|s| s.parse().ok()).unwrap_or(50_000).min(131_072);

@@ -160,10 +160,7 @@ fn many_flows_body(tables: bool, cpus: &[usize]) {
 
 #[test]
 fn harvest_many_flows() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot skip under CI=true: BPF needs root");
-        eprintln!("SKIP: BPF_PROG_TEST_RUN needs root");
+    if !xacct_perf::root_or_skip("BPF_PROG_TEST_RUN") {
         return;
     }
     // A thread of its own, so that its network namespace and CPU pinning affect nothing else.
