@@ -53,6 +53,9 @@ pub mod maps {
     /// `LruHashMap<StreamKey, u32>`: packets seen per stream (both directions), while
     /// [`super::FLAG_CLASSIFY`] hands each stream's first packets to userspace.
     pub const STREAMS: &str = "XACCT_STREAMS";
+    /// `LruHashMap<FragKey, FragEntry>`: the ports of IP datagrams whose first fragment the
+    /// program saw, for their later fragments (see [`super::FragEntry`]).
+    pub const FRAGS: &str = "XACCT_FRAGS";
 }
 
 /// Name of the XDP program in the object.
@@ -63,6 +66,13 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 65536;
 /// Capacity of the stream map (LRU: when full, the least recently seen stream is forgotten, and
 /// a forgotten stream that comes back is handed up again from its first packet).
 pub const DEFAULT_STREAM_ENTRIES: u32 = 65536;
+/// Capacity of the fragment map (LRU: datagrams in reassembly at once; when full, the least
+/// recently seen datagram is forgotten and its remaining later fragments go up to userspace,
+/// which accounts them with ports 0 as orphans, never loses them).
+pub const FRAG_ENTRIES: u32 = 65536;
+/// How long a datagram's fragment entry stays good after its last fragment, as userspace's
+/// fragment table keeps them (`xacctd::frag::FRAG_TIMEOUT`, 60 s).
+pub const FRAG_TIMEOUT_NS: u64 = 60_000_000_000;
 /// Capacity of the XSKMAP: the highest RX queue index that can have a socket, plus one.
 pub const MAX_QUEUES: u32 = 256;
 
@@ -98,10 +108,13 @@ pub enum XdpCounter {
     /// Frames redirected because they are among their stream's first
     /// [`XdpConfig::classify_packets`] (also counted in `Redirected`).
     Classify = 9,
+    /// Later IP fragments given their datagram's ports in the kernel, from its first fragment
+    /// (also counted in their outcome, usually `Aggregated`).
+    FragmentPorts = 10,
 }
 
 /// Number of [`XdpCounter`] slots.
-pub const XDP_COUNTERS: u32 = 10;
+pub const XDP_COUNTERS: u32 = 11;
 
 impl XdpCounter {
     /// All counters, in index order.
@@ -116,6 +129,7 @@ impl XdpCounter {
         XdpCounter::MapFullFallback,
         XdpCounter::RedirectFailed,
         XdpCounter::Classify,
+        XdpCounter::FragmentPorts,
     ];
 
     /// Short stable name for logs and `xacct -t`.
@@ -131,6 +145,7 @@ impl XdpCounter {
             XdpCounter::MapFullFallback => "xdp_map_full_lost",
             XdpCounter::RedirectFailed => "xdp_redirect_failed",
             XdpCounter::Classify => "xdp_to_classify",
+            XdpCounter::FragmentPorts => "xdp_fragment_ports",
         }
     }
 }
@@ -241,6 +256,37 @@ pub struct StreamKey {
     pub family: u8,
     pub proto: u8,
     pub pad: [u8; 2],
+}
+
+/// An IP datagram, as its fragments name it: userspace's fragment table key
+/// (`xacctd::frag::FragKey`: addresses, protocol, identification; IPv4's 16-bit id widened).
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub id: u32,
+    pub family: u8,
+    pub proto: u8,
+    pub pad: [u8; 2],
+}
+
+/// What the kernel knows of a datagram in fragments. The program counts a first fragment
+/// itself and notes its ports here, so the later fragments are counted in the kernel too, with
+/// those ports. A later fragment that comes first finds no ports: it goes up to userspace,
+/// whose fragment table holds it, and the entry is left `pending` so that the datagram's other
+/// fragments, the first one included, follow it up. The first fragment then fills in the
+/// ports, and fragments after it stay in the kernel again.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FragEntry {
+    /// Source and destination port of the first fragment, network order.
+    pub ports: [u8; 4],
+    /// 1 while the ports are unknown and userspace holds fragments of the datagram.
+    pub pending: u32,
+    /// `bpf_ktime_get_coarse_ns()` of the datagram's last fragment: older than
+    /// [`FRAG_TIMEOUT_NS`], the entry counts as absent.
+    pub last_ns: u64,
 }
 
 /// Consecutive slots a key may occupy from its home slot in a per-CPU table
@@ -506,6 +552,10 @@ mod pod {
     unsafe impl aya::Pod for super::FlowSlot4 {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FragKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FragEntry {}
 }
 
 #[cfg(test)]
@@ -523,6 +573,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey4>(), 16);
         assert_eq!(core::mem::size_of::<FlowSlot4>(), 64);
         assert_eq!(core::mem::size_of::<FlowSlot>(), 128);
+        assert_eq!(core::mem::size_of::<FragKey>(), 16 + 16 + 4 + 4);
+        assert_eq!(core::mem::size_of::<FragEntry>(), 16);
         assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 2));
     }
 

@@ -1,6 +1,8 @@
 //! The XDP program: parses Ethernet / 802.1Q / 802.1ad / QinQ / IPv4 / IPv6 / TCP / UDP / ICMP,
 //! applies the pre-filter rules, counts per flow into a per-CPU hash map selected by an epoch,
-//! and redirects to the RX queue's AF_XDP socket what must go to userspace.
+//! and redirects to the RX queue's AF_XDP socket what must go to userspace. Later IP fragments
+//! get their datagram's ports from an LRU map of first fragments, so fragments stay in the
+//! kernel unless a later one comes before its first.
 //!
 //! It parses exactly as `xacct_wire::decode` does (userspace/wire/src/packet.rs): same bytes
 //! (IPv4 total length, IPv6 payload length + 40, the rest of the frame when those are 0),
@@ -71,6 +73,8 @@ mod prog {
     static VLANS: Array<u8> = Array::with_max_entries(4096, 0);
     #[map(name = "XACCT_STREAMS")]
     static STREAMS: LruHashMap<StreamKey, u32> = LruHashMap::with_max_entries(DEFAULT_STREAM_ENTRIES, 0);
+    #[map(name = "XACCT_FRAGS")]
+    static FRAGS: LruHashMap<FragKey, FragEntry> = LruHashMap::with_max_entries(FRAG_ENTRIES, 0);
 
     const ETH_P_IP: u16 = 0x0800;
     const ETH_P_IPV6: u16 = 0x86dd;
@@ -97,13 +101,24 @@ mod prog {
         NonIp,
         /// More VLAN tags or IPv6 extension headers than the bounded parser walks.
         Deep,
-        /// Parsed into the caller's key: IP bytes, TCP flags, and whether userspace must see the
-        /// packet.
+        /// Parsed into the caller's key: IP bytes, TCP flags, and which fragment of its datagram
+        /// the packet is.
         Ip {
             bytes: u32,
             tcp_flags: u8,
-            needs_user: bool,
+            frag: Frag,
         },
+    }
+
+    /// A packet's place in its IP datagram.
+    #[derive(Clone, Copy)]
+    enum Frag {
+        /// Not fragmented.
+        Whole,
+        /// The fragment at offset 0, which holds the L4 header; the datagram's identification.
+        First(u32),
+        /// A fragment past offset 0: no L4 header, so no ports of its own.
+        Later(u32),
     }
 
     /// This CPU's counters and clock cache, looked up once per packet.
@@ -176,9 +191,8 @@ mod prog {
             key.src_mac = m;
         }
         let mut etype = be16(et);
-        let ports_kept = keep & (KEEP_SRC_PORT | KEEP_DST_PORT) != 0;
         let mut off = 14usize;
-        let mut needs_user = false;
+        let mut frag = Frag::Whole;
         let mut depth = 0u8;
         for _ in 0..MAX_VLAN_TAGS {
             if !matches!(etype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
@@ -228,11 +242,14 @@ mod prog {
                 key.proto = (w1 >> 8) as u8;
                 key.src_addr[..4].copy_from_slice(&((w1 >> 32) as u32).to_le_bytes());
                 key.dst_addr[..4].copy_from_slice(&dst);
-                let frag = u16::from_be((w0 >> 48) as u16);
-                later_fragment = frag & 0x1fff != 0;
-                // Any fragment: userspace keeps the fragment table that gives later fragments
-                // their datagram's ports. Unless no port is kept: then the kernel counts it.
-                needs_user |= frag & 0x3fff != 0 && ports_kept;
+                let fo = u16::from_be((w0 >> 48) as u16);
+                later_fragment = fo & 0x1fff != 0;
+                let id = u32::from(u16::from_be((w0 >> 32) as u16));
+                if later_fragment {
+                    frag = Frag::Later(id);
+                } else if fo & 0x2000 != 0 {
+                    frag = Frag::First(id);
+                }
                 l4 = off + hlen;
             }
             ETH_P_IPV6 => {
@@ -269,7 +286,12 @@ mod prog {
                             next = f[0];
                             let fo = be16([f[2], f[3]]);
                             later_fragment = fo >> 3 != 0;
-                            needs_user |= fo & 0xfff9 != 0 && ports_kept;
+                            let id = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+                            if later_fragment {
+                                frag = Frag::Later(id);
+                            } else if fo & 1 != 0 {
+                                frag = Frag::First(id);
+                            }
                             8
                         }
                         _ => {
@@ -314,7 +336,7 @@ mod prog {
                 _ => {}
             }
         }
-        Verdict::Ip { bytes: bytes_ip, tcp_flags, needs_user }
+        Verdict::Ip { bytes: bytes_ip, tcp_flags, frag }
     }
 
     /// An LPM trie key for an IPv6 address, built with aligned 4-byte stores. aya's `Key` is a
@@ -579,6 +601,73 @@ mod prog {
         false
     }
 
+    /// Gives a later fragment its datagram's ports, or notes a first fragment's ports for the
+    /// later ones (see [`FragEntry`]). True when the fragment must go up to userspace instead:
+    /// a later fragment of a datagram whose ports are not known (yet), or a first fragment
+    /// whose later fragments userspace holds.
+    #[inline(always)]
+    fn fragment(c: &Counters, key: &mut FlowKey, frag: Frag) -> bool {
+        let (id, later) = match frag {
+            Frag::Whole => return false,
+            Frag::First(id) => (id, false),
+            Frag::Later(id) => (id, true),
+        };
+        let fk = FragKey {
+            src_addr: key.src_addr,
+            dst_addr: key.dst_addr,
+            id,
+            family: key.family,
+            proto: key.proto,
+            pad: [0; 2],
+        };
+        let now = c.now();
+        let ports = [key.src_port[0], key.src_port[1], key.dst_port[0], key.dst_port[1]];
+        let e = match FRAGS.get_ptr_mut(&fk) {
+            Some(e) => e,
+            None => {
+                let new = if later {
+                    FragEntry { ports: [0; 4], pending: 1, last_ns: now }
+                } else {
+                    FragEntry { ports, pending: 0, last_ns: now }
+                };
+                if FRAGS.insert(&fk, &new, u64::from(BPF_NOEXIST)).is_ok() {
+                    return later;
+                }
+                // Another CPU noted the datagram since our lookup (or the map took nothing):
+                // go on from its entry.
+                match FRAGS.get_ptr_mut(&fk) {
+                    Some(e) => e,
+                    None => return later,
+                }
+            }
+        };
+        // SAFETY: a live entry of the LRU map (RCU keeps it for the program's run). Two CPUs
+        // racing on one datagram's fragments may interleave these plain stores; the worst
+        // outcome is a fragment going up that could have stayed, which userspace accounts.
+        let e = unsafe { &mut *e };
+        let stale = now > e.last_ns.saturating_add(FRAG_TIMEOUT_NS);
+        e.last_ns = now;
+        if later {
+            if stale {
+                e.ports = [0; 4];
+                e.pending = 1;
+                return true;
+            }
+            if e.pending != 0 {
+                return true;
+            }
+            key.src_port = [e.ports[0], e.ports[1]];
+            key.dst_port = [e.ports[2], e.ports[3]];
+            c.count(XdpCounter::FragmentPorts);
+            false
+        } else {
+            let held = e.pending != 0 && !stale;
+            e.ports = ports;
+            e.pending = 0;
+            held
+        }
+    }
+
     /// Whether `k`'s packet is among the first `limit` of its stream (both directions), which
     /// classification needs in userspace. Counts the packet into the stream map.
     #[inline(always)]
@@ -635,8 +724,8 @@ mod prog {
         let Some(cfg) = CONFIG.get(0) else { return xdp_action::XDP_PASS };
         let cfg = *cfg;
         let key = &mut FlowKey::default();
-        let (bytes, tcp_flags, needs_user) = match parse(&ctx, key, cfg.key_fields) {
-            Verdict::Ip { bytes, tcp_flags, needs_user } => (bytes, tcp_flags, needs_user),
+        let (bytes, tcp_flags, frag) = match parse(&ctx, key, cfg.key_fields) {
+            Verdict::Ip { bytes, tcp_flags, frag } => (bytes, tcp_flags, frag),
             Verdict::NonIp => {
                 // Never pre-filtered: dropping ARP would cut the host off its link.
                 c.count(XdpCounter::NonIp);
@@ -655,7 +744,13 @@ mod prog {
                 return cfg.action;
             }
         };
-        if cfg.flags & FLAG_PREFILTER != 0 && !admitted(&cfg, key) {
+        // Fragments are resolved before the pre-filter, so that it sees a later fragment's
+        // ports. Unless no port is kept (then fragments count as they are) or everything goes
+        // up anyway (then userspace's fragment table does it all).
+        let ports_kept = cfg.key_fields & (KEEP_SRC_PORT | KEEP_DST_PORT) != 0;
+        let needs_user = ports_kept && cfg.flags & FLAG_REDIRECT_ALL == 0 && fragment(&c, key, frag);
+        // What must go up skips the pre-filter: userspace filters it for every plugin.
+        if !needs_user && cfg.flags & FLAG_PREFILTER != 0 && !admitted(&cfg, key) {
             c.count(XdpCounter::PreFiltered);
             return cfg.action;
         }

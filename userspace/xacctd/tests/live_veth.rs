@@ -223,8 +223,29 @@ fn live_capture_in_namespace(method: &str, source: &str, extra: &str) {
         }
     }
 
-    let want_a: BTreeMap<String, (u64, u64)> =
+    // Two UDP datagrams in fragments: one in order, the other with its later fragment first.
+    // Every method must count all four fragments under the datagrams' ports (XDP: the first
+    // in the kernel, the second through userspace's fragment table).
+    let whole = build(&spec(vec![], v4([198, 18, 4, 1], [198, 18, 2, 6]), L4::Udp { sport: 40008, dport: 9000 }, 200));
+    let mut frag_bytes = 0;
+    for id in [1u16, 2] {
+        let mut w = whole.clone();
+        w[18..20].copy_from_slice(&id.to_be_bytes());
+        let (first, later) = xacct_perf::traffic::fragment_v4(&w).expect("fragment");
+        let order = if id == 1 { [&first, &later] } else { [&later, &first] };
+        for f in order {
+            tx.sendpacket(f.as_slice()).expect("inject fragment");
+            frag_bytes += u64::from(u16::from_be_bytes([f[16], f[17]]));
+            sent += 1;
+        }
+    }
+
+    let mut want_a: BTreeMap<String, (u64, u64)> =
         flows.iter().map(|f| (f.key_a.to_string(), (f.count, f.count * f.ip_len))).collect();
+    want_a.insert(
+        "DST_IP=198.18.2.6 DST_PORT=9000 PROTOCOL=udp SRC_IP=198.18.4.1 SRC_PORT=40008".to_string(),
+        (4, frag_bytes),
+    );
     let want_b: BTreeMap<String, (u64, u64)> =
         flows.iter().filter_map(|f| f.key_b.map(|k| (k.to_string(), (f.count, f.count * f.ip_len)))).collect();
     assert_eq!(want_b.len(), 2, "the test's own expectation for plugin b");
@@ -247,6 +268,10 @@ fn live_capture_in_namespace(method: &str, source: &str, extra: &str) {
         assert!(n("xdp_seen") >= sent, "xdp_seen {} < sent {sent}: {line}", n("xdp_seen"));
         assert!(n("xdp_non_ip") >= 2, "our two ARP frames are non-IP: {line}");
         assert_eq!(n("xdp_malformed") + n("xdp_map_full_lost"), 0, "{line}");
+        // The in-order datagram's later fragment got its ports in the kernel; the other one's
+        // two fragments went up.
+        assert!(n("xdp_fragment_ports") >= 1, "{line}");
+        assert!(n("xdp_redirected") >= 2, "{line}");
         if extra.contains("xdp_flow_entries") {
             assert!(n("xdp_map_full") > 0 && n("xdp_redirected") >= n("xdp_map_full"), "no overflow to AF_XDP: {line}");
         }

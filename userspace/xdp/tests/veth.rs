@@ -410,10 +410,13 @@ fn idle_entries_are_deleted_after_a_quiet_epoch() {
     in_namespace(idle_flows_leave_the_maps);
 }
 
-/// IP fragments go to userspace (where the fragment table gives later fragments their
-/// datagram's ports) only when a port is kept; without ports the kernel counts them itself.
-/// No AF_XDP socket here, so a fragment that must go up shows as `RedirectFailed`.
-fn fragments_stay_in_the_kernel_without_ports() {
+/// IP fragments stay in the kernel: a first fragment notes its datagram's ports, and later
+/// fragments are counted with them. A later fragment that comes before its first goes up to
+/// userspace, and so does that first one (userspace then holds the later one); after it, the
+/// datagram's fragments stay in the kernel again. Without a kept port, fragments are counted as
+/// they are. No AF_XDP socket here, so a fragment that goes up shows as `RedirectFailed` and is
+/// counted in the kernel as it is (a later one with ports 0).
+fn fragments_in_the_kernel() {
     let udp = build(&FrameSpec {
         src_mac: [2, 0, 0, 0, 0, 1],
         dst_mac: [2, 0, 0, 0, 0, 2],
@@ -422,31 +425,39 @@ fn fragments_stay_in_the_kernel_without_ports() {
         l4: L4::Udp { sport: 5000, dport: 6000 },
         payload: 200,
     });
-    let (first, second) = xacct_perf::traffic::fragment_v4(&udp).expect("fragments");
+    let (first, later) = xacct_perf::traffic::fragment_v4(&udp).expect("fragments");
     let ip_len = |f: &[u8]| u64::from(u16::from_be_bytes([f[16], f[17]]));
-    let bytes = 3 * (ip_len(&first) + ip_len(&second));
-    for (key_fields, must_go_up) in
-        [(KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_PROTO, false), (KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_DST_PORT, true)]
-    {
+    let (fb, lb) = (ip_len(&first), ip_len(&later));
+    let ports = KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_DST_PORT;
+    // (key fields, frames in sending order, packets and bytes per destination port,
+    // RedirectFailed, FragmentPorts)
+    type Case<'a> = (u32, Vec<&'a [u8]>, Vec<(u16, u64, u64)>, u64, u64);
+    let cases: Vec<Case> = vec![
+        (KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_PROTO, [&first[..], &later[..]].repeat(3), vec![(0, 6, 3 * (fb + lb))], 0, 0),
+        (ports, [&first[..], &later[..]].repeat(3), vec![(6000, 6, 3 * (fb + lb))], 0, 3),
+        (ports, vec![&later[..], &first[..], &later[..]], vec![(0, 1, lb), (6000, 2, fb + lb)], 2, 1),
+    ];
+    for (key_fields, frames, want, redirect_failed, fragment_ports) in cases {
         let Some(mut p) = load(Options { key_fields, ..Options::default() }) else { return };
         let mut tx = sender();
-        for _ in 0..3 {
-            tx.sendpacket(first.as_slice()).expect("inject");
-            tx.sendpacket(second.as_slice()).expect("inject");
+        for f in &frames {
+            tx.sendpacket(*f).expect("inject");
         }
+        let n = frames.len() as u64;
         let mut got: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
-        harvest_until(&mut p, &mut got, |t| total(t) >= 6);
-        assert_eq!((total(&got), got.values().map(|v| v.bytes).sum::<u64>()), (6, bytes), "{key_fields:#x}");
+        harvest_until(&mut p, &mut got, |t| total(t) >= n);
+        let by_port: Vec<(u16, u64, u64)> = got.iter().map(|(k, v)| (k.dst_port(), v.packets, v.bytes)).collect();
+        assert_eq!(by_port, want, "{key_fields:#x}");
         let c = p.counters().expect("counters");
-        let went_up = c.get(XdpCounter::RedirectFailed);
-        assert_eq!(went_up, if must_go_up { 6 } else { 0 }, "{key_fields:#x}: {c:?}");
+        assert_eq!(c.get(XdpCounter::RedirectFailed), redirect_failed, "{key_fields:#x}: {c:?}");
+        assert_eq!(c.get(XdpCounter::FragmentPorts), fragment_ports, "{key_fields:#x}: {c:?}");
         drop(p);
     }
 }
 
 #[test]
-fn fragments_are_counted_in_the_kernel_when_no_port_is_kept() {
-    in_namespace(fragments_stay_in_the_kernel_without_ports);
+fn fragments_get_their_datagrams_ports_in_the_kernel() {
+    in_namespace(fragments_in_the_kernel);
 }
 
 #[test]
