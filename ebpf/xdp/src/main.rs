@@ -605,13 +605,12 @@ mod prog {
     /// later ones (see [`FragEntry`]). True when the fragment must go up to userspace instead:
     /// a later fragment of a datagram whose ports are not known (yet), or a first fragment
     /// whose later fragments userspace holds.
-    #[inline(always)]
-    fn fragment(c: &Counters, key: &mut FlowKey, frag: Frag) -> bool {
-        let (id, later) = match frag {
-            Frag::Whole => return false,
-            Frag::First(id) => (id, false),
-            Frag::Later(id) => (id, true),
-        };
+    ///
+    /// Not inlined: a call of its own, so its locals (the map key above all) live in its own
+    /// stack frame and are gone when it returns. Inlined, they made the verifier walk the rest
+    /// of the program once more for each way through here (twice the load time).
+    #[inline(never)]
+    fn fragment(c: &Counters, key: &mut FlowKey, id: u32, later: bool) -> bool {
         let fk = FragKey {
             src_addr: key.src_addr,
             dst_addr: key.dst_addr,
@@ -748,7 +747,12 @@ mod prog {
         // ports. Unless no port is kept (then fragments count as they are) or everything goes
         // up anyway (then userspace's fragment table does it all).
         let ports_kept = cfg.key_fields & (KEEP_SRC_PORT | KEEP_DST_PORT) != 0;
-        let needs_user = ports_kept && cfg.flags & FLAG_REDIRECT_ALL == 0 && fragment(&c, key, frag);
+        let needs_user = ports_kept
+            && cfg.flags & FLAG_REDIRECT_ALL == 0
+            && match frag {
+                Frag::Whole => false,
+                Frag::First(id) | Frag::Later(id) => fragment(&c, key, id, matches!(frag, Frag::Later(_))),
+            };
         // What must go up skips the pre-filter: userspace filters it for every plugin.
         if !needs_user && cfg.flags & FLAG_PREFILTER != 0 && !admitted(&cfg, key) {
             c.count(XdpCounter::PreFiltered);

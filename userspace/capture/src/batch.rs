@@ -49,6 +49,12 @@ impl Batch {
         }
     }
 
+    /// A batch for records only (XDP harvests): no frame buffer, room for a full batch of
+    /// records from the start, so that filling it never reallocates.
+    pub fn for_records(link: LinkType, source: usize) -> Batch {
+        Batch { link, source, buf: Vec::new(), frames: Vec::new(), records: Vec::with_capacity(BATCH_FRAMES) }
+    }
+
     /// Appends a frame, keeping only its first [`HEADER_BYTES`]: accounting reads headers
     /// only (bytes come from the IP length), and copying whole 1500-byte frames would make
     /// every batch ten times larger for nothing, in the source's copy and in the workers'
@@ -131,6 +137,19 @@ impl BatchSink {
                 b
             }
             Err(_) => Batch::new(link, source),
+        }
+    }
+
+    /// An empty batch to fill with records: a recycled one when available.
+    pub fn empty_for_records(&self, link: LinkType, source: usize) -> Batch {
+        match self.recycle.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b.link = link;
+                b.source = source;
+                b
+            }
+            Err(_) => Batch::for_records(link, source),
         }
     }
 

@@ -68,27 +68,27 @@ impl XdpHarvester {
     /// One harvest into batches of records. False when the workers are gone.
     fn harvest_once(&mut self, id: usize, sink: &mut BatchSink, stats: &SourceStats) -> Result<bool, XdpError> {
         let clock = Clock::now();
-        let mut batch = sink.empty(LinkType::Ethernet, id);
-        let mut full: Vec<Batch> = Vec::new();
+        let mut batch = sink.empty_for_records(LinkType::Ethernet, id);
+        let mut alive = true;
+        // Each batch goes to the workers as soon as it is full, so that they work while the
+        // harvest goes on and hand it back to be reused. Gathered until the end of the harvest,
+        // every batch of a harvest of many flows was a fresh allocation (100k flows: 400
+        // batches, 40 MB faulted in and freed again each time, as much CPU as the drain).
+        let mut send = |b: Batch, sink: &mut BatchSink| {
+            if alive && !b.is_empty() {
+                stats.received.fetch_add(b.len() as u64, Relaxed);
+                alive = sink.send(b);
+            }
+        };
         self.prog.harvest(|k, v| {
             batch.records.push(record_of(k, v, &clock));
             if batch.is_full() {
-                // A recycled batch: a new one per 256 flows made every harvest of many flows
-                // fault in and zero fresh pages (a third of the harvester's CPU at 100k flows).
-                full.push(std::mem::replace(&mut batch, sink.empty(LinkType::Ethernet, id)));
+                let full = std::mem::replace(&mut batch, sink.empty_for_records(LinkType::Ethernet, id));
+                send(full, sink);
             }
         })?;
-        full.push(batch);
-        for b in full {
-            if b.is_empty() {
-                continue;
-            }
-            stats.received.fetch_add(b.len() as u64, Relaxed);
-            if !sink.send(b) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        send(batch, sink);
+        Ok(alive)
     }
 
     /// Copies the program's counters into the source's `extra` counters.

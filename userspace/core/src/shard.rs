@@ -157,6 +157,13 @@ macro_rules! shards {
                 panic!("key of {words} words exceeds MAX_KEY_WORDS")
             }
 
+            /// A shard that holds `entries` without growing.
+            pub fn with_words_for(words: usize, entries: usize) -> ShardTable {
+                let cap = entries.saturating_mul(4) / 3 + 1;
+                $(if words <= $w { return ShardTable::$v(Shard::with_capacity(cap)); })*
+                panic!("key of {words} words exceeds MAX_KEY_WORDS")
+            }
+
             /// Key width in words as stored (the `Table` width for the same aggregate).
             pub fn stride(&self) -> usize {
                 match self { $(ShardTable::$v(_) => $w,)* }

@@ -356,11 +356,15 @@ pub struct ShardHarvest {
     words: usize,
     workers: Vec<Sender<Ctl>>,
     spares: Vec<ShardTable>,
+    /// Entries of the fullest shard at the last harvest: a new spare is made that large, so
+    /// that a worker does not grow it again from the smallest size (every doubling copies the
+    /// shard into freshly zeroed pages: at 100k flows, as much worker CPU as the accounting).
+    last_len: usize,
 }
 
 impl ShardHarvest {
     pub fn new(plugin: usize, words: usize, workers: Vec<Sender<Ctl>>) -> ShardHarvest {
-        ShardHarvest { plugin, words, workers, spares: Vec::new() }
+        ShardHarvest { plugin, words, workers, spares: Vec::new(), last_len: 0 }
     }
 }
 
@@ -369,14 +373,16 @@ impl xacct_plugins::Harvest for ShardHarvest {
         let (tx, rx) = bounded(self.workers.len());
         let mut asked = 0;
         for w in &self.workers {
-            let spare = self.spares.pop().unwrap_or_else(|| ShardTable::with_words(self.words));
+            let spare = self.spares.pop().unwrap_or_else(|| ShardTable::with_words_for(self.words, self.last_len));
             if w.send(Ctl::Harvest { plugin: self.plugin, spare, reply: tx.clone() }).is_ok() {
                 asked += 1;
             }
         }
         drop(tx);
+        let mut longest = 0;
         for mut t in rx.iter().take(asked) {
             into.merge_shard(&t);
+            longest = longest.max(t.len());
             // A shard that grew for a burst (a pcap file read at full speed) is not recycled
             // when it ran mostly empty: a fresh small one replaces it, so worker memory follows
             // the traffic of one refresh interval rather than its peak.
@@ -386,6 +392,7 @@ impl xacct_plugins::Harvest for ShardHarvest {
             t.clear();
             self.spares.push(t);
         }
+        self.last_len = longest;
     }
 }
 
