@@ -10,7 +10,8 @@
 use hashbrown::HashMap;
 use xacct_core::record::{Addr, Record};
 
-/// Seconds (record time) a datagram's fragments are kept waiting for each other.
+/// Seconds (record time) a datagram's fragments are kept waiting for each other. The XDP
+/// program keeps its first fragments' ports as long (`xacct_xdp::FRAG_TIMEOUT_NS`).
 pub const FRAG_TIMEOUT: i64 = 60;
 /// Table size at which expired entries are first pruned.
 const PRUNE_AT: usize = 4096;
@@ -124,6 +125,11 @@ mod tests {
     }
 
     const K: FragKey = FragKey { src: Addr::V4([1, 1, 1, 1]), dst: Addr::V4([2, 2, 2, 2]), proto: 17, id: 7 };
+
+    #[test]
+    fn the_kernel_keeps_fragments_as_long() {
+        assert_eq!(xacct_xdp::FRAG_TIMEOUT_NS, FRAG_TIMEOUT as u64 * 1_000_000_000);
+    }
 
     #[test]
     fn later_after_first_gets_ports() {

@@ -46,9 +46,9 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use xacct_ebpf_common::{self as common, maps};
 pub use xacct_ebpf_common::{
-    FlowKey, FlowKey4, FlowSlot, FlowSlot4, FlowValue, XdpConfig, XdpCounter, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_MAC,
-    KEEP_DST_PORT, KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT, KEEP_TCP_FLAGS, KEEP_TOS,
-    KEEP_VLAN, PROGRAM_NAME, XDP_COUNTERS,
+    FlowKey, FlowKey4, FlowSlot, FlowSlot4, FlowValue, XdpConfig, XdpCounter, FRAG_TIMEOUT_NS, KEEP_ALL, KEEP_DST_ADDR,
+    KEEP_DST_MAC, KEEP_DST_PORT, KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT,
+    KEEP_TCP_FLAGS, KEEP_TOS, KEEP_VLAN, PROGRAM_NAME, XDP_COUNTERS,
 };
 
 /// The XDP object built by build.rs (aligned: the ELF parser reads it in place).

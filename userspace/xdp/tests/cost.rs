@@ -36,6 +36,11 @@ fn cost_per_packet() {
     let mut a6 = [0u8; 16];
     a6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
     let v6 = L3::V6 { src: a6, dst: a6, tclass: 0 };
+    // A datagram in two fragments: the first notes its ports in the fragment map, the later
+    // one (run after it in every round) takes them from there.
+    let (frag1, frag2) =
+        xacct_perf::traffic::fragment_v4(&build(&spec(vec![], v4, L4::Udp { sport: 1234, dport: 53 }, 600)))
+            .expect("fragments");
     let kinds: Vec<(&str, Vec<u8>, bool)> = vec![
         ("ipv4/tcp", build(&spec(vec![], v4, L4::Tcp { sport: 1234, dport: 80, flags: 0x10 }, 1400)), true),
         ("ipv4/udp", build(&spec(vec![], v4, L4::Udp { sport: 1234, dport: 53 }, 64)), true),
@@ -44,6 +49,8 @@ fn cost_per_packet() {
         ("qinq/ipv4/tcp", build(&spec(vec![10, 20], v4, L4::Tcp { sport: 1, dport: 2, flags: 2 }, 0)), true),
         ("ipv6/udp", build(&spec(vec![], v6, L4::Udp { sport: 1234, dport: 53 }, 64)), true),
         ("ipv6/tcp", build(&spec(vec![], v6, L4::Tcp { sport: 1234, dport: 443, flags: 0x18 }, 1000)), true),
+        ("ipv4/udp frag1", frag1, true),
+        ("ipv4/udp frag2", frag2, true),
         ("arp", arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]), false),
     ];
     let repeat: u32 = std::env::var("XDP_COST_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);

@@ -433,7 +433,13 @@ fn fragments_in_the_kernel() {
     // RedirectFailed, FragmentPorts)
     type Case<'a> = (u32, Vec<&'a [u8]>, Vec<(u16, u64, u64)>, u64, u64);
     let cases: Vec<Case> = vec![
-        (KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_PROTO, [&first[..], &later[..]].repeat(3), vec![(0, 6, 3 * (fb + lb))], 0, 0),
+        (
+            KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_PROTO,
+            [&first[..], &later[..]].repeat(3),
+            vec![(0, 6, 3 * (fb + lb))],
+            0,
+            0,
+        ),
         (ports, [&first[..], &later[..]].repeat(3), vec![(6000, 6, 3 * (fb + lb))], 0, 3),
         (ports, vec![&later[..], &first[..], &later[..]], vec![(0, 1, lb), (6000, 2, fb + lb)], 2, 1),
     ];
