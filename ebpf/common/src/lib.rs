@@ -371,30 +371,92 @@ impl TableKey for FlowKey {
     }
 }
 
-/// A slot of a per-CPU flow table: a key and its counters. Free while `value.packets` is 0.
+/// A slot of a per-CPU flow table: a key and its counters. Free while its packet count is 0.
 /// Only its own CPU writes a slot while its epoch is current, so counting takes plain stores:
 /// no atomics, no locks, no call; userspace reads and zeroes the other epoch's tables through
 /// a memory mapping (see userspace/xdp's crate doc).
 pub trait TableSlot: Copy {
     type Key: TableKey;
-    fn parts(&mut self) -> (&mut Self::Key, &mut FlowValue);
+    fn key(&self) -> &Self::Key;
+    fn is_free(&self) -> bool;
+    /// Takes this free slot for `k`'s first packet of the epoch.
+    fn start(&mut self, k: &Self::Key, bytes: u32, flags: u8, now: u64);
+    /// Counts one more packet. False, with nothing counted, when the slot's counters cannot
+    /// take it (the packet then goes to the hash map).
+    fn count(&mut self, bytes: u32, flags: u8, now: u64) -> bool;
+    /// The counters as a [`FlowValue`], given the `CLOCK_MONOTONIC` time of the harvest.
+    fn value(&self, now_ns: u64) -> FlowValue;
 }
 
-/// A slot of the IPv4 table: one cache line.
+/// Right shift from `bpf_ktime_get_coarse_ns()` to [`FlowSlot4::stamp`]'s time unit
+/// (2^20 ns, about a millisecond; the stamp's 24 bits wrap after 4.9 hours, and a slot lives
+/// one harvest interval).
+pub const STAMP_SHIFT: u32 = 20;
+const STAMP_TIME: u32 = 0x00ff_ffff;
+
+/// A slot of the IPv4 table: half a cache line, so that with many flows twice as many slots
+/// share each cache line and page as with [`FlowValue`]'s 40 bytes (each packet's slot is a
+/// cache and TLB miss then). The packet count is 32-bit: a flow that reaches 2^32 - 1 packets in
+/// one epoch on one CPU goes on in the hash map. Only the last packet's time is kept
+/// ([`FlowValue::first_seen_ns`] reads the same); userspace reports flows at that time only.
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowSlot4 {
     pub key: FlowKey4,
-    pub value: FlowValue,
-    /// Explicit so there is no implicit padding (and the slot is 64 bytes); always 0.
-    pub pad: u64,
+    pub bytes: u64,
+    pub packets: u32,
+    /// TCP flags OR-ed in the top 8 bits; the last packet's `now >> STAMP_SHIFT` in the low 24.
+    pub stamp: u32,
+}
+
+impl FlowSlot4 {
+    #[inline(always)]
+    fn stamp_of(now: u64, flags: u8, old: u32) -> u32 {
+        (old & !STAMP_TIME) | (u32::from(flags) << 24) | ((now >> STAMP_SHIFT) as u32 & STAMP_TIME)
+    }
 }
 
 impl TableSlot for FlowSlot4 {
     type Key = FlowKey4;
     #[inline(always)]
-    fn parts(&mut self) -> (&mut FlowKey4, &mut FlowValue) {
-        (&mut self.key, &mut self.value)
+    fn key(&self) -> &FlowKey4 {
+        &self.key
+    }
+    #[inline(always)]
+    fn is_free(&self) -> bool {
+        self.packets == 0
+    }
+    #[inline(always)]
+    fn start(&mut self, k: &FlowKey4, bytes: u32, flags: u8, now: u64) {
+        self.key = *k;
+        self.bytes = u64::from(bytes);
+        self.packets = 1;
+        self.stamp = Self::stamp_of(now, flags, 0);
+    }
+    #[inline(always)]
+    fn count(&mut self, bytes: u32, flags: u8, now: u64) -> bool {
+        if self.packets == u32::MAX {
+            return false;
+        }
+        self.packets += 1;
+        self.bytes += u64::from(bytes);
+        self.stamp = Self::stamp_of(now, flags, self.stamp);
+        true
+    }
+    fn value(&self, now_ns: u64) -> FlowValue {
+        let now_units = (now_ns >> STAMP_SHIFT) as u32;
+        let age = now_units.wrapping_sub(self.stamp) & STAMP_TIME;
+        // A stamp a tick ahead of the harvest's clock (the coarse clock is read on another
+        // CPU) wraps to the far past: take it as now.
+        let age = if age > STAMP_TIME / 2 { 0 } else { age };
+        let last = now_ns.saturating_sub(u64::from(age) << STAMP_SHIFT).max(1);
+        FlowValue {
+            packets: u64::from(self.packets),
+            bytes: self.bytes,
+            first_seen_ns: last,
+            last_seen_ns: last,
+            tcp_flags: u64::from(self.stamp >> 24),
+        }
     }
 }
 
@@ -411,8 +473,35 @@ pub struct FlowSlot {
 impl TableSlot for FlowSlot {
     type Key = FlowKey;
     #[inline(always)]
-    fn parts(&mut self) -> (&mut FlowKey, &mut FlowValue) {
-        (&mut self.key, &mut self.value)
+    fn key(&self) -> &FlowKey {
+        &self.key
+    }
+    #[inline(always)]
+    fn is_free(&self) -> bool {
+        self.value.packets == 0
+    }
+    #[inline(always)]
+    fn start(&mut self, k: &FlowKey, bytes: u32, flags: u8, now: u64) {
+        self.key = *k;
+        self.value = FlowValue {
+            packets: 1,
+            bytes: u64::from(bytes),
+            first_seen_ns: now,
+            last_seen_ns: now,
+            tcp_flags: u64::from(flags),
+        };
+    }
+    #[inline(always)]
+    fn count(&mut self, bytes: u32, flags: u8, now: u64) -> bool {
+        let v = &mut self.value;
+        v.packets += 1;
+        v.bytes += u64::from(bytes);
+        v.last_seen_ns = now;
+        v.tcp_flags |= u64::from(flags);
+        true
+    }
+    fn value(&self, _now_ns: u64) -> FlowValue {
+        self.value
     }
 }
 
@@ -571,11 +660,36 @@ mod tests {
         assert_eq!(core::mem::size_of::<XdpConfig>(), 24);
         assert_eq!(core::mem::size_of::<StreamKey>(), 16 + 16 + 2 + 2 + 4);
         assert_eq!(core::mem::size_of::<FlowKey4>(), 16);
-        assert_eq!(core::mem::size_of::<FlowSlot4>(), 64);
+        assert_eq!(core::mem::size_of::<FlowSlot4>(), 32);
         assert_eq!(core::mem::size_of::<FlowSlot>(), 128);
         assert_eq!(core::mem::size_of::<FragKey>(), 16 + 16 + 4 + 4);
         assert_eq!(core::mem::size_of::<FragEntry>(), 16);
         assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 2));
+    }
+
+    #[test]
+    fn compact_slot_counts_and_dates_its_flow() {
+        let ms = 1u64 << STAMP_SHIFT;
+        let t0 = 1_000_000 * ms;
+        let mut s = FlowSlot4::default();
+        assert!(s.is_free());
+        s.start(&FlowKey4::default(), 100, 0x02, t0);
+        assert!(s.count(60, 0x10, t0 + 5 * ms));
+        assert!(!s.is_free());
+        let v = s.value(t0 + 25 * ms);
+        assert_eq!((v.packets, v.bytes, v.tcp_flags), (2, 160, 0x12));
+        assert_eq!(v.last_seen_ns, t0 + 5 * ms);
+        assert_eq!(v.first_seen_ns, v.last_seen_ns);
+        // The 24-bit time wraps: still right across the wrap, and a stamp a little ahead of the
+        // harvest's clock reads as the harvest's time.
+        let near_wrap = (u64::from(STAMP_TIME) - 2) * ms;
+        s.start(&FlowKey4::default(), 1, 0, near_wrap);
+        assert_eq!(s.value(near_wrap + 10 * ms).last_seen_ns, near_wrap);
+        assert_eq!(s.value(near_wrap - ms).last_seen_ns, near_wrap - ms);
+        // A full packet count leaves the packet to the hash map.
+        s.packets = u32::MAX;
+        assert!(!s.count(1, 0, near_wrap));
+        assert_eq!(s.packets, u32::MAX);
     }
 
     #[test]

@@ -563,8 +563,8 @@ mod prog {
             // SAFETY: a live element of this CPU's region of the table. XDP runs with preemption
             // disabled and only this CPU writes its regions; that of the current epoch only
             // (userspace touches the other epoch's regions only, after an RCU grace period).
-            let (key, v) = unsafe { (*s).parts() };
-            if v.packets == 0 {
+            let s = unsafe { &mut *s };
+            if s.is_free() {
                 let list = region.wrapping_mul(slots + 1);
                 let Some(n) = t.used.get_ptr_mut(list) else { return false };
                 // SAFETY: as above, for this CPU's list.
@@ -580,22 +580,11 @@ mod prog {
                     *e = u64::from(slot);
                     *n = taken + 1;
                 }
-                *key = *k;
-                *v = FlowValue {
-                    packets: 1,
-                    bytes: u64::from(bytes),
-                    first_seen_ns: now,
-                    last_seen_ns: now,
-                    tcp_flags: u64::from(flags),
-                };
+                s.start(k, bytes, flags, now);
                 return true;
             }
-            if key.same(k) {
-                v.packets += 1;
-                v.bytes += u64::from(bytes);
-                v.last_seen_ns = now;
-                v.tcp_flags |= u64::from(flags);
-                return true;
+            if s.key().same(k) {
+                return s.count(bytes, flags, now);
             }
         }
         false

@@ -44,7 +44,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
-use xacct_ebpf_common::{self as common, maps};
+use xacct_ebpf_common::{self as common, maps, TableSlot};
 pub use xacct_ebpf_common::{
     FlowKey, FlowKey4, FlowSlot, FlowSlot4, FlowValue, XdpConfig, XdpCounter, FRAG_TIMEOUT_NS, KEEP_ALL, KEEP_DST_ADDR,
     KEEP_DST_MAC, KEEP_DST_PORT, KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT,
@@ -429,7 +429,10 @@ impl XdpProgram {
         if let Some((wide, narrow)) = &mut self.tables {
             wide.drain(old, |s: &FlowSlot| f(&s.key, &s.value));
             if let Some(narrow) = narrow {
-                narrow.drain(old, |s: &FlowSlot4| f(&s.key.expand(key_fields), &s.value));
+                // Compact slots keep their time relative to now (see `FlowSlot4`).
+                let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                    .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
+                narrow.drain(old, |s: &FlowSlot4| f(&s.key.expand(key_fields), &s.value(now)));
             }
         }
         Ok(())

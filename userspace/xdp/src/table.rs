@@ -156,8 +156,8 @@ impl<S: TableSlot + aya::Pod + Default> Tables<S> {
                         prefetch(region_base.add(ahead as usize));
                     }
                     let p = region_base.add(slot as usize);
-                    let mut s = std::ptr::read_volatile(p);
-                    if s.parts().1.packets != 0 {
+                    let s = std::ptr::read_volatile(p);
+                    if !s.is_free() {
                         emit(&s);
                     }
                     std::ptr::write_volatile(p, S::default());
