@@ -195,13 +195,35 @@ fn mac(i: u64) -> [u8; 6] {
 
 /// A realistic mix: hosts inside 10.0.0.0/16 talking to outside hosts and each other, TCP with
 /// varied flags, UDP, ICMP, IPv6, single and double VLAN tags, a few fragments and ARP.
-/// `flows` bounds the number of distinct 5-tuples.
+/// `flows` bounds the number of distinct 5-tuples; each packet picks one uniformly.
 pub fn mixed(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
+    mixed_with(n, seed, |rng| rng.below(flows))
+}
+
+/// [`mixed`] with flow sizes as on real links: the flow of rank r (from 1) carries a share of
+/// the packets proportional to 1 / r^`s` (Zipf), so a few flows carry most packets and most
+/// flows a few. `s` = 1 is the usual fit for Internet traffic.
+pub fn mixed_zipf(n: usize, flows: u64, s: f64, seed: u64) -> Vec<Frame> {
+    // Inverse-CDF sampling over a table of the cumulative weights, with the mix's own
+    // deterministic generator (rand_distr's Zipf would bring rand's RNG for this one draw).
+    let mut cdf = Vec::with_capacity(flows as usize);
+    let mut total = 0.0;
+    for r in 1..=flows.max(1) {
+        total += 1.0 / (r as f64).powf(s);
+        cdf.push(total);
+    }
+    mixed_with(n, seed, move |rng| {
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        cdf.partition_point(|&c| c < u).min(cdf.len() - 1) as u64
+    })
+}
+
+fn mixed_with(n: usize, seed: u64, mut pick: impl FnMut(&mut Rng) -> u64) -> Vec<Frame> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(n);
     let t0 = 1_700_000_000i64;
     while out.len() < n {
-        let f = rng.below(flows);
+        let f = pick(&mut rng);
         let mut fr = Rng::new(f ^ seed.rotate_left(17));
         let inside = [10, 0, fr.below(4) as u8, 1 + fr.below(200) as u8];
         let outside = [192, 168, fr.below(3) as u8, 1 + fr.below(250) as u8];
@@ -308,4 +330,37 @@ pub fn write_pcap_linktype(path: &Path, frames: &[Frame], link: pcap::Linktype) 
 
 fn libc_timeval(sec: i64, usec: i64) -> libc::timeval {
     libc::timeval { tv_sec: sec as _, tv_usec: usec as _ }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Share of the packets carried by the busiest 1 % of the flows that appear.
+    fn head_share(frames: &[Frame]) -> f64 {
+        let mut per_flow: HashMap<Vec<u8>, u64> = HashMap::new();
+        for f in frames {
+            if let Ok(p) = xacct_wire::decode(xacct_wire::LinkType::Ethernet, &f.data, f.data.len() as u32) {
+                let key = format!("{:?} {} {} {}", p.l3, p.proto, p.src_port, p.dst_port);
+                *per_flow.entry(key.into_bytes()).or_default() += 1;
+            }
+        }
+        let mut sizes: Vec<u64> = per_flow.into_values().collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let head: u64 = sizes.iter().take(sizes.len().div_ceil(100)).sum();
+        head as f64 / sizes.iter().sum::<u64>() as f64
+    }
+
+    #[test]
+    fn zipf_mix_is_heavy_tailed_and_uniform_mix_is_not() {
+        let (n, flows) = (100_000, 5_000);
+        // Zipf s = 1 over 5000 flows: the top 50 carry H(50) / H(5000) ≈ 4.50 / 9.09 ≈ 49 %.
+        let zipf = head_share(&mixed_zipf(n, flows, 1.0, 3));
+        assert!((0.40..0.60).contains(&zipf), "top 1 % of Zipf flows carry {zipf:.3}");
+        let uniform = head_share(&mixed(n, flows, 3));
+        assert!(uniform < 0.05, "top 1 % of uniform flows carry {uniform:.3}");
+        // Same seed, same traffic.
+        assert_eq!(mixed_zipf(1000, flows, 1.0, 3)[..], mixed_zipf(1000, flows, 1.0, 3)[..]);
+    }
 }

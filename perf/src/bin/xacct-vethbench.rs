@@ -81,6 +81,11 @@ struct Args {
     /// method can take so that their costs are compared on the same packets, none dropped.
     #[arg(long, default_value_t = 1_000_000)]
     rate: u64,
+    /// Flow sizes Zipf-distributed with this exponent (1.0: as on real links, a few flows
+    /// carry most packets) instead of every packet picking a flow uniformly (0, the default:
+    /// the hard case for pre-aggregation, every flow with about the same few packets).
+    #[arg(long, default_value_t = 0.0)]
+    zipf: f64,
     /// xacctd binary (default: next to this one).
     #[arg(long)]
     xacctd: Option<PathBuf>,
@@ -487,8 +492,12 @@ fn main() -> Result<()> {
     for &nflows in &a.flows {
         // The `kernel` bed's generator makes `vary` flows of every 5-tuple of the mix.
         let tuples = if kernel && a.vary > 0 { nflows.div_ceil(u64::from(a.vary)) } else { nflows };
-        let frames: Vec<Vec<u8>> =
-            xacct_perf::traffic::mixed(a.packets, tuples, 5).into_iter().map(|f| f.data).collect();
+        let mix = if a.zipf > 0.0 {
+            xacct_perf::traffic::mixed_zipf(a.packets, tuples, a.zipf, 5)
+        } else {
+            xacct_perf::traffic::mixed(a.packets, tuples, 5)
+        };
+        let frames: Vec<Vec<u8>> = mix.into_iter().map(|f| f.data).collect();
         let n = bed.packets(frames.len());
         // The 5-tuples the traffic really has: the `kernel` bed's trains draw from the mix.
         let mut seen = std::collections::HashSet::new();
@@ -498,7 +507,8 @@ fn main() -> Result<()> {
             }
         });
         println!(
-            "\n{n} packets of the mixed traffic, {nflows} distinct 5-tuples asked for, {} sent (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
+            "\n{n} packets of the mixed traffic{}, {nflows} distinct 5-tuples asked for, {} sent (aggregate src_host,dst_host,src_port,dst_port,proto); bed {}, {} on core 0, xacctd on core 1; medians of {} trials",
+            if a.zipf > 0.0 { format!(" (flow sizes Zipf, s = {})", a.zipf) } else { String::new() },
             seen.len(),
             a.bed,
             if kernel { "test runs" } else { "sender" },
