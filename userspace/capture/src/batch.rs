@@ -129,28 +129,20 @@ impl BatchSink {
 
     /// An empty batch to fill: a recycled one when available.
     pub fn empty(&self, link: LinkType, source: usize) -> Batch {
-        match self.recycle.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b.link = link;
-                b.source = source;
-                b
-            }
-            Err(_) => Batch::new(link, source),
-        }
+        self.recycled(link, source).unwrap_or_else(|| Batch::new(link, source))
     }
 
     /// An empty batch to fill with records: a recycled one when available.
     pub fn empty_for_records(&self, link: LinkType, source: usize) -> Batch {
-        match self.recycle.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b.link = link;
-                b.source = source;
-                b
-            }
-            Err(_) => Batch::for_records(link, source),
-        }
+        self.recycled(link, source).unwrap_or_else(|| Batch::for_records(link, source))
+    }
+
+    fn recycled(&self, link: LinkType, source: usize) -> Option<Batch> {
+        let mut b = self.recycle.try_recv().ok()?;
+        b.clear();
+        b.link = link;
+        b.source = source;
+        Some(b)
     }
 
     /// Whether a source whose ring just ran dry should wait a little for more frames before
