@@ -358,7 +358,7 @@ pub struct ShardHarvest {
     spares: Vec<ShardTable>,
     /// Entries of the fullest shard at the last harvest: a new spare is made that large, so
     /// that a worker does not grow it again from the smallest size (every doubling copies the
-    /// shard into freshly zeroed pages: at 100k flows, as much worker CPU as the accounting).
+    /// shard into freshly zeroed pages, a visible share of a worker's CPU at 100k flows).
     last_len: usize,
 }
 
