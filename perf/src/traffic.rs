@@ -170,6 +170,38 @@ pub fn fragment_v4(frame: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((mk(&body[..cut], 0, true), mk(&body[cut..], cut, false)))
 }
 
+/// Splits an untagged IPv6 frame's upper-layer packet into two fragments behind a fragment
+/// header with identification `id` (the first carries the L4 header). None for other frames or
+/// an upper-layer packet too short to split.
+pub fn fragment_v6(frame: &[u8], id: u32) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (eth, ip6) = (14, 40);
+    if frame.len() < eth + ip6 || frame[12..14] != [0x86, 0xdd] {
+        return None;
+    }
+    let plen = u16::from_be_bytes([frame[eth + 4], frame[eth + 5]]) as usize;
+    let next = frame[eth + 6];
+    let body = frame.get(eth + ip6..eth + ip6 + plen)?;
+    if body.len() < 16 {
+        return None;
+    }
+    let cut = 8 * (body.len() / 16).max(1);
+    let mk = |part: &[u8], off: usize, more: bool| {
+        let mut f = frame[..eth + ip6].to_vec();
+        f[eth + 6] = 44;
+        f[eth + 4..eth + 6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+        let offlg = (off as u16) | u16::from(more);
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&offlg.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(part);
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        f
+    };
+    Some((mk(&body[..cut], 0, true), mk(&body[cut..], cut, false)))
+}
+
 /// xorshift64*: tiny, deterministic, good enough to spread synthetic traffic.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -62,7 +62,11 @@ pub fn record_from_flow(h: &NetflowHeader, r: &FlowRecord, renormalize: bool, ti
 /// One sFlow flow sample as a Record, or None when nothing can be accounted: no decodable
 /// packet, or two 802.1Q tags (sfacctd 1.7.7 accounts nothing for those; we do the same so
 /// the tables match). Bytes are what sfacctd counts ([`SflowSample::bytes`]); packets 1;
-/// `flows` 0 (a sample is not a flow). Times are arrival times: sFlow carries none.
+/// `flows` 1: sfacctd counts each flow sample as a flow, whatever the sampling rate (checked
+/// against Debian's sfacctd 1.7.7). Times are arrival times: sFlow carries none.
+///
+/// Each sample stands alone: a later IP fragment's sample keeps ports 0, since the sample of
+/// its first fragment (if one was taken at all) says nothing certain about this packet.
 pub fn record_from_sample(s: &SflowSample, renormalize: bool, now: i64) -> Option<Record> {
     let p = s.packet.as_ref()?;
     if p.vlan_depth >= 2 {
@@ -72,7 +76,7 @@ pub fn record_from_sample(s: &SflowSample, renormalize: bool, now: i64) -> Optio
     let rate = if renormalize { u64::from(s.sampling_rate.max(1)) } else { 1 };
     r.packets = rate;
     r.bytes = u64::from(s.bytes).saturating_mul(rate);
-    r.flows = 0;
+    r.flows = 1;
     if s.input_format == IF_FORMAT_IFINDEX {
         r.in_iface = s.input;
     }
@@ -93,4 +97,71 @@ pub fn record_from_sample(s: &SflowSample, renormalize: bool, now: i64) -> Optio
         r.dst_as = g.dst_as;
     }
     Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    use xacct_wire::{PacketSummary, L3};
+
+    fn sample(packet: PacketSummary, rate: u32) -> SflowSample {
+        SflowSample {
+            agent: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            sub_agent_id: 0,
+            expanded: false,
+            sequence: 1,
+            source_id_type: 0,
+            source_id_index: 1,
+            sampling_rate: rate,
+            sample_pool: rate,
+            drops: 0,
+            input_format: IF_FORMAT_IFINDEX,
+            input: 3,
+            output_format: IF_FORMAT_IFINDEX,
+            output: 4,
+            header_protocol: 1,
+            frame_length: 104,
+            stripped: 4,
+            packet: Some(packet),
+            header_error: None,
+            bytes: 104,
+            switch: None,
+            router: None,
+            gateway: None,
+        }
+    }
+
+    #[test]
+    fn a_sample_is_one_flow_renormalised_or_not() {
+        let p = PacketSummary {
+            l3: L3::V4 { src: [10, 0, 0, 1], dst: [10, 0, 0, 2] },
+            etype: 0x0800,
+            proto: 17,
+            src_port: 1000,
+            dst_port: 53,
+            ip_len: 86,
+            ..PacketSummary::default()
+        };
+        let r = record_from_sample(&sample(p, 100), false, 7).expect("record");
+        assert_eq!((r.packets, r.bytes, r.flows, r.in_iface, r.out_iface), (1, 104, 1, 3, 4));
+        let r = record_from_sample(&sample(p, 100), true, 7).expect("record");
+        assert_eq!((r.packets, r.bytes, r.flows), (100, 10_400, 1));
+    }
+
+    #[test]
+    fn a_later_fragment_keeps_ports_zero() {
+        let p = PacketSummary {
+            l3: L3::V6 { src: [0x20; 16], dst: [0x30; 16] },
+            etype: 0x86dd,
+            proto: 17,
+            is_fragment: true,
+            is_later_fragment: true,
+            frag_id: 9,
+            ip_len: 100,
+            ..PacketSummary::default()
+        };
+        let r = record_from_sample(&sample(p, 1), false, 7).expect("record");
+        assert_eq!((r.src_port, r.dst_port, r.proto, r.flows), (0, 0, 17, 1));
+    }
 }

@@ -31,6 +31,13 @@
 //! sfacctd 1.7.7 also accounts nothing for a raw header with two 802.1Q tags (0x8100/0x8100,
 //! seen in pmacctd sfprobe output); we decode it (`packet.vlan_depth == 2`) and leave the choice
 //! to the collector.
+//!
+//! Each sample is decoded on its own, with the same decoder as captured packets. sfacctd 1.7.7
+//! skips every IPv6 extension header 2 bytes short of its end, so behind a fragment header it
+//! reads the identification's low half as the source port and the upper-layer header's first
+//! two bytes as the destination port (payload bytes, for a later fragment); we read the ports
+//! where they are, and give a later fragment ports 0 (pinned against sfacctd in xacctd's
+//! `collect_compare` test).
 
 mod encode;
 
