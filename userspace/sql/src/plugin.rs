@@ -220,8 +220,12 @@ fn attempt(
     };
     let now = chrono::Utc::now().timestamp();
     let r = c.write(&job.batch, spool_id, job.prune_below, now, mode);
-    if matches!(&r, Err(e) if e.kind != ErrKind::Permanent) {
-        // Start the next attempt from a fresh session.
+    if r.is_err() {
+        // Whatever failed, the next attempt starts from a new session: what a session keeps
+        // between transactions (the tables it has seen, the driver's prepared statements and
+        // type cache, a transaction the server may still think open, session locks) was
+        // learnt before the failure and may be what made it. A reconnect costs little beside
+        // an error, and a data error (the only kind a session would survive) is rare.
         *conn = None;
     }
     r
