@@ -8,7 +8,7 @@
 //! Tables are checked (and created when configured) before the transaction, because MySQL
 //! commits implicitly around DDL.
 
-use crate::batch::{stamp, Batch, ParamKind, Row, Shape, Value};
+use crate::batch::{stamp, Batch, ParamKind, Row, Shape, TargetId, Value};
 use crate::schema::Backend;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -60,6 +60,28 @@ impl Target {
         match self.backend {
             Backend::Sqlite => format!("sqlite3 {}", self.db),
             b => format!("{} {}@{}:{}/{}", b.name(), self.user, self.host, self.port_or_default(), self.db),
+        }
+    }
+
+    /// This target as spooled batches record it; `table`: `sql_table` as configured.
+    pub fn id(&self, table: &str) -> TargetId {
+        match self.backend {
+            Backend::Sqlite => TargetId {
+                backend: self.backend.name().into(),
+                host: String::new(),
+                port: 0,
+                // Absolute, as written: the directory may not exist yet (resolving links would
+                // then give another name later), and relative paths depend on the cwd.
+                db: std::path::absolute(&self.db).map_or_else(|_| self.db.clone(), |p| p.display().to_string()),
+                table: table.into(),
+            },
+            b => TargetId {
+                backend: b.name().into(),
+                host: self.host.clone(),
+                port: self.port_or_default(),
+                db: self.db.clone(),
+                table: table.into(),
+            },
         }
     }
 

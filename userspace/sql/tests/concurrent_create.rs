@@ -50,7 +50,16 @@ fn layout(b: Backend) -> Layout {
 fn batch(l: &Layout, id: u64, table: &str, writer: usize) -> Batch {
     let r = Record { src_ip: Addr::V4([10, 0, 1, writer as u8]), dst_port: 80, proto: 6, ..Record::default() };
     let rows = vec![Row { keys: l.key_values(&r), packets: writer as u64 + 1, bytes: 100, flows: 0, tcp_flags: 0 }];
-    Batch { id, table: table.into(), bin: Some(1_700_000_000), shape: l.shape(), rows, made: 0, recovery: false }
+    Batch {
+        id,
+        table: table.into(),
+        bin: Some(1_700_000_000),
+        shape: l.shape(),
+        rows,
+        made: 0,
+        recovery: false,
+        target: None,
+    }
 }
 
 /// A database that exists for one round (PostgreSQL, MariaDB) or a file (SQLite).

@@ -63,7 +63,16 @@ fn batch(l: &Layout, id: u64, table: &str, packets: u64) -> Batch {
             Row { keys: l.key_values(&r), packets, bytes: packets * 100, flows: 0, tcp_flags: 0 }
         })
         .collect();
-    Batch { id, table: table.to_string(), bin: Some(1_700_000_000), shape: l.shape(), rows, made: 0, recovery: false }
+    Batch {
+        id,
+        table: table.to_string(),
+        bin: Some(1_700_000_000),
+        shape: l.shape(),
+        rows,
+        made: 0,
+        recovery: false,
+        target: None,
+    }
 }
 
 /// (rows, packets) of `table`, read over a connection of the test's own.

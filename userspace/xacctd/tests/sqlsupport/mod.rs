@@ -255,7 +255,8 @@ impl Drop for Cleanup {
             let _ = std::panic::catch_unwind(|| self.db.exec(&q));
         }
         for s in &self.markers_of {
-            let q = format!("DELETE FROM xacct_batches WHERE spool LIKE '%:{s}'");
+            // The spool of each target is a directory in sql_spool_dir.
+            let q = format!("DELETE FROM xacct_batches WHERE spool LIKE '%:{s}/%' OR spool LIKE '%:{s}'");
             let _ = std::panic::catch_unwind(|| self.db.exec(&q));
         }
     }
