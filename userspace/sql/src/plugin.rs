@@ -18,6 +18,10 @@
 //!
 //! Memory stays bounded during a long outage: the oldest waiting batches stay in memory up to a
 //! row budget; newer ones are read back from the spool when they reach its front.
+//!
+//! The spool is the one of the plugin's target in `sql_spool_dir`: batches made for another
+//! database or table (the configuration changed while they waited) are reported and left
+//! alone, never written here (see [`crate::targets`]).
 
 use crate::batch::{Batch, Row, TargetId};
 use crate::db::{self, Create, DbError, ErrKind, Mode, Outcome, Target};
@@ -741,6 +745,12 @@ not written; they stay there until a plugin with that target's settings and this
 writes them, or the directory is deleted",
                 o.dir.display(),
                 st.target
+            ),
+            None if o.dir != root.dir() => tracing::warn!(
+                "plugin {name}: {what} in {} are for a target that cannot be read from its target file \
+or its batches (tables: {}): not written; they stay there until moved or deleted",
+                o.dir.display(),
+                o.tables.iter().cloned().collect::<Vec<_>>().join(", "),
             ),
             None => tracing::warn!(
                 "plugin {name}: {what} in {} were spooled by an xacct version that did not record their \

@@ -155,7 +155,14 @@ fn count_items<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 impl Root {
     /// Opens (creating) `dir` and locks it: one plugin per `sql_spool_dir`.
     pub fn open(dir: &Path) -> Result<Root, TargetsError> {
-        fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+            // The new directory's own name must be durable too, or the spools in it could
+            // vanish with it.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent, "fsync directory"))?;
+            }
+        }
         let lock = spool::lock_dir(dir)?;
         Ok(Root { dir: dir.to_path_buf(), _lock: lock })
     }
