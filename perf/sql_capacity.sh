@@ -124,4 +124,5 @@ for b in pgsql mysql sqlite3; do
     sqlexec "$b" "DROP TABLE IF EXISTS $t"
   done
 done
-sqlexec pgsql "DELETE FROM xacct_batches WHERE spool LIKE '%$OUT/spool'" || true
+# One spool per target under sql_spool_dir (userspace/sql/src/targets.rs).
+sqlexec pgsql "DELETE FROM xacct_batches WHERE spool LIKE '%$OUT/spool/%'" || true

@@ -137,6 +137,11 @@ pub struct PluginStats {
     /// SQL plugins: batches and rows in the spool now.
     pub spool_batches: AtomicU64,
     pub spool_rows: AtomicU64,
+    /// SQL plugins: batches and rows in `sql_spool_dir` made for another target than the
+    /// plugin's (another database, table, server or backend): found at start or met in the
+    /// spool, not written, left on disk.
+    pub spool_orphaned_batches: AtomicU64,
+    pub spool_orphaned_rows: AtomicU64,
     /// SQL plugins: entries dropped by `sql_preprocess`.
     pub preprocess_dropped: AtomicU64,
     /// SQL plugins: batches written to `sql_recovery_backup_host`.
@@ -176,6 +181,8 @@ impl PluginStats {
                 ("failed_statements", &self.failed_statements),
                 ("spool_batches", &self.spool_batches),
                 ("spool_rows", &self.spool_rows),
+                ("spool_orphaned_batches", &self.spool_orphaned_batches),
+                ("spool_orphaned_rows", &self.spool_orphaned_rows),
                 ("preprocess_dropped", &self.preprocess_dropped),
                 ("batches_to_backup", &self.batches_to_backup),
             ] {

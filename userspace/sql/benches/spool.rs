@@ -41,7 +41,16 @@ fn batch(id: u64, rows: usize) -> Batch {
             tcp_flags: 0,
         })
         .collect();
-    Batch { id, table: "acct_v9".into(), bin: Some(1_709_640_000), shape, rows, made: 1_709_640_060, recovery: false }
+    Batch {
+        id,
+        table: "acct_v9".into(),
+        bin: Some(1_709_640_000),
+        shape,
+        rows,
+        made: 1_709_640_060,
+        recovery: false,
+        target: None,
+    }
 }
 
 fn push_pop(c: &mut Criterion) {

@@ -64,6 +64,36 @@ pub struct Row {
     pub tcp_flags: u8,
 }
 
+/// Where a batch is written, recorded in the batch when it is made: a spooled batch is written
+/// to this target only, whatever the configuration says by the time it is replayed (see
+/// [`crate::targets`]). The account (`sql_user`, `sql_passwd`) is not part of it: another
+/// account writing the same table writes the same rows, and a password change must not strand
+/// a spool. Host names are compared as written (`localhost` and `127.0.0.1` differ): a batch
+/// left aside by mistake can be moved, one written to the wrong database cannot be taken back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TargetId {
+    /// `pgsql`, `mysql` or `sqlite3`.
+    pub backend: String,
+    /// The server's host (a name, an address, a socket path); empty for SQLite.
+    pub host: String,
+    /// The server's port, its default filled in; 0 for SQLite.
+    pub port: u16,
+    /// The database, or the SQLite file's absolute path.
+    pub db: String,
+    /// `sql_table` as configured: a dynamic name's template (each batch holds its expansion).
+    pub table: String,
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.is_empty() && self.port == 0 {
+            write!(f, "{} {} table {}", self.backend, self.db, self.table)
+        } else {
+            write!(f, "{} {}:{} database {} table {}", self.backend, self.host, self.port, self.db, self.table)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// Unique per spool, increasing: the exactly-once marker's key.
@@ -80,6 +110,10 @@ pub struct Batch {
     /// `sql_recovery_backup_host` only, never to the primary (pmacct's recovery path).
     #[serde(default)]
     pub recovery: bool,
+    /// The target it was made for; None in batches spooled by xacct before targets were
+    /// recorded (see [`crate::targets`] for what happens to those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetId>,
 }
 
 /// A stamp value: epoch seconds or UTC `YYYY-MM-DD HH:MM:SS`.

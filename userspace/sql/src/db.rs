@@ -8,7 +8,7 @@
 //! Tables are checked (and created when configured) before the transaction, because MySQL
 //! commits implicitly around DDL.
 
-use crate::batch::{stamp, Batch, ParamKind, Row, Shape, Value};
+use crate::batch::{stamp, Batch, ParamKind, Row, Shape, TargetId, Value};
 use crate::schema::Backend;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -63,6 +63,28 @@ impl Target {
         }
     }
 
+    /// This target as spooled batches record it; `table`: `sql_table` as configured.
+    pub fn id(&self, table: &str) -> TargetId {
+        match self.backend {
+            Backend::Sqlite => TargetId {
+                backend: self.backend.name().into(),
+                host: String::new(),
+                port: 0,
+                // Absolute, as written: the directory may not exist yet (resolving links would
+                // then give another name later), and relative paths depend on the cwd.
+                db: std::path::absolute(&self.db).map_or_else(|_| self.db.clone(), |p| p.display().to_string()),
+                table: table.into(),
+            },
+            b => TargetId {
+                backend: b.name().into(),
+                host: self.host.clone(),
+                port: self.port_or_default(),
+                db: self.db.clone(),
+                table: table.into(),
+            },
+        }
+    }
+
     fn port_or_default(&self) -> u16 {
         self.port.unwrap_or(match self.backend {
             Backend::Mysql => 3306,
@@ -86,17 +108,19 @@ pub enum Create {
     /// It must exist (pmacct's default).
     No,
     /// `sql_table_schema`: the file's text with the configured `sql_table` value replaced by
-    /// the expanded, quoted name.
+    /// the expanded name, unquoted, wherever it occurs: pmacct expands the variables in the
+    /// whole text, so its files' `CONSTRAINT acct_v9_pk` must stay one identifier (a quoted name
+    /// would make it `"acct_v9"_pk`). Expanded names hold identifier characters only.
     Schema { template: String, text: String },
     /// `sql_table_autocreate`: xacct's definition, `{}` standing for the quoted name.
     Ours(String),
 }
 
 impl Create {
-    fn sql(&self, quoted: &str) -> Option<String> {
+    fn sql(&self, name: &str, quoted: &str) -> Option<String> {
         match self {
             Create::No => None,
-            Create::Schema { template, text } => Some(text.replace(template.as_str(), quoted)),
+            Create::Schema { template, text } => Some(text.replace(template.as_str(), name)),
             Create::Ours(t) => Some(t.replace("{}", quoted)),
         }
     }
@@ -134,31 +158,48 @@ pub fn connect(t: &Target, create: Create) -> Result<Box<dyn Conn>, DbError> {
         "CREATE TABLE IF NOT EXISTS {MARKERS} (spool VARCHAR(255) NOT NULL, batch BIGINT NOT NULL, written BIGINT NOT NULL, PRIMARY KEY (spool, batch)){}",
         if t.backend == Backend::Mysql { " ENGINE=InnoDB" } else { "" }
     );
-    // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in PostgreSQL (a unique
-    // violation on its catalog); the loser just looks again.
-    let mut tries = 0;
-    while let Err(e) = c.inner.ddl(&markers) {
-        tries += 1;
-        if tries >= 3 || c.inner.table_exists(MARKERS)? {
-            if tries >= 3 {
-                return Err(e);
-            }
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    c.inner.ensure_table(MARKERS, &markers)?;
     Ok(Box::new(c))
 }
+
+/// How long a session waits for another one that is creating tables in the same database.
+const CREATE_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// The parts each backend provides.
 trait Engine: Send {
     fn table_exists(&mut self, name: &str) -> Result<bool, DbError>;
-    fn ddl(&mut self, sql: &str) -> Result<(), DbError>;
+    /// Runs `ddl` if the table `name` does not exist, serialized with every other xacct
+    /// session creating tables in the same database; true if this call created it.
+    ///
+    /// "IF NOT EXISTS" alone is not enough: PostgreSQL's check and insert into its catalog are
+    /// not atomic, so two sessions creating one table at once make one fail (a unique violation
+    /// on `pg_type_typname_nsp_index`, or "type already exists"); and an operator's
+    /// `sql_table_schema` may be pmacct's own file, which starts with `DROP TABLE IF EXISTS`:
+    /// run by a session that looked before another one created and filled the table, it drops
+    /// the rows that session just committed. Under the lock, the check and the creation are one
+    /// step for every xacct writer, so the schema text runs at most once per missing table.
+    fn ensure_table(&mut self, name: &str, ddl: &str) -> Result<bool, DbError>;
     fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError>;
+}
+
+/// A creation that failed although the table exists now was beaten by a session that does not
+/// take our lock (pmacct, an older xacct, an operator): that is success. Anything else is the
+/// creation's own failure, never the data's (see [`transient`]).
+fn created_or_exists(engine: &mut dyn Engine, name: &str, r: Result<bool, DbError>) -> Result<bool, DbError> {
+    match r {
+        Ok(c) => Ok(c),
+        Err(e) => match engine.table_exists(name) {
+            Ok(true) => Ok(false),
+            _ => Err(transient(e)),
+        },
+    }
 }
 
 struct Checked {
     inner: Box<dyn Engine>,
+    /// Tables seen to exist on this connection. Forgotten with the connection, which the
+    /// plugin drops after any failed write, so a table dropped meanwhile is looked for (and
+    /// created) again on the next try.
     known: HashSet<String>,
     create: Create,
     backend: Backend,
@@ -175,23 +216,19 @@ impl Conn for Checked {
     ) -> Result<Outcome, DbError> {
         let quoted = self.backend.quote(&batch.table);
         if !self.known.contains(&batch.table) {
-            if !self.inner.table_exists(&batch.table)? {
-                match self.create.sql(&quoted) {
-                    Some(sql) => {
-                        tracing::info!("creating table {quoted}");
-                        if let Err(e) = self.inner.ddl(&sql) {
-                            // Another writer (or daemon) may have created it meanwhile.
-                            if !self.inner.table_exists(&batch.table)? {
-                                return Err(e);
-                            }
-                        }
+            match self.create.sql(&batch.table, &quoted) {
+                Some(sql) => {
+                    if self.inner.ensure_table(&batch.table, &sql)? {
+                        tracing::info!("created table {quoted}");
                     }
-                    None => {
+                }
+                None => {
+                    if !self.inner.table_exists(&batch.table)? {
                         return Err(DbError::new(
                             ErrKind::Transient,
                             format!("table {quoted}"),
                             "does not exist (create it, or set sql_table_schema or sql_table_autocreate)",
-                        ))
+                        ));
                     }
                 }
             }
@@ -249,29 +286,43 @@ impl Write<'_> {
         &self.batch.shape
     }
 
-    /// `UPDATE … SET counters … WHERE keys …` and its parameter kinds.
-    fn update_sql(&self) -> String {
+    /// The UPDATE's parameters in order: the column each one is compared with or added to,
+    /// its binding, and whether it belongs to the WHERE clause.
+    fn update_columns_where(&self) -> Vec<(String, PK, bool)> {
         let s = self.shape();
-        let b = self.backend;
-        let mut n = 0;
-        let mut next = |k: PK| {
-            n += 1;
-            placeholder(b, n, k)
-        };
         let int = PK::Col(ParamKind::Int);
-        let mut set = vec![format!("packets=packets+{}", next(int)), format!("bytes=bytes+{}", next(int))];
+        let mut v = vec![("packets".to_string(), int, false), ("bytes".to_string(), int, false)];
         if s.flows {
-            set.push(format!("flows=flows+{}", next(int)));
+            v.push(("flows".into(), int, false));
         }
         if s.tcp_flags && s.tcp_flags_or {
-            set.push(format!("tcp_flags=tcp_flags|{}", next(int)));
+            v.push(("tcp_flags".into(), int, false));
         }
         if s.stamps {
-            set.push(format!("stamp_updated={}", next(stamp_kind(s))));
+            v.push(("stamp_updated".into(), stamp_kind(s), false));
         }
-        let mut cond: Vec<String> = s.keys.iter().map(|c| format!("{}={}", c.name, next(PK::Col(c.kind)))).collect();
+        v.extend(s.keys.iter().map(|c| (c.name.clone(), PK::Col(c.kind), true)));
         if s.stamps {
-            cond.push(format!("stamp_inserted={}", next(stamp_kind(s))));
+            v.push(("stamp_inserted".into(), stamp_kind(s), true));
+        }
+        v
+    }
+
+    fn update_columns(&self) -> Vec<(String, PK)> {
+        self.update_columns_where().into_iter().map(|(c, k, _)| (c, k)).collect()
+    }
+
+    /// `UPDATE … SET counters … WHERE keys …`.
+    fn update_sql(&self) -> String {
+        let (mut set, mut cond) = (Vec::new(), Vec::new());
+        for (n, (col, kind, key)) in self.update_columns_where().into_iter().enumerate() {
+            let p = placeholder(self.backend, n + 1, kind);
+            match (key, col.as_str()) {
+                (true, _) => cond.push(format!("{col}={p}")),
+                (false, "stamp_updated") => set.push(format!("{col}={p}")),
+                (false, "tcp_flags") => set.push(format!("{col}={col}|{p}")),
+                (false, _) => set.push(format!("{col}={col}+{p}")),
+            }
         }
         let mut sql = format!("UPDATE {} SET {}", self.quoted, set.join(", "));
         if !cond.is_empty() {
@@ -314,6 +365,11 @@ impl Write<'_> {
             c.extend(["stamp_inserted".to_string(), "stamp_updated".to_string()]);
         }
         c
+    }
+
+    /// A one-row INSERT's parameters: column and binding.
+    fn insert_params_columns(&self) -> Vec<(String, PK)> {
+        self.insert_columns().into_iter().zip(self.insert_kinds()).collect()
     }
 
     fn insert_kinds(&self) -> Vec<PK> {
@@ -479,6 +535,10 @@ fn transient(mut e: DbError) -> DbError {
 mod pg {
     use super::*;
     use postgres::types::ToSql;
+    use std::error::Error as _;
+
+    /// The advisory lock every xacct session takes to create tables ("xacct" and 1).
+    const CREATE_LOCK_KEY: i64 = 0x7861_6363_7400_0001;
 
     pub struct Pg {
         client: postgres::Client,
@@ -492,6 +552,9 @@ mod pg {
                 Some(c) if c.starts_with("22") || c.starts_with("23") => ErrKind::Permanent,
                 Some(c) if c.starts_with("08") => ErrKind::Connection,
                 Some(_) => ErrKind::Transient,
+                // A value the client could not encode for its parameter's type: the table
+                // does not match, which the operator can fix; the connection is fine.
+                None if e.source().is_some_and(|s| s.is::<postgres::types::WrongType>()) => ErrKind::Transient,
                 // No SQLSTATE: an I/O or protocol failure.
                 None => ErrKind::Connection,
             }
@@ -516,6 +579,31 @@ mod pg {
 
     fn refs(b: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
         b.iter().map(|x| x.as_ref()).collect()
+    }
+
+    /// A text parameter without a cast takes its column's type; when the table's column is
+    /// not text (a table made by another definition than the plugin's columns), binding fails
+    /// on the client with only "error serializing parameter N". Say which column instead.
+    fn check_params(w: &Write<'_>, st: &postgres::Statement, cols: &[(String, PK)]) -> Result<(), DbError> {
+        use postgres::types::Type;
+        for (ty, (col, kind)) in st.params().iter().zip(cols) {
+            let ok = match kind {
+                PK::Col(ParamKind::Int) => *ty == Type::INT8,
+                _ => <String as ToSql>::accepts(ty),
+            };
+            if !ok {
+                let ours = if *kind == PK::Col(ParamKind::Int) { "a number (bigint)" } else { "text" };
+                return Err(DbError::new(
+                    ErrKind::Transient,
+                    format!("table {}", w.quoted),
+                    format!(
+                        "column {col} is {ty}, xacct writes {ours} there: the table does not have the \
+columns of the plugin's sql_table_version and aggregate (fix or recreate the table)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     impl Pg {
@@ -547,8 +635,29 @@ mod pg {
             Ok(row.get(0))
         }
 
-        fn ddl(&mut self, sql: &str) -> Result<(), DbError> {
-            self.client.batch_execute(sql).map_err(|e| transient(err("creating a table", e)))
+        fn ensure_table(&mut self, name: &str, ddl: &str) -> Result<bool, DbError> {
+            let r = (|| {
+                let e = |what: &'static str| move |x| err(what, x);
+                let mut tx = self.client.transaction().map_err(e("BEGIN"))?;
+                // DDL is transactional here, so a transaction-scoped advisory lock covers the
+                // check, the creation and its commit, and goes away with the session if that
+                // dies. Advisory locks are per database, like the tables they guard.
+                tx.batch_execute(&format!(
+                    "SET LOCAL lock_timeout = '{}s'; SELECT pg_advisory_xact_lock({CREATE_LOCK_KEY})",
+                    CREATE_LOCK_WAIT.as_secs()
+                ))
+                .map_err(e("waiting for another session creating tables"))?;
+                let exists: bool = tx
+                    .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&Backend::Pgsql.quote(name)])
+                    .map_err(e("checking the table"))?
+                    .get(0);
+                if !exists {
+                    tx.batch_execute(ddl).map_err(e("creating the table"))?;
+                }
+                tx.commit().map_err(e("COMMIT"))?;
+                Ok(!exists)
+            })();
+            created_or_exists(self, name, r)
         }
 
         fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError> {
@@ -580,9 +689,12 @@ mod pg {
                 let upd = if w.mode.dont_try_update {
                     None
                 } else {
-                    Some(tx.prepare(&w.update_sql()).map_err(e("prepare UPDATE"))?)
+                    let st = tx.prepare(&w.update_sql()).map_err(e("prepare UPDATE"))?;
+                    check_params(w, &st, &w.update_columns())?;
+                    Some(st)
                 };
                 let ins = tx.prepare(&w.insert_sql(1)).map_err(e("prepare INSERT"))?;
+                check_params(w, &ins, &w.insert_params_columns())?;
                 let mut vals = Vec::new();
                 for r in &w.batch.rows {
                     if let Some(u) = &upd {
@@ -685,8 +797,38 @@ mod my {
             Ok(n.is_some())
         }
 
-        fn ddl(&mut self, sql: &str) -> Result<(), DbError> {
-            self.conn.query_drop(sql).map_err(|e| transient(err("creating a table", e)))
+        fn ensure_table(&mut self, name: &str, ddl: &str) -> Result<bool, DbError> {
+            // DDL commits implicitly here, so no transaction can hold a lock across it: a named
+            // lock does, and the server drops it with the session if that dies. Its names are
+            // server-wide, at most 64 characters: one per database.
+            let got: Option<Option<i64>> = self
+                .conn
+                .exec_first(
+                    "SELECT GET_LOCK(CONCAT('xacct_create:', MD5(IFNULL(DATABASE(), ''))), ?)",
+                    (CREATE_LOCK_WAIT.as_secs(),),
+                )
+                .map_err(|e| err("waiting for another session creating tables", e))?;
+            if got.flatten() != Some(1) {
+                return Err(DbError::new(
+                    ErrKind::Transient,
+                    "waiting for another session creating tables",
+                    format!("lock not granted within {} s", CREATE_LOCK_WAIT.as_secs()),
+                ));
+            }
+            let r = (|| {
+                let exists = self.table_exists(name)?;
+                if !exists {
+                    self.conn.query_drop(ddl).map_err(|e| err("creating the table", e))?;
+                }
+                Ok(!exists)
+            })();
+            let released = self
+                .conn
+                .query_drop("DO RELEASE_LOCK(CONCAT('xacct_create:', MD5(IFNULL(DATABASE(), ''))))")
+                .map_err(|e| err("releasing the table creation lock", e));
+            let r = created_or_exists(self, name, r)?;
+            released?;
+            Ok(r)
         }
 
         fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError> {
@@ -787,6 +929,17 @@ mod lite {
             .collect()
     }
 
+    fn exists_in(conn: &rusqlite::Connection, name: &str) -> Result<bool, DbError> {
+        let (schema, table) = match name.split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => ("main".to_string(), name.to_string()),
+        };
+        let sql =
+            format!("SELECT 1 FROM {}.sqlite_master WHERE type='table' AND name=?1", Backend::Sqlite.quote(&schema));
+        let mut st = conn.prepare(&sql).map_err(|e| err("checking the table", e))?;
+        st.exists([table]).map_err(|e| err("checking the table", e))
+    }
+
     impl Lite {
         pub fn connect(t: &Target) -> Result<Lite, DbError> {
             let conn = rusqlite::Connection::open(&t.db).map_err(|e| err(&format!("opening {}", t.describe()), e))?;
@@ -798,20 +951,26 @@ mod lite {
 
     impl Engine for Lite {
         fn table_exists(&mut self, name: &str) -> Result<bool, DbError> {
-            let (schema, table) = match name.split_once('.') {
-                Some((s, t)) => (s.to_string(), t.to_string()),
-                None => ("main".to_string(), name.to_string()),
-            };
-            let sql = format!(
-                "SELECT 1 FROM {}.sqlite_master WHERE type='table' AND name=?1",
-                Backend::Sqlite.quote(&schema)
-            );
-            let mut st = self.conn.prepare(&sql).map_err(|e| err("checking the table", e))?;
-            st.exists([table]).map_err(|e| err("checking the table", e))
+            exists_in(&self.conn, name)
         }
 
-        fn ddl(&mut self, sql: &str) -> Result<(), DbError> {
-            self.conn.execute_batch(sql).map_err(|e| transient(err("creating a table", e)))
+        fn ensure_table(&mut self, name: &str, ddl: &str) -> Result<bool, DbError> {
+            // BEGIN IMMEDIATE takes the file's write lock (waiting up to the busy timeout), and
+            // DDL is transactional: the check and the creation are one step for every writer.
+            let r = (|| {
+                let e = |what: &'static str| move |x| err(what, x);
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(e("waiting for the database's write lock"))?;
+                let exists = exists_in(&tx, name)?;
+                if !exists {
+                    tx.execute_batch(ddl).map_err(e("creating the table"))?;
+                }
+                tx.commit().map_err(e("COMMIT"))?;
+                Ok(!exists)
+            })();
+            created_or_exists(self, name, r)
         }
 
         fn write(&mut self, w: &Write<'_>) -> Result<Outcome, DbError> {

@@ -12,4 +12,5 @@ pub mod plugin;
 pub mod preprocess;
 pub mod schema;
 pub mod spool;
+pub mod targets;
 pub mod trigger;

@@ -18,12 +18,17 @@
 //!
 //! Memory stays bounded during a long outage: the oldest waiting batches stay in memory up to a
 //! row budget; newer ones are read back from the spool when they reach its front.
+//!
+//! The spool is the one of the plugin's target in `sql_spool_dir`: batches made for another
+//! database or table (the configuration changed while they waited) are reported and left
+//! alone, never written here (see [`crate::targets`]).
 
-use crate::batch::{Batch, Row};
+use crate::batch::{Batch, Row, TargetId};
 use crate::db::{self, Create, DbError, ErrKind, Mode, Outcome, Target};
 use crate::preprocess::{MatchType, Preprocess};
 use crate::schema::{default_table, Backend, Layout};
 use crate::spool::Spool;
+use crate::targets::Root;
 use crate::trigger::{Trigger, WriteInfo};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -60,6 +65,10 @@ pub struct Settings {
     pub preprocess: Option<Preprocess>,
     pub primary: Target,
     pub backup: Option<Target>,
+    /// What batches for the primary, and `recover` batches for the backup, record as their
+    /// target (see [`crate::targets`]).
+    pub target: TargetId,
+    pub backup_target: Option<TargetId>,
     pub create: Create,
     pub mode: Mode,
     pub writers: usize,
@@ -122,6 +131,9 @@ impl Settings {
                 ));
             }
         }
+        let table_config = s.table.as_ref().map_or_else(|| default_table(s.table_version), |t| t.to_string());
+        let target_id = primary.id(&table_config);
+        let backup_target = backup.as_ref().map(|b| b.id(&table_config));
         // SQLite takes one writer at a time: more writers would only wait on its lock.
         let writers = if backend == Backend::Sqlite { 1 } else { s.max_writers.max(1) as usize };
         Ok(Settings {
@@ -132,6 +144,8 @@ impl Settings {
             preprocess,
             primary,
             backup,
+            target: target_id,
+            backup_target,
             create,
             mode: Mode { dont_try_update: s.dont_try_update, use_copy: s.use_copy, multi_values: s.multi_values },
             writers,
@@ -187,7 +201,25 @@ struct Writers {
     handles: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn spawn_writers(st: &Settings, spool_id: &str, name: &str) -> Result<Writers, std::io::Error> {
+/// The `spool` column of the markers: this target's spool's, or for batches spooled before
+/// targets were recorded, the one those were spooled under (see [`crate::targets`]).
+#[derive(Clone)]
+struct MarkerSpools {
+    current: String,
+    legacy: String,
+}
+
+impl MarkerSpools {
+    fn of(&self, b: &Batch) -> &str {
+        if b.target.is_some() {
+            &self.current
+        } else {
+            &self.legacy
+        }
+    }
+}
+
+fn spawn_writers(st: &Settings, spools: &MarkerSpools, name: &str) -> Result<Writers, std::io::Error> {
     let (dtx, drx) = unbounded::<Done>();
     let mut handles = Vec::new();
     let mut jobs = Vec::new();
@@ -196,11 +228,11 @@ fn spawn_writers(st: &Settings, spool_id: &str, name: &str) -> Result<Writers, s
         jobs.push(jtx);
         let dtx = dtx.clone();
         let (primary, backup, create, mode) = (st.primary.clone(), st.backup.clone(), st.create.clone(), st.mode);
-        let spool_id = spool_id.to_string();
+        let spools = spools.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("{name}-writer{i}"))
-                .spawn(move || writer(jrx, dtx, primary, backup, create, mode, spool_id))?,
+                .spawn(move || writer(jrx, dtx, primary, backup, create, mode, spools))?,
         );
     }
     Ok(Writers { jobs, done: drx, handles })
@@ -212,16 +244,20 @@ fn attempt(
     create: &Create,
     job: &Job,
     mode: Mode,
-    spool_id: &str,
+    spools: &MarkerSpools,
 ) -> Result<Outcome, DbError> {
     let c = match conn {
         Some(c) => c,
         None => conn.insert(db::connect(t, create.clone())?),
     };
     let now = chrono::Utc::now().timestamp();
-    let r = c.write(&job.batch, spool_id, job.prune_below, now, mode);
-    if matches!(&r, Err(e) if e.kind != ErrKind::Permanent) {
-        // Start the next attempt from a fresh session.
+    let r = c.write(&job.batch, spools.of(&job.batch), job.prune_below, now, mode);
+    if r.is_err() {
+        // Whatever failed, the next attempt starts from a new session: what a session keeps
+        // between transactions (the tables it has seen, the driver's prepared statements and
+        // type cache, a transaction the server may still think open, session locks) was
+        // learnt before the failure and may be what made it. A reconnect costs little beside
+        // an error, and a data error (the only kind a session would survive) is rare.
         *conn = None;
     }
     r
@@ -234,7 +270,7 @@ fn writer(
     backup: Option<Target>,
     create: Create,
     mode: Mode,
-    spool_id: String,
+    spools: MarkerSpools,
 ) {
     let (mut conn, mut bconn) = (None, None);
     for job in jobs {
@@ -243,18 +279,18 @@ fn writer(
         // plugin makes such batches only when one is configured.
         if job.batch.recovery {
             if let Some(b) = &backup {
-                let result = attempt(&mut bconn, b, &create, &job, mode, &spool_id).map(|o| (o, true));
+                let result = attempt(&mut bconn, b, &create, &job, mode, &spools).map(|o| (o, true));
                 if done.send(Done { seq: job.seq, writer: job.writer, result, elapsed: t0.elapsed() }).is_err() {
                     return;
                 }
                 continue;
             }
         }
-        let mut result = attempt(&mut conn, &primary, &create, &job, mode, &spool_id).map(|o| (o, false));
+        let mut result = attempt(&mut conn, &primary, &create, &job, mode, &spools).map(|o| (o, false));
         if let (Err(e), Some(b)) = (&result, &backup) {
             if e.kind != ErrKind::Permanent {
                 tracing::warn!("{}: {e}; trying sql_recovery_backup_host", primary.describe());
-                result = attempt(&mut bconn, b, &create, &job, mode, &spool_id).map(|o| (o, true));
+                result = attempt(&mut bconn, b, &create, &job, mode, &spools).map(|o| (o, true));
             }
         }
         if done.send(Done { seq: job.seq, writer: job.writer, result, elapsed: t0.elapsed() }).is_err() {
@@ -267,6 +303,9 @@ fn writer(
 struct Sql {
     ctx: PluginContext,
     st: Settings,
+    /// `sql_spool_dir`, locked.
+    root: Root,
+    /// The spool of the configured target.
     spool: Spool,
     queue: VecDeque<Slot>,
     /// Batches the spool refused (disk full, …), kept in memory and pushed first next time.
@@ -291,10 +330,6 @@ struct Sql {
 
 fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 impl Sql {
@@ -368,6 +403,11 @@ impl Sql {
                         rows,
                         made: now,
                         recovery,
+                        target: Some(if recovery {
+                            self.st.backup_target.clone().unwrap_or_else(|| self.st.target.clone())
+                        } else {
+                            self.st.target.clone()
+                        }),
                     });
                     rows = rest;
                 }
@@ -433,9 +473,76 @@ impl Sql {
         front.min(now_us().saturating_sub(MARKER_KEEP_US))
     }
 
+    /// The target this plugin writes `b` to now.
+    fn target_for(&self, b: &Batch) -> &TargetId {
+        match (&self.st.backup_target, b.recovery) {
+            (Some(t), true) => t,
+            _ => &self.st.target,
+        }
+    }
+
+    /// Reads the front batch when it is on disk only. One that is not for the target this
+    /// plugin would write it to is moved to its own target's spool, unchanged (see
+    /// [`crate::targets`]); batches without a recorded target found here were put here by
+    /// the operator. False when the spool cannot be read now.
+    fn load_front(&mut self) -> bool {
+        let name = self.ctx.config.name.clone();
+        while self.queue.front().is_some_and(|s| s.batch.is_none()) {
+            let b = match self.spool.front::<Batch>() {
+                Ok(Some((_, b))) => b,
+                Ok(None) => {
+                    tracing::error!("plugin {name}: the spool is shorter than expected");
+                    self.queue.pop_front();
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!("plugin {name}: reading the spool: {e}");
+                    self.ctx.stats.write_errors.fetch_add(1, Relaxed);
+                    self.retry_at = Instant::now() + BACKOFF_MAX;
+                    return false;
+                }
+            };
+            match b.target.clone().filter(|t| t != self.target_for(&b)) {
+                None => {
+                    if let Some(s) = self.queue.front_mut() {
+                        s.rows = b.rows.len() as u64;
+                        s.batch = Some(Arc::new(b));
+                    }
+                }
+                Some(t) => match self.root.set_aside(&mut self.spool, &t) {
+                    Ok(path) => {
+                        let rows = b.rows.len() as u64;
+                        self.ctx.stats.spool_orphaned_batches.fetch_add(1, Relaxed);
+                        self.ctx.stats.spool_orphaned_rows.fetch_add(rows, Relaxed);
+                        tracing::warn!(
+                            "plugin {name}: spooled batch {} ({rows} rows, table {}) was made for {t}, not for {}: \
+not written; moved to {}",
+                            b.id,
+                            b.table,
+                            self.target_for(&b),
+                            path.display()
+                        );
+                        self.queue.pop_front();
+                        self.gauges();
+                    }
+                    Err(e) => {
+                        tracing::error!("plugin {name}: setting aside a batch made for {t}: {e}");
+                        self.ctx.stats.write_errors.fetch_add(1, Relaxed);
+                        self.retry_at = Instant::now() + BACKOFF_MAX;
+                        return false;
+                    }
+                },
+            }
+        }
+        true
+    }
+
     /// Hands waiting batches to free writers (see the module doc for the order rules).
     fn dispatch(&mut self) {
         if self.free == 0 || Instant::now() < self.retry_at {
+            return;
+        }
+        if !self.load_front() {
             return;
         }
         let prune_below = self.prune_below();
@@ -449,30 +556,8 @@ impl Sql {
             if state == State::Done {
                 continue;
             }
-            if self.queue[i].batch.is_none() {
-                if i != 0 {
-                    // Its table is unknown until it is read: later batches wait behind it.
-                    break;
-                }
-                match self.spool.front::<Batch>() {
-                    Ok(Some((_, b))) => {
-                        let s = &mut self.queue[0];
-                        s.rows = b.rows.len() as u64;
-                        s.batch = Some(Arc::new(b));
-                    }
-                    Ok(None) => {
-                        tracing::error!("plugin {}: the spool is shorter than expected", self.ctx.config.name);
-                        self.queue.pop_front();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!("plugin {}: reading the spool: {e}", self.ctx.config.name);
-                        self.ctx.stats.write_errors.fetch_add(1, Relaxed);
-                        self.retry_at = Instant::now() + BACKOFF_MAX;
-                        return;
-                    }
-                }
-            }
+            // A batch still on disk (after the front, which load_front read): its table is
+            // unknown until it is read, so later batches wait behind it.
             let Some(batch) = self.queue[i].batch.clone() else { break };
             if state == State::InFlight {
                 busy.insert(batch.table.clone());
@@ -636,25 +721,66 @@ fn reject(spool_dir: &std::path::Path, b: &Batch) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// Logs and counts the batches in `sql_spool_dir` that are not for this plugin's target (see
+/// [`crate::targets`]); they stay where they are.
+fn report_orphans(root: &Root, st: &Settings, name: &str, stats: &xacct_core::stats::PluginStats) {
+    let groups = match root.orphans(&st.target) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("plugin {name}: looking for batches of other targets in sql_spool_dir: {e}");
+            stats.write_errors.fetch_add(1, Relaxed);
+            return;
+        }
+    };
+    for o in &groups {
+        stats.spool_orphaned_batches.fetch_add(o.batches, Relaxed);
+        stats.spool_orphaned_rows.fetch_add(o.rows, Relaxed);
+        let unreadable =
+            if o.unreadable > 0 { format!(", {} of them unreadable", o.unreadable) } else { String::new() };
+        let what = format!("{} spooled batch(es) ({} rows, {} bytes{unreadable})", o.batches, o.rows, o.bytes);
+        match &o.target {
+            Some(t) => tracing::warn!(
+                "plugin {name}: {what} in {} were made for {t}, not for this plugin's target ({}): \
+not written; they stay there until a plugin with that target's settings and this sql_spool_dir \
+writes them, or the directory is deleted",
+                o.dir.display(),
+                st.target
+            ),
+            None if o.dir != root.dir() => tracing::warn!(
+                "plugin {name}: {what} in {} are for a target that cannot be read from its target file \
+or its batches (tables: {}): not written; they stay there until moved or deleted",
+                o.dir.display(),
+                o.tables.iter().cloned().collect::<Vec<_>>().join(", "),
+            ),
+            None => tracing::warn!(
+                "plugin {name}: {what} in {} were spooled by an xacct version that did not record their \
+target (tables: {}): not written; if they are for {}, stop xacctd and move the *.entry files \
+into {}, else delete them",
+                o.dir.display(),
+                o.tables.iter().cloned().collect::<Vec<_>>().join(", "),
+                st.target,
+                root.dir_of(&st.target).display()
+            ),
+        }
+    }
+}
+
 pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
     let name = ctx.config.name.clone();
     let failed = |what: String| PluginError::Failed { plugin: name.clone(), what };
     let st = Settings::new(&ctx.config).map_err(&failed)?;
     let cfg = ctx.config.sql.as_deref().cloned().unwrap_or_else(|| SqlConfig::new(&name, false));
-    std::fs::create_dir_all(&st.spool_dir)
-        .map_err(|e| failed(format!("creating sql_spool_dir {}: {e}", st.spool_dir.display())))?;
-    let spool = Spool::open(&st.spool_dir).map_err(|e| failed(e.to_string()))?;
-    let spool_id = {
-        let dir = std::fs::canonicalize(&st.spool_dir).unwrap_or_else(|_| st.spool_dir.clone());
-        let mut id = format!("{}:{}", hostname(), dir.display());
-        id.truncate(255);
-        id
-    };
+    let root = Root::open(&st.spool_dir).map_err(|e| failed(format!("sql_spool_dir: {e}")))?;
+    let (spool, current) = root.open_target(&st.target).map_err(|e| failed(format!("sql_spool_dir: {e}")))?;
+    let spools = MarkerSpools { current, legacy: root.legacy_marker_spool() };
+    // Ids are also entry names, and entries may move between the targets' spools.
+    let last_id = spool.last_id().max(root.last_id().map_err(|e| failed(format!("sql_spool_dir: {e}")))?);
+    report_orphans(&root, &st, &name, &ctx.stats);
     let trigger = match &cfg.trigger_exec {
         Some(exec) => Some(Trigger::new(exec.clone(), cfg.trigger_time.as_deref()).map_err(&failed)?),
         None => None,
     };
-    let writers = spawn_writers(&st, &spool_id, &name).map_err(|e| failed(format!("spawning writers: {e}")))?;
+    let writers = spawn_writers(&st, &spools, &name).map_err(|e| failed(format!("spawning writers: {e}")))?;
     let recovered = spool.len();
     if recovered > 0 {
         tracing::info!(
@@ -668,12 +794,12 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
         "plugin {name}: writing to {} ({} writer(s), spool {})",
         st.primary.describe(),
         st.writers,
-        st.spool_dir.display()
+        spool.dir().display()
     );
     let mut s = Sql {
         free: st.writers,
         idle: vec![true; st.writers],
-        last_id: spool.last_id(),
+        last_id,
         memory_rows: (cfg.cache_entries as u64 * 4).max(1_000_000),
         spool,
         queue: (0..recovered as u64)
@@ -688,6 +814,7 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
         info: None,
         writers_jobs: writers.jobs.clone(),
         harvested: 0,
+        root,
         st,
         ctx,
     };

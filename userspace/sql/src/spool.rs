@@ -34,6 +34,8 @@ const STATE: &str = "state";
 const STATE_TMP: &str = "state.tmp";
 const LOCK: &str = "lock";
 const QUARANTINE: &str = "quarantine";
+/// A file the caller keeps beside the entries (what they are for; see `crate::targets`).
+pub const META: &str = "target";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -249,7 +251,7 @@ impl Spool {
                 ids.push(id);
             } else if let Some(id) = parse_name(name, TMP_EXT) {
                 tmps.push(id);
-            } else if ![STATE, STATE_TMP, LOCK, QUARANTINE].contains(&name) {
+            } else if ![STATE, STATE_TMP, LOCK, QUARANTINE, META].contains(&name) {
                 tracing::warn!(dir = %self.dir.display(), file = name, "spool: ignoring a file that is not ours");
             }
         }
@@ -357,6 +359,38 @@ impl Spool {
         }
     }
 
+    /// Moves the oldest entry, as it is, into the directory `to` (another spool's, on the same
+    /// file system) instead of removing it: for an entry that is not this spool's to write.
+    /// Returns its new path.
+    pub fn move_front_to(&mut self, to: &Path) -> Result<PathBuf, SpoolError> {
+        let Some(&(id, _)) = self.entries.front() else {
+            return Err(SpoolError::Corrupt { path: self.dir.display().to_string(), why: "no entry to move".into() });
+        };
+        self.keep_last_id_before_removing_front()?;
+        let from = self.dir.join(entry_name(id, ENTRY_EXT));
+        let dst = to.join(entry_name(id, ENTRY_EXT));
+        if dst.exists() {
+            // The same entry, left in both places by a crash during an earlier move: drop
+            // this copy. Anything else there is not ours to overwrite.
+            let same = fs::read(&dst).ok().zip(fs::read(&from).ok()).is_some_and(|(a, b)| a == b);
+            if !same {
+                return Err(SpoolError::Corrupt {
+                    path: dst.display().to_string(),
+                    why: format!("another entry {id} is there already: not overwritten"),
+                });
+            }
+            fs::remove_file(&from).map_err(io_err(&from, "remove"))?;
+        } else {
+            fs::rename(&from, &dst).map_err(io_err(&from, "move"))?;
+        }
+        // The new place is made durable first: after a crash the entry is there, and at worst
+        // also still here (handled above at the next move), never in neither.
+        sync_dir(to)?;
+        sync_dir(&self.dir)?;
+        self.forget_front();
+        Ok(dst)
+    }
+
     /// Removes the oldest entry (after it has been committed to the database).
     pub fn pop_front(&mut self) -> Result<(), SpoolError> {
         let Some(&(id, _)) = self.entries.front() else { return Ok(()) };
@@ -410,9 +444,46 @@ impl Spool {
     }
 }
 
+/// The entries of the spool directory `dir` as (id, path, bytes), oldest first, without
+/// opening it (no lock taken, nothing recovered): for looking at a spool another run left.
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf, u64)>, SpoolError> {
+    let mut v = Vec::new();
+    for de in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
+        let de = de.map_err(io_err(dir, "list"))?;
+        let Some(id) = de.file_name().to_str().and_then(|n| parse_name(n, ENTRY_EXT)) else { continue };
+        let size = de.metadata().map_err(io_err(&de.path(), "stat"))?.len();
+        v.push((id, de.path(), size));
+    }
+    v.sort_unstable_by_key(|e| e.0);
+    Ok(v)
+}
+
+/// Reads and checks one entry file listed by [`list`]; the error says why it is unreadable.
+pub fn read_entry<T: DeserializeOwned>(path: &Path, id: u64) -> Result<T, String> {
+    let data = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let payload = unframe(id, &data)?;
+    serde_json::from_slice(payload).map_err(|e| format!("payload does not decode: {e}"))
+}
+
+/// The highest id the spool directory `dir` ever held, without opening it (its state file,
+/// its entries' names); 0 when there is nothing to read.
+pub fn peek_last_id(dir: &Path) -> u64 {
+    let state = fs::read_to_string(dir.join(STATE)).ok().and_then(|t| {
+        let (body, crc) = t.trim_end().rsplit_once(' ')?;
+        (crc32fast::hash(body.as_bytes()) == crc.parse::<u32>().ok()?).then_some(())?;
+        body.strip_prefix("last_id ")?.parse::<u64>().ok()
+    });
+    let names = fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|de| {
+        let n = de.file_name();
+        let n = n.to_str()?;
+        parse_name(n, ENTRY_EXT).or_else(|| parse_name(n, TMP_EXT))
+    });
+    names.chain(state).max().unwrap_or(0)
+}
+
 /// Takes the directory's `lock` file with a non-blocking exclusive `flock` (released by the
 /// kernel when the process dies, so a crash never leaves a stale lock) and writes our pid in it.
-fn lock_dir(dir: &Path) -> Result<Flock<File>, SpoolError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<Flock<File>, SpoolError> {
     let path = dir.join(LOCK);
     // No truncate here: until we hold the lock, the pid in the file is the holder's.
     let file = OpenOptions::new()

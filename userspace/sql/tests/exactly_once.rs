@@ -63,7 +63,16 @@ fn batch(l: &Layout, id: u64, table: &str, packets: u64) -> Batch {
             Row { keys: l.key_values(&r), packets, bytes: packets * 100, flows: 0, tcp_flags: 0 }
         })
         .collect();
-    Batch { id, table: table.to_string(), bin: Some(1_700_000_000), shape: l.shape(), rows, made: 0, recovery: false }
+    Batch {
+        id,
+        table: table.to_string(),
+        bin: Some(1_700_000_000),
+        shape: l.shape(),
+        rows,
+        made: 0,
+        recovery: false,
+        target: None,
+    }
 }
 
 /// (rows, packets) of `table`, read over a connection of the test's own.
@@ -238,4 +247,47 @@ fn pgsql_batches_apply_once() {
 #[test]
 fn mysql_batches_apply_once() {
     exactly_once(Backend::Mysql);
+}
+
+/// A table made by another definition (here `class_id` as a number, as an operator's own
+/// schema might have it): PostgreSQL gives an uncast text parameter its column's type, and the
+/// client used to fail with only "error serializing parameter N", taken for a lost connection.
+/// The error names the column and is transient (the operator can fix the table); nothing is
+/// written, and once the table is right the same batch goes in.
+#[test]
+fn pgsql_table_of_another_shape_is_named_and_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(t) = target(Backend::Pgsql, &dir.path().join("x.db")) else { return };
+    let table = format!("eo_{}_shape", std::process::id());
+    struct Guard(Target, String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            drop_table(Backend::Pgsql, &self.0, &self.1);
+        }
+    }
+    let _g = Guard(t.clone(), table.clone());
+    let l = layout(Backend::Pgsql);
+    let good = l.create_table(&Backend::Pgsql.quote(&table));
+    let bad = good.replace("class_id CHAR(16)", "class_id INT").replace("DEFAULT ' '", "DEFAULT 0");
+    assert_ne!(good, bad, "{good}");
+    let mut admin = postgres::Config::new()
+        .host(&t.host)
+        .port(5432)
+        .user(&t.user)
+        .dbname(&t.db)
+        .connect(postgres::NoTls)
+        .expect("pg");
+    admin.batch_execute(&bad).expect("create the odd table");
+    let spool = format!("test-{}-shape", std::process::id());
+    let b = batch(&l, 20, &table, 2);
+    let mut c = db::connect(&t, Create::No).expect("connect");
+    let e = c.write(&b, &spool, 0, 1_700_000_100, Mode::default()).expect_err("odd table");
+    assert_eq!(e.kind, ErrKind::Transient, "{e}");
+    assert!(e.to_string().contains("column class_id is int4"), "{e}");
+    assert_eq!(sums(Backend::Pgsql, &t, &table), (0, 0));
+    admin.batch_execute(&format!("DROP TABLE {}; {good}", Backend::Pgsql.quote(&table))).expect("fix the table");
+    let mut c = db::connect(&t, Create::No).expect("connect");
+    let o = c.write(&b, &spool, 0, 1_700_000_100, Mode::default()).expect("write after the fix");
+    assert_eq!((o.inserted, o.duplicate), (3, false));
+    assert_eq!(sums(Backend::Pgsql, &t, &table), (3, 6));
 }

@@ -8,73 +8,16 @@
 mod sqlsupport;
 mod support;
 
-use sqlsupport::{sql_as_csv, Cleanup, Db};
-use std::net::{IpAddr, UdpSocket};
+use sqlsupport::{flows, netflow_sql_conf, send_flows as send, sql_as_csv, total_packets, wait_packets, Cleanup, Db};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
-use support::{client, counter, query_csv, table, xacct_bin, Daemon};
-use xacct_wire::netflow::{encode_v5, FlowRecord, NetflowHeader};
-
-const AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// Flows `from..to`: keys repeat every 40 flows, so later phases also update earlier rows.
-fn flows(from: u32, to: u32) -> Vec<FlowRecord> {
-    (from..to)
-        .map(|i| FlowRecord {
-            src_addr: IpAddr::from([10, 1, 0, (i % 40) as u8]),
-            dst_addr: IpAddr::from([10, 2, 0, 1]),
-            src_port: 1000 + (i % 40) as u16,
-            dst_port: 80,
-            proto: 6,
-            packets: 1 + u64::from(i % 7),
-            bytes: 100 + u64::from(i),
-            ..FlowRecord::default()
-        })
-        .collect()
-}
-
-fn send(port: u16, seq: &mut u32, records: &[FlowRecord]) {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("sender");
-    for chunk in records.chunks(20) {
-        let h = NetflowHeader { version: 5, unix_secs: 1_700_000_000, sequence: *seq, ..NetflowHeader::default() };
-        s.send_to(&encode_v5(&h, chunk), ("127.0.0.1", port)).expect("send");
-        *seq += chunk.len() as u32;
-    }
-}
+use support::{client, counter, free_udp_port, query_csv, table, xacct_bin, Daemon};
 
 /// xacctd with a NetFlow collector on `port`, a memory plugin and an SQL plugin for `db`
 /// reached through `proxy`.
 fn conf(dir: &Path, name: &str, port: u16, db: &Db, proxy: &Proxy, table: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("{name}.conf"));
-    // The database's own connection keys, with the proxy's port in place of the server's.
-    let keys: String =
-        db.conf("s")
-            .lines()
-            .map(|l| {
-                if l.starts_with("sql_port[s]:") {
-                    format!("sql_port[s]: {}\n", proxy.port())
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-    std::fs::write(
-        &path,
-        format!(
-            "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: memory[m], {}[s]\naggregate: {AGG}\n\
-imt_path[m]: {}\n{keys}sql_table[s]: {table}\nsql_table_version[s]: 9\nsql_refresh_time[s]: 1\nsql_spool_dir[s]: {}\n",
-            db.plugin(),
-            dir.join(format!("{name}.pipe")).display(),
-            dir.join("spool").display()
-        ),
-    )
-    .expect("conf");
-    path
+    netflow_sql_conf(dir, name, port, db.plugin(), &db.conf_via("s", proxy.port()), table, "")
 }
 
 /// Polls `xacct -t` until `ok` holds for it.
@@ -97,18 +40,6 @@ fn sql_counter(status: &str, name: &str) -> u64 {
 
 fn packets_in(db: &Db, t: &str) -> u64 {
     sqlsupport::sum(db, t, "packets")
-}
-
-fn total_packets(records: &[FlowRecord]) -> u64 {
-    records.iter().map(|r| r.packets).sum()
-}
-
-fn wait_packets(db: &Db, t: &str, want: u64, timeout: Duration) {
-    let s = Instant::now();
-    while packets_in(db, t) != want {
-        assert!(s.elapsed() < timeout, "{t} holds {} packets, want {want}", packets_in(db, t));
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn assert_same(db: &Db, t: &str, memory_csv: &str) {

@@ -1,7 +1,9 @@
 //! What the SQL plugin tests share: the real databases on this machine (PostgreSQL on
-//! 127.0.0.1:5432 as `postgres`, MariaDB on 127.0.0.1:3306 as `root`, both database `test`) and
-//! SQLite files, unique table names that are dropped afterwards, and the memory table's CSV
-//! and an SQL table in one comparable form.
+//! 127.0.0.1:5432 as `postgres`, MariaDB on 127.0.0.1:3306 as `root`, both database `test`, or
+//! a database of the test's own made for it and dropped afterwards) and SQLite files, unique
+//! table names that are dropped afterwards, pmacct's own schema files, NetFlow input for
+//! daemons that must stay up between refreshes, and the memory table's CSV and an SQL table in
+//! one comparable form.
 
 #![allow(dead_code)]
 
@@ -26,7 +28,7 @@ pub struct Db {
     pub name: String,
 }
 
-fn pg_client(db: &str) -> Result<postgres::Client, postgres::Error> {
+pub fn pg_client(db: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Config::new()
         .host("127.0.0.1")
         .port(5432)
@@ -36,14 +38,15 @@ fn pg_client(db: &str) -> Result<postgres::Client, postgres::Error> {
         .connect(postgres::NoTls)
 }
 
-fn my_conn(db: &str) -> Result<mysql::Conn, mysql::Error> {
+/// A MariaDB connection to database `db` (none when empty).
+pub fn my_conn(db: &str) -> Result<mysql::Conn, mysql::Error> {
     mysql::Conn::new(
         mysql::OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(3306)
             .user(Some("root"))
             .pass(Some(""))
-            .db_name(Some(db))
+            .db_name(Some(db).filter(|d| !d.is_empty()))
             .prefer_socket(false),
     )
 }
@@ -100,6 +103,31 @@ impl Db {
                 self.name
             ),
             Kind::Lite => format!("sql_db[{p}]: {}\n", self.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()),
+        }
+    }
+
+    /// As [`Db::conf`], with the server reached on `port` of 127.0.0.1 (a proxy's).
+    pub fn conf_via(&self, p: &str, port: u16) -> String {
+        self.conf(p)
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("sql_port[{p}]:")) {
+                    format!("sql_port[{p}]: {port}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    }
+
+    /// A connection of its own that stays open (for a transaction or a lock across calls).
+    pub fn session(&self) -> Session {
+        match self.kind {
+            Kind::Pg => Session::Pg(pg_client(&self.name).expect("connect")),
+            Kind::My => Session::My(my_conn(&self.name).expect("connect")),
+            Kind::Lite => {
+                Session::Lite(rusqlite::Connection::open(self.file.as_ref().expect("sqlite file")).expect("open"))
+            }
         }
     }
 
@@ -214,6 +242,173 @@ impl Db {
     }
 }
 
+/// One open connection (see [`Db::session`]).
+pub enum Session {
+    Pg(postgres::Client),
+    My(mysql::Conn),
+    Lite(rusqlite::Connection),
+}
+
+impl Session {
+    pub fn exec(&mut self, sql: &str) {
+        match self {
+            Session::Pg(c) => c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Session::My(c) => {
+                use mysql::prelude::Queryable;
+                c.query_drop(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+            Session::Lite(c) => c.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+}
+
+/// A database made for one test (PostgreSQL or MariaDB: `xacct_t_<pid>_<tag>`, empty), dropped
+/// when the test ends, however it ends: nothing of another test or engineer is in it, and
+/// nothing of it stays behind.
+pub struct FreshDb {
+    pub db: Db,
+}
+
+impl FreshDb {
+    fn name(tag: &str) -> String {
+        format!("xacct_t_{}_{tag}", std::process::id())
+    }
+
+    fn admin(kind: Kind, sql: &str) {
+        match kind {
+            Kind::Pg => {
+                pg_client("postgres").expect("connect").batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+            Kind::My => {
+                use mysql::prelude::Queryable;
+                my_conn("").expect("connect").query_drop(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+            Kind::Lite => unreachable!("SQLite has no server"),
+        }
+    }
+
+    fn drop_sql(kind: Kind, name: &str) -> String {
+        match kind {
+            // FORCE: a daemon a failed assertion left running must not keep it alive.
+            Kind::Pg => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            _ => format!("DROP DATABASE IF EXISTS {name}"),
+        }
+    }
+
+    fn make(kind: Kind, tag: &str) -> FreshDb {
+        let name = FreshDb::name(tag);
+        FreshDb::admin(kind, &FreshDb::drop_sql(kind, &name));
+        FreshDb::admin(kind, &format!("CREATE DATABASE {name}"));
+        FreshDb { db: Db { kind, file: None, name } }
+    }
+
+    /// A new PostgreSQL database, or None (after `skip`) when the server is not there.
+    pub fn pg(tag: &str) -> Option<FreshDb> {
+        Db::pg().map(|_| FreshDb::make(Kind::Pg, tag))
+    }
+
+    pub fn mysql(tag: &str) -> Option<FreshDb> {
+        Db::mysql().map(|_| FreshDb::make(Kind::My, tag))
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        let (kind, name) = (self.db.kind, self.db.name.clone());
+        let _ = std::panic::catch_unwind(|| FreshDb::admin(kind, &FreshDb::drop_sql(kind, &name)));
+    }
+}
+
+/// The `acct_v9` part of pmacct's own schema file for `kind` (its `DROP TABLE IF EXISTS` and
+/// `CREATE TABLE`, without the database, `proto` table, COPY and grants around them), as an
+/// operator would give it to `sql_table_schema`.
+pub fn pmacct_v9_schema(kind: Kind) -> String {
+    let file = match kind {
+        Kind::Pg => "pmacct-create-table_v9.pgsql",
+        Kind::My => "pmacct-create-db_v9.mysql",
+        Kind::Lite => "pmacct-create-table_v9.sqlite3",
+    };
+    let path = Path::new("/usr/share/pmacct/sql").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lower = text.to_ascii_lowercase();
+    let from = lower.find("drop table if exists acct_v9").unwrap_or_else(|| panic!("{file}: no DROP TABLE"));
+    let create = lower[from..].find("create table acct_v9").expect("CREATE TABLE") + from;
+    let to = lower[create..].find(");").expect("end of CREATE TABLE") + create + 2;
+    text[from..to].to_string()
+}
+
+/// NetFlow flows `from..to`: keys repeat every 40 flows, so later phases also update earlier
+/// rows.
+pub fn flows(from: u32, to: u32) -> Vec<xacct_wire::netflow::FlowRecord> {
+    (from..to)
+        .map(|i| xacct_wire::netflow::FlowRecord {
+            src_addr: std::net::IpAddr::from([10, 1, 0, (i % 40) as u8]),
+            dst_addr: std::net::IpAddr::from([10, 2, 0, 1]),
+            src_port: 1000 + (i % 40) as u16,
+            dst_port: 80,
+            proto: 6,
+            packets: 1 + u64::from(i % 7),
+            bytes: 100 + u64::from(i),
+            ..xacct_wire::netflow::FlowRecord::default()
+        })
+        .collect()
+}
+
+/// The aggregate that [`flows`] fills.
+pub const FLOW_AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
+
+/// Sends `records` as NetFlow v5 to 127.0.0.1:`port`, 20 to a datagram, `seq` counting on.
+pub fn send_flows(port: u16, seq: &mut u32, records: &[xacct_wire::netflow::FlowRecord]) {
+    use xacct_wire::netflow::{encode_v5, NetflowHeader};
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+    for chunk in records.chunks(20) {
+        let h = NetflowHeader { version: 5, unix_secs: 1_700_000_000, sequence: *seq, ..NetflowHeader::default() };
+        s.send_to(&encode_v5(&h, chunk), ("127.0.0.1", port)).expect("send");
+        *seq += chunk.len() as u32;
+    }
+}
+
+pub fn total_packets(records: &[xacct_wire::netflow::FlowRecord]) -> u64 {
+    records.iter().map(|r| r.packets).sum()
+}
+
+/// Waits until `table` exists and holds `want` packets in all.
+pub fn wait_packets(db: &Db, table: &str, want: u64, timeout: std::time::Duration) {
+    let s = std::time::Instant::now();
+    let packets = || if db.table_exists(table) { sum(db, table, "packets") } else { 0 };
+    while packets() != want {
+        assert!(s.elapsed() < timeout, "{table} holds {} packets, want {want}", packets());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The config of an xacctd that collects NetFlow on `port` into a memory plugin `m` and an
+/// SQL plugin `s` of type `plugin` (`keys`: its connection lines) writing v9 table `table`
+/// every second, spooling in `dir`/spool; `extra`: more lines. Files `<name>.conf`,
+/// `<name>.pipe` in `dir`.
+pub fn netflow_sql_conf(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    plugin: &str,
+    keys: &str,
+    table: &str,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &path,
+        format!(
+            "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: memory[m], {plugin}[s]\naggregate: {FLOW_AGG}\n\
+imt_path[m]: {}\n{keys}sql_table[s]: {table}\nsql_table_version[s]: 9\nsql_refresh_time[s]: 1\nsql_spool_dir[s]: {}\n{extra}",
+            dir.join(format!("{name}.pipe")).display(),
+            dir.join("spool").display()
+        ),
+    )
+    .expect("conf");
+    path
+}
+
 /// Tables to drop when the test ends, however it ends.
 pub struct Cleanup {
     db: Db,
@@ -255,7 +450,8 @@ impl Drop for Cleanup {
             let _ = std::panic::catch_unwind(|| self.db.exec(&q));
         }
         for s in &self.markers_of {
-            let q = format!("DELETE FROM xacct_batches WHERE spool LIKE '%:{s}'");
+            // The spool of each target is a directory in sql_spool_dir.
+            let q = format!("DELETE FROM xacct_batches WHERE spool LIKE '%:{s}/%' OR spool LIKE '%:{s}'");
             let _ = std::panic::catch_unwind(|| self.db.exec(&q));
         }
     }
