@@ -34,11 +34,19 @@ pub struct DbError {
     pub kind: ErrKind,
     pub what: String,
     pub msg: String,
+    /// A unique or primary-key violation: see [`Checked`]'s write for when that is the data's
+    /// fault.
+    pub duplicate_key: bool,
 }
 
 impl DbError {
     pub fn new(kind: ErrKind, what: impl Into<String>, msg: impl Into<String>) -> DbError {
-        DbError { kind, what: what.into(), msg: msg.into() }
+        DbError { kind, what: what.into(), msg: msg.into(), duplicate_key: false }
+    }
+
+    fn duplicate_key(mut self, yes: bool) -> DbError {
+        self.duplicate_key = yes;
+        self
     }
 }
 
@@ -235,7 +243,19 @@ impl Conn for Checked {
             self.known.insert(batch.table.clone());
         }
         let w = Write { batch, quoted: &quoted, spool, prune_below, now, mode, backend: self.backend };
-        self.inner.write(&w)
+        self.inner.write(&w).map_err(|e| {
+            // UPDATE-then-INSERT inserts only the rows its UPDATE found missing; another writer
+            // (a second plugin writing the same table) that inserted one of those keys in
+            // between makes the INSERT collide. That is a race, not bad data: the transaction
+            // is retried and its UPDATE then finds the row. With INSERT only
+            // (`sql_dont_try_update`) a duplicate key is the configuration meeting the data,
+            // and waiting would not change it.
+            if e.duplicate_key && !mode.dont_try_update {
+                transient(e)
+            } else {
+                e
+            }
+        })
     }
 }
 
@@ -563,7 +583,8 @@ mod pg {
             Some(d) => format!("{} ({})", d.message(), d.code().code()),
             None => e.to_string(),
         };
-        DbError::new(kind, what, msg)
+        let duplicate = e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION);
+        DbError::new(kind, what, msg).duplicate_key(duplicate)
     }
 
     fn params(v: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
@@ -741,7 +762,8 @@ mod my {
             mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::UrlError(_) => ErrKind::Connection,
             _ => ErrKind::Transient,
         };
-        DbError::new(kind, what, e.to_string())
+        let duplicate = matches!(&e, mysql::Error::MySqlError(m) if m.code == 1062);
+        DbError::new(kind, what, e.to_string()).duplicate_key(duplicate)
     }
 
     fn params(v: &[Value]) -> mysql::Params {
@@ -917,7 +939,9 @@ mod lite {
             },
             _ => ErrKind::Transient,
         };
-        DbError::new(kind, what, e.to_string())
+        // SQLITE_CONSTRAINT_PRIMARYKEY (1555) and SQLITE_CONSTRAINT_UNIQUE (2067).
+        let duplicate = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.extended_code, 1555 | 2067));
+        DbError::new(kind, what, e.to_string()).duplicate_key(duplicate)
     }
 
     fn vals(v: &[Value]) -> Vec<SqlValue> {

@@ -291,3 +291,115 @@ fn pgsql_table_of_another_shape_is_named_and_retried() {
     assert_eq!((o.inserted, o.duplicate), (3, false));
     assert_eq!(sums(Backend::Pgsql, &t, &table), (3, 6));
 }
+
+/// Runs `sql` on an admin session of the test's own, in an open transaction that
+/// `finish` then commits.
+enum Admin {
+    Pg(postgres::Client),
+    My(mysql::Conn),
+}
+
+impl Admin {
+    fn open(b: Backend, t: &Target) -> Admin {
+        match b {
+            Backend::Pgsql => Admin::Pg(
+                postgres::Config::new()
+                    .host(&t.host)
+                    .port(5432)
+                    .user(&t.user)
+                    .dbname(&t.db)
+                    .connect(postgres::NoTls)
+                    .expect("pg"),
+            ),
+            _ => Admin::My(
+                mysql::Conn::new(
+                    mysql::OptsBuilder::new()
+                        .ip_or_hostname(Some("127.0.0.1"))
+                        .user(Some("root"))
+                        .pass(Some(""))
+                        .db_name(Some("test")),
+                )
+                .expect("mysql"),
+            ),
+        }
+    }
+
+    fn run(&mut self, sql: &str) {
+        use mysql::prelude::Queryable;
+        match self {
+            Admin::Pg(c) => c.batch_execute(sql).expect(sql),
+            Admin::My(c) => c.query_drop(sql).expect(sql),
+        }
+    }
+}
+
+/// Two writers of one table (two plugins sharing it): this one's UPDATE finds no row, then
+/// another session inserts the same key and commits before this one's INSERT. That duplicate
+/// key is a race, not bad data: the write fails transient (or waits and updates, where the
+/// server's locking lets it), and the retry adds the counters to the other writer's row.
+/// With `sql_dont_try_update` the same collision is permanent, as the operator chose INSERT.
+fn racing_writers(b: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(t) = target(b, &dir.path().join("x.db")) else { return };
+    let (table, other) =
+        (format!("race_{}_{}", std::process::id(), b.name()), format!("race_{}_{}_src", std::process::id(), b.name()));
+    struct Guard(Backend, Target, Vec<String>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            for t in &self.2 {
+                drop_table(self.0, &self.1, t);
+            }
+        }
+    }
+    let _g = Guard(b, t.clone(), vec![table.clone(), other.clone()]);
+    let l = layout(b);
+    let spool = format!("test-{}-race-{}", std::process::id(), b.name());
+    let mut c = db::connect(&t, Create::Ours(l.create_table("{}"))).expect("connect");
+    // The other writer's rows, made by xacct in a table of their own, then copied under an
+    // open transaction so that their keys are taken but not yet visible.
+    c.write(&batch(&l, 1, &other, 7), &spool, 0, 1_700_000_100, Mode::default()).expect("source rows");
+    c.write(&batch(&l, 2, &table, 1), &spool, 0, 1_700_000_100, Mode::default()).expect("create the table");
+    let mut admin = Admin::open(b, &t);
+    admin.run(&format!("DELETE FROM {}", b.quote(&table)));
+    for (id, mode, permanent) in
+        [(3, Mode::default(), false), (4, Mode { dont_try_update: true, ..Mode::default() }, true)]
+    {
+        admin.run("BEGIN");
+        admin.run(&format!("INSERT INTO {} SELECT * FROM {}", b.quote(&table), b.quote(&other)));
+        let ours = batch(&l, id, &table, 5);
+        let res = std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                let mut c = db::connect(&t, Create::No).expect("connect");
+                c.write(&ours, &spool, 0, 1_700_000_200, mode)
+            });
+            // Long enough for the writer to reach its INSERT and wait on the taken keys.
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            admin.run("COMMIT");
+            w.join().expect("writer")
+        });
+        match res {
+            Err(e) if permanent => assert_eq!(e.kind, ErrKind::Permanent, "{e}"),
+            Err(e) => {
+                assert!(e.kind != ErrKind::Permanent && e.duplicate_key, "{e}");
+                let mut c = db::connect(&t, Create::No).expect("connect");
+                let o = c.write(&ours, &spool, 0, 1_700_000_300, mode).expect("the retry");
+                assert_eq!(o.updated, 3, "{o:?}");
+            }
+            Ok(o) => assert!(!permanent && o.updated == 3, "{o:?}"),
+        }
+        if !permanent {
+            assert_eq!(sums(b, &t, &table), (3, 3 * 12), "both writers' counters, once each");
+        }
+        admin.run(&format!("DELETE FROM {}", b.quote(&table)));
+    }
+}
+
+#[test]
+fn pgsql_racing_writers_of_one_table() {
+    racing_writers(Backend::Pgsql);
+}
+
+#[test]
+fn mysql_racing_writers_of_one_table() {
+    racing_writers(Backend::Mysql);
+}
