@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xacct_capture::{Batch, BatchSink, SourceEnd};
+use xacct_core::maps::Methods;
 use xacct_core::stats::{ExporterStats, SourceStats};
 use xacct_core::Record;
 use xacct_wire::netflow::{Decoder, FlowRecord, FlowSink, Limits, NetflowHeader};
@@ -74,6 +75,13 @@ pub struct CollectorConfig {
     pub renormalize: bool,
     /// Time records by their arrival instead of the flow's start.
     pub time_new: bool,
+    /// `*_net`/`*_as`: stamped on every record, so that the workers resolve nets and ASes the
+    /// way this collector's keys say.
+    pub methods: Methods,
+    /// With `ip` None: take IPv6 only on the all-addresses socket (`*_ipv6_only`).
+    pub ipv6_only: bool,
+    /// Multicast groups to join (`*_mcast_groups`).
+    pub mcast_groups: Vec<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,10 +135,37 @@ fn bind_one(addr: SocketAddr, cfg: &CollectorConfig) -> Result<OwnedFd, CollectE
         socket::setsockopt(&fd, sockopt::RcvBuf, &n).map_err(socket_err("SO_RCVBUF", addr))?;
     }
     socket::setsockopt(&fd, sockopt::RxqOvfl, &1).map_err(socket_err("SO_RXQ_OVFL", addr))?;
+    if addr.is_ipv6() && cfg.ip.is_none() {
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &cfg.ipv6_only).map_err(socket_err("IPV6_V6ONLY", addr))?;
+    }
     socket::setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, IDLE.as_micros() as _))
         .map_err(socket_err("SO_RCVTIMEO", addr))?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(socket_err("bind", addr))?;
     Ok(fd)
+}
+
+/// Joins multicast group `g` on every interface the kernel routes it to.
+fn join_group(fd: &OwnedFd, g: IpAddr, addr: SocketAddr) -> Result<(), CollectError> {
+    match (g, addr) {
+        (IpAddr::V4(g), SocketAddr::V4(_)) => {
+            let req = socket::IpMembershipRequest::new(g, None);
+            socket::setsockopt(fd, sockopt::IpAddMembership, &req).map_err(socket_err("IP_ADD_MEMBERSHIP", addr))
+        }
+        (IpAddr::V4(g), SocketAddr::V6(_)) => {
+            // A dual-stack socket joins IPv4 groups through the IPv4 option too.
+            let req = socket::IpMembershipRequest::new(g, None);
+            socket::setsockopt(fd, sockopt::IpAddMembership, &req).map_err(socket_err("IP_ADD_MEMBERSHIP", addr))
+        }
+        (IpAddr::V6(g), SocketAddr::V6(_)) => {
+            let req = socket::Ipv6MembershipRequest::new(g);
+            socket::setsockopt(fd, sockopt::Ipv6AddMembership, &req).map_err(socket_err("IPV6_ADD_MEMBERSHIP", addr))
+        }
+        (IpAddr::V6(_), SocketAddr::V4(_)) => Err(CollectError::Socket {
+            what: "IPv6 multicast group on an IPv4 socket",
+            addr,
+            source: nix::Error::EAFNOSUPPORT,
+        }),
+    }
 }
 
 impl Collector {
@@ -154,6 +189,9 @@ impl Collector {
                 }
             }
         };
+        for g in &cfg.mcast_groups {
+            join_group(&fd, *g, addr)?;
+        }
         let rcvbuf = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
         let describe = format!("{} collector udp {addr} (receive buffer {rcvbuf} bytes)", cfg.protocol.name());
         Ok(Collector {
@@ -308,6 +346,7 @@ impl Collector {
 /// measures decoding and aggregation per core without the kernel's UDP path.
 pub struct DatagramDecoder {
     protocol: Protocol,
+    methods: Methods,
     renormalize: bool,
     time_new: bool,
     decoder: Decoder,
@@ -318,6 +357,7 @@ impl DatagramDecoder {
     pub fn new(cfg: &CollectorConfig) -> DatagramDecoder {
         DatagramDecoder {
             protocol: cfg.protocol,
+            methods: cfg.methods,
             renormalize: cfg.renormalize,
             time_new: cfg.time_new,
             decoder: Decoder::new(template_limits()),
@@ -340,8 +380,19 @@ impl DatagramDecoder {
     }
 
     fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
-        let mut fs =
-            NfSink { emit, renormalize: self.renormalize, time_new: self.time_new, now, header: None, records: 0 };
+        let methods = Some(self.methods);
+        let mut stamped = |mut r: Record| {
+            r.methods = methods;
+            emit(r)
+        };
+        let mut fs = NfSink {
+            emit: &mut stamped,
+            renormalize: self.renormalize,
+            time_new: self.time_new,
+            now,
+            header: None,
+            records: 0,
+        };
         let res = self.decoder.decode(src, dgram, &mut fs);
         let (header, records) = (fs.header, fs.records);
         match res {
@@ -354,8 +405,10 @@ impl DatagramDecoder {
         let mut records = 0u64;
         let mut skipped = 0u64;
         let renormalize = self.renormalize;
+        let methods = Some(self.methods);
         let res = xacct_wire::sflow::decode_datagram(dgram, |s| match record_from_sample(s, renormalize, now) {
-            Some(r) => {
+            Some(mut r) => {
+                r.methods = methods;
                 records += 1;
                 emit(r);
             }

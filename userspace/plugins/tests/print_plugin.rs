@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xacct_core::aggregate::{Aggregate, Projector, Table, MAX_KEY_WORDS};
-use xacct_core::config::{Origin, OutputFormat, PluginConfig, PluginKind};
+use xacct_core::config::{OutputFormat, PluginConfig, PluginKind};
 use xacct_core::stats::PluginStats;
 use xacct_core::{Addr, Record};
 use xacct_plugins::{Harvest, PluginContext};
@@ -47,20 +47,12 @@ fn writes_csv_file_each_refresh_and_flushes_at_shutdown() {
     let (stop, shutdown) = crossbeam_channel::bounded(1);
     let ctx = PluginContext {
         config: PluginConfig {
-            name: "p".into(),
-            kind: PluginKind::Print,
             aggregate: agg.clone(),
-            aggregate_filter: None,
-            networks_file: None,
-            ports_file: None,
-            imt_path: "/tmp/unused".into(),
             print_output: OutputFormat::Csv,
             print_output_file: Some(pattern),
             print_output_separator: ";".into(),
             print_refresh_time: 1,
-            print_history: None,
-            sql: None,
-            origin: Origin::default(),
+            ..PluginConfig::new("p", PluginKind::Print)
         },
         projector: proj.clone(),
         harvest: Box::new(FakeHarvest(pending.clone())),
@@ -100,7 +92,7 @@ fn writes_csv_file_each_refresh_and_flushes_at_shutdown() {
 #[test]
 fn strftime_expansion() {
     use xacct_plugins::print::expand_path;
-    assert_eq!(expand_path("/x/%Y", 0).len(), "/x/1970".len());
+    assert_eq!(expand_path("/x/%Y", 0, false).len(), "/x/1970".len());
     // A pattern chrono cannot parse is used as is instead of panicking.
-    assert_eq!(expand_path("/x/%Q%", 0), "/x/%Q%");
+    assert_eq!(expand_path("/x/%Q%", 0, false), "/x/%Q%");
 }
