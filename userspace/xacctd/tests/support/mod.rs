@@ -4,6 +4,7 @@
 // Each test binary compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod collect;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
