@@ -251,6 +251,10 @@ pub(super) fn parse(
     let mut classes = Vec::with_capacity(file.len() + cli.len());
     for d in file.iter().chain(&cli) {
         classes.push(classify(d, &mut ignored)?);
+        // A plugin type xacct refuses is reported at its own line, before its keys.
+        if d.key == "plugins" {
+            parse_plugins(d)?;
+        }
     }
     let applies = |i: usize| classes.get(i).copied().flatten();
     let (file_classes, cli_start) = (0..file.len(), file.len());
