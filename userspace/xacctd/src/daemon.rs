@@ -651,7 +651,10 @@ pub fn run(config: Config) -> Result<()> {
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => reload_maps(&config, &plugin_stats, &ctl_txs),
             Event::PluginDone { name, failed } => {
                 live_plugins -= 1;
-                if failed {
+                // The daemon fails when a failed plugin is why it stops; one it outlives is
+                // logged when it happens (the plugin's error at the end).
+                let stop = config.global.plugin_exit_any || live_plugins == 0;
+                if failed && stop {
                     plugin_failed = Some(name.clone());
                 }
                 if config.global.plugin_exit_any {

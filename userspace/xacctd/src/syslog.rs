@@ -36,6 +36,8 @@ impl Syslog {
         let path = std::env::var("XACCT_SYSLOG_SOCKET").unwrap_or_else(|_| DEV_LOG.to_string());
         let sock = UnixDatagram::unbound().context("syslog socket")?;
         sock.connect(&path).with_context(|| format!("syslog: cannot reach {path}"))?;
+        // A syslog daemon that stops reading must not stop the threads that log.
+        sock.set_nonblocking(true).context("syslog socket")?;
         Ok(Syslog { sock: Arc::new(sock), facility, tag: format!("xacctd[{}]", std::process::id()) })
     }
 }
@@ -49,8 +51,16 @@ impl Write for Message {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         let line = format!("<{}>{}: {}", self.sys.facility * 8 + self.severity, self.sys.tag, text.trim_end());
-        // A syslog daemon that is gone must not stop the daemon: the message is lost.
-        let _ = self.sys.sock.send(line.as_bytes());
+        // A full queue (a busy syslog daemon) gets up to 100 ms; after that, or when the
+        // syslog daemon is gone, the message is lost rather than the daemon blocked.
+        for _ in 0..100 {
+            match self.sys.sock.send(line.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                _ => break,
+            }
+        }
         Ok(buf.len())
     }
 
