@@ -749,12 +749,7 @@ fn reload_maps(config: &Config, stats: &[Arc<PluginStats>], workers: &[Sender<Ct
 fn capture_stamp(config: &Config, iface: Option<&str>) -> CaptureStamp {
     let g = &config.global;
     let index = match (g.pcap_ifindex, iface) {
-        (xacct_core::config::IfIndexFrom::Sys, Some(i)) => {
-            std::fs::read_to_string(format!("/sys/class/net/{i}/ifindex"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0)
-        }
+        (xacct_core::config::IfIndexFrom::Sys, Some(i)) => crate::files::if_index(i),
         _ => 0,
     };
     CaptureStamp {

@@ -33,3 +33,11 @@ pub fn set_thread_priority(nice: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// An interface's index in the daemon's network namespace (0 when there is no such
+/// interface). Not read from sysfs, which shows the namespace it was mounted in.
+pub fn if_index(name: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(name) else { return 0 };
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}

@@ -185,7 +185,7 @@ static GROUPS: &[Group] = &[
     imp(
         Daemon,
         Global,
-        "a name or a number; the owner of the logfile, pidfile, print output and latest files and memory sockets (xacctd must run as root to change it)",
+        "a name or a number; the owner of the logfile, pidfile, print output files and memory sockets (xacctd must run as root to give them away)",
         &["files_uid", "files_gid"],
     ),
     imp(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod collect;
+pub mod netns;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
