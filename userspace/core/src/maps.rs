@@ -28,7 +28,9 @@
 //! - without `*_net`, nfacctd/sfacctd use the record even when a networks_file is set;
 //!   pmacctd uses the networks_file, else `networks_mask` (both set: the file wins).
 //! - `networks_no_mask_if_zero`: a net of mask 0 is the whole address instead of `0.0.0.0`.
-//! - `networks_file_filter`: an address the file does not know is zeroed, and so is its net.
+//! - `networks_file_filter`: an address the file does not know is zeroed, and so is its net;
+//!   only in a family the file lists prefixes of (nfacctd leaves IPv6 addresses alone when the
+//!   file has IPv4 prefixes only).
 
 use crate::record::{Addr, Record};
 use std::net::IpAddr;
@@ -105,7 +107,8 @@ impl NetResolver {
         let found = self.networks.as_deref().and_then(|n| n.lookup(ip));
         let matched = found.is_some();
         let (fmask, fas) = found.map_or((0, 0), |(_, len, info)| (len, info.asn));
-        let host = if self.filter && self.networks.is_some() && !matched { ip.masked(0) } else { ip };
+        let filtered = self.filter && !matched && self.networks.as_deref().is_some_and(|n| n.lists_family_of(ip));
+        let host = if filtered { ip.masked(0) } else { ip };
         let have_file = self.networks.is_some();
         let mask = match m.net {
             NetMethod::Compat if have_file => fmask,
@@ -114,7 +117,7 @@ impl NetResolver {
             NetMethod::Mask => self.mask.unwrap_or(0),
             NetMethod::Record => rec_mask,
             NetMethod::Longest if !have_file => rec_mask,
-            NetMethod::Longest if self.filter && !matched => 0,
+            NetMethod::Longest if filtered => 0,
             NetMethod::Longest if self.no_lpm => {
                 if fmask > 0 {
                     fmask
@@ -292,6 +295,15 @@ impl Networks {
 
     pub fn load(path: &Path) -> Result<Networks, MapError> {
         Networks::parse(&read(path)?, &path.display().to_string())
+    }
+
+    /// Whether the file lists any prefix of `a`'s family.
+    pub fn lists_family_of(&self, a: Addr) -> bool {
+        match a {
+            Addr::None => false,
+            Addr::V4(_) => self.v4.len() > 0,
+            Addr::V6(_) => self.v6.len() > 0,
+        }
     }
 
     /// Number of distinct prefixes.
@@ -667,10 +679,15 @@ mod tests {
             (r.dst_ip.to_string(), r.dst_net.to_string(), r.dst_mask),
             ("10.0.8.7".into(), "10.0.8.4".into(), 30)
         );
-        // v6 addresses stay in their family.
+        // A family the file lists no prefix of is left alone (nfacctd 1.7.7).
         let mut r = flow("2001:db8::1", "10.0.8.7", (0, 0), (0, 0));
         res.resolve(&mut r, FILE);
-        assert_eq!(r.src_ip.to_string(), "::");
+        assert_eq!(r.src_ip.to_string(), "2001:db8::1");
+        // With IPv6 prefixes listed, an unknown IPv6 address is zeroed within its family.
+        let res = NetResolver { filter: true, ..file("2001:db8:1::/48\n") };
+        let mut r = flow("2001:db8::1", "2001:db8:1::5", (0, 0), (0, 0));
+        res.resolve(&mut r, FILE);
+        assert_eq!((r.src_ip.to_string(), r.dst_ip.to_string()), ("::".into(), "2001:db8:1::5".into()));
     }
 
     #[test]

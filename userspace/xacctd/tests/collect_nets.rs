@@ -5,7 +5,8 @@
 //!   file` and a networks_file: the usual way to get nets and ASes on a collector;
 //! - NetFlow v5 and v9 records that carry masks and ASes (made with the repo's encoders): the
 //!   default (`netflow`, with a networks_file that must then go unused), `longest` (with and
-//!   without `networks_file_no_lpm`), `mask` with `networks_mask`;
+//!   without `networks_file_no_lpm`), `file` (with and without `networks_file_filter`), `mask`
+//!   with `networks_mask`;
 //! - sFlow samples with extended router (masks) and gateway (ASes) data: the default
 //!   (`sflow`) and `longest`.
 
@@ -172,6 +173,10 @@ fn netflow_records_with_masks_and_ases_same_as_nfacctd_for_every_method() {
             format!("networks_file: {nets}\nnfacctd_net: longest\nnfacctd_as: longest\nnetworks_file_no_lpm: true\n"),
         ),
         ("file", format!("networks_file: {nets}\nnfacctd_net: file\nnfacctd_as: file\n")),
+        (
+            "file, networks_file_filter",
+            format!("networks_file: {nets}\nnfacctd_net: file\nnfacctd_as: file\nnetworks_file_filter: true\n"),
+        ),
         ("mask", format!("networks_file: {nets}\nnetworks_mask: 20\nnfacctd_net: mask\nnfacctd_as: file\n")),
     ];
     let mut failures = Vec::new();
