@@ -244,3 +244,14 @@ fn daemon_process_and_collector_socket_keys() {
     let e = parse("plugins: print[p]\nprint_output_file: /tmp/o-%H\nprint_latest_file: /tmp/l-%H\n").unwrap_err();
     assert!(e.to_string().ends_with("time variables are not allowed in print_latest_file"), "{e}");
 }
+
+#[test]
+fn older_names_of_pmacct_s_dictionary() {
+    let c = parse("nfacctd_proc_name: edge\nnfacctd_as_new: file\nsfacctd_as_new: longest\nnetworks_file: /dev/null\nplugins: mysql[s]\nsql_backup_host: 10.0.0.9\n").unwrap();
+    assert_eq!(c.global.core_proc_name, "edge");
+    assert_eq!((c.global.netflow_methods.asn, c.global.sflow_methods.asn), (AsMethod::File, AsMethod::Longest));
+    assert_eq!(c.plugin("s").unwrap().sql.as_ref().unwrap().recovery_backup_host.as_deref(), Some("10.0.0.9"));
+    for key in ["mongo_host", "imt_passwd", "igp_daemon", "amqp_time_roundoff"] {
+        assert!(matches!(parse(&format!("{key}: x\n")), Err(ConfigError::Refused { .. })), "{key}");
+    }
+}

@@ -74,7 +74,9 @@ pub(super) fn apply(g: &mut GlobalConfig, d: &Directive) -> Result<bool, ConfigE
         "files_uid" => g.files_uid = Some(parse_owner(d, "/etc/passwd")?),
         "files_gid" => g.files_gid = Some(parse_owner(d, "/etc/group")?),
         "proc_priority" => g.proc_priority = Some(parse_nice(d)?),
-        "core_proc_name" => g.core_proc_name = v.to_string(),
+        "core_proc_name" | "nfacctd_proc_name" | "sfacctd_proc_name" | "pmacctd_proc_name" => {
+            g.core_proc_name = v.to_string()
+        }
         "plugin_exit_any" => g.plugin_exit_any = parse_bool(d)?,
         "maps_refresh" | "refresh_maps" => g.maps_refresh = parse_bool(d)?,
         "sampling_rate" => g.sampling_rate = parse_count(d, u32::MAX)?,

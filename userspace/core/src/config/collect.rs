@@ -289,9 +289,9 @@ pub(super) fn apply(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigErr
         "nfacctd_mcast_groups" => g.nfacctd_mcast_groups = parse_groups(d)?,
         "sfacctd_mcast_groups" => g.sfacctd_mcast_groups = parse_groups(d)?,
         "nfacctd_net" => g.netflow_methods.net = parse_net(d, true)?,
-        "nfacctd_as" => g.netflow_methods.asn = parse_as(d, true)?,
+        "nfacctd_as" | "nfacctd_as_new" => g.netflow_methods.asn = parse_as(d, true)?,
         "sfacctd_net" => g.sflow_methods.net = parse_net(d, true)?,
-        "sfacctd_as" => g.sflow_methods.asn = parse_as(d, true)?,
+        "sfacctd_as" | "sfacctd_as_new" => g.sflow_methods.asn = parse_as(d, true)?,
         "collector_threads" => g.collector_threads = parse_count(d, 1024usize)?,
         "nfacctd_templates_file" => g.nfacctd_templates_file = Some(PathBuf::from(&d.value)),
         _ => {}

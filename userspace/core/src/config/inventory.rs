@@ -1,7 +1,8 @@
 //! Every configuration key xacct knows, each with its state: implemented; accepted with no
 //! effect (the reason is logged at start); or refused with a specific reason (the error names
 //! file, line and key). The keys are pmacct 1.7.7's (every key `/usr/share/pmacct/CONFIG-KEYS`
-//! lists, checked by a test), a few older pmacct names and xacct's own.
+//! lists, checked by a test, and the other names of pmacct's own key dictionary: older names,
+//! the mongodb plugin's) and xacct's own.
 //!
 //! `docs/pmacct-keys.md` is generated from this table ([`markdown`]); a test keeps it current.
 //! A key of a refused family that a newer pmacct adds (a `bgp_*` key this table lacks, …) is
@@ -195,6 +196,12 @@ static GROUPS: &[Group] = &[
         &["proc_priority"],
     ),
     imp(Daemon, Global, "the process name (/proc/PID/comm, at most 15 characters) and the log's start line", &["core_proc_name"]),
+    imp(
+        Daemon,
+        Global,
+        "older names of core_proc_name",
+        &["nfacctd_proc_name", "sfacctd_proc_name", "pmacctd_proc_name"],
+    ),
     imp(Daemon, Global, "xacct's own key: worker threads (default: the cores the sources leave free)", &["workers"]),
     imp(
         Daemon,
@@ -354,6 +361,7 @@ static GROUPS: &[Group] = &[
         "netflow/sflow (default), file, mask, longest; bgp, bmp and igp are refused",
         &["nfacctd_net", "nfacctd_as"],
     ),
+    imp(Netflow, Global, "older name of nfacctd_as", &["nfacctd_as_new"]),
     imp(
         Netflow,
         Global,
@@ -410,6 +418,7 @@ static GROUPS: &[Group] = &[
         "sflow/netflow (default: the sample's extended router and gateway data), file, mask, longest; bgp, bmp and igp are refused",
         &["sfacctd_net", "sfacctd_as"],
     ),
+    imp(Sflow, Global, "older name of sfacctd_as", &["sfacctd_as_new"]),
     none(Sflow, CHECKS, &["sfacctd_disable_checks"]),
     refuse(Sflow, "allow lists of agents: not built yet (use a firewall rule)", &["sfacctd_allow_file"]),
     refuse(Sflow, STITCHING, &["sfacctd_stitching"]),
@@ -436,7 +445,9 @@ static GROUPS: &[Group] = &[
             "sfacctd_counter_amqp_passwd",
             "sfacctd_counter_amqp_routing_key",
             "sfacctd_counter_amqp_exchange",
+            "sfacctd_counter_amqp_exchange_type",
             "sfactd_counter_amqp_exchange_type",
+            "sfacctd_counter_amqp_persistent_msg",
             "sfacctd_counter_persistent_msg",
             "sfacctd_counter_amqp_frame_max",
             "sfacctd_counter_amqp_heartbeat_interval",
@@ -451,6 +462,7 @@ static GROUPS: &[Group] = &[
             "sfacctd_counter_kafka_broker_port",
             "sfacctd_counter_kafka_topic",
             "sfacctd_counter_kafka_partition",
+            "sfacctd_counter_kafka_partition_key",
             "sfacctd_counter_kafka_retry",
             "sfacctd_counter_kafka_config_file",
         ],
@@ -471,6 +483,11 @@ static GROUPS: &[Group] = &[
     ),
     // ---------------------------------------------------------------- memory
     imp(Memory, Only(PluginKind::Memory), NOT_XACCT, &["imt_path"]),
+    refuse(
+        Memory,
+        "memory table passwords: not built (the socket's file permissions guard it; see files_umask, files_uid, files_gid)",
+        &["imt_passwd"],
+    ),
     none(
         Memory,
         "the memory table grows as entries arrive: no buckets or pools to size (pmacct stops adding entries once its pools are full)",
@@ -544,6 +561,7 @@ static GROUPS: &[Group] = &[
         ],
     ),
     imp(Sql, Applies::Sql, "older name of timestamps_since_epoch", &["sql_history_since_epoch"]),
+    imp(Sql, Applies::Sql, "older name of sql_recovery_backup_host", &["sql_backup_host"]),
     imp(Sql, Applies::Sql, "'typed' only (what xacct writes); 'unified' is refused", &["sql_data"]),
     imp(
         Sql,
@@ -588,6 +606,7 @@ static GROUPS: &[Group] = &[
             "classifier_giveup_proto_tcp",
             "classifier_giveup_proto_udp",
             "classifier_giveup_proto_other",
+            "classifier_idle_max_time",
             "classifier_tentatives",
             "classifier_table_num",
         ],
@@ -704,9 +723,36 @@ static GROUPS: &[Group] = &[
             "amqp_markers",
             "amqp_output",
             "amqp_num_protos",
+            "amqp_time_roundoff",
+            "amqp_avro_schema_routing_key",
+            "amqp_avro_schema_refresh_time",
         ],
     ),
-    refuse(Messaging, AVRO, &["avro_buffer_size", "avro_schema_file"]),
+    refuse(Messaging, AVRO, &["avro_buffer_size", "avro_schema_file", "avro_schema_output_file"]),
+    refuse(
+        Messaging,
+        "mongodb plugin: not built (pmacct 1.7 dropped it too)",
+        &[
+            "mongo_host",
+            "mongo_table",
+            "mongo_user",
+            "mongo_passwd",
+            "mongo_refresh_time",
+            "mongo_cache_entries",
+            "mongo_history",
+            "mongo_history_offset",
+            "mongo_history_roundoff",
+            "mongo_time_roundoff",
+            "mongo_trigger_exec",
+            "mongo_insert_batch",
+            "mongo_indexes_file",
+            "mongo_max_writers",
+            "mongo_preprocess",
+            "mongo_preprocess_type",
+            "mongo_startup_delay",
+            "mongo_num_protos",
+        ],
+    ),
     // ---------------------------------------------------------------- routing
     refuse(
         Routing,
@@ -804,6 +850,7 @@ static GROUPS: &[Group] = &[
             "bgp_src_med_map",
             "bgp_src_roa_type",
             "bgp_agent_map",
+            "bgp_blackhole_stdcomm_list",
             "bgp_follow_default",
             "bgp_follow_nexthop",
             "bgp_follow_nexthop_external",
@@ -958,7 +1005,17 @@ static GROUPS: &[Group] = &[
     refuse(
         Routing,
         ISIS,
-        &["isis_daemon", "isis_daemon_ip", "isis_daemon_net", "isis_daemon_iface", "isis_daemon_mtu", "isis_daemon_msglog"],
+        &[
+            "isis_daemon",
+            "isis_daemon_ip",
+            "isis_daemon_net",
+            "isis_daemon_iface",
+            "isis_daemon_mtu",
+            "isis_daemon_msglog",
+            "igp_daemon",
+            "igp_daemon_map",
+            "igp_daemon_map_msglog",
+        ],
     ),
     refuse(
         Routing,
@@ -999,6 +1056,8 @@ const REFUSED_PREFIXES: &[(&str, Family, &str)] = &[
     ("bmp_", Routing, BMP),
     ("telemetry_", Routing, TELEMETRY),
     ("isis_", Routing, ISIS),
+    ("igp_", Routing, ISIS),
+    ("mongo_", Messaging, "mongodb plugin: not built (pmacct 1.7 dropped it too)"),
     ("rpki_", Routing, RPKI),
     ("kafka_", Messaging, KAFKA),
     ("amqp_", Messaging, AMQP),

@@ -403,7 +403,7 @@ pub(super) fn apply_sql(s: &mut SqlConfig, pend: &mut Pending, d: &Directive) ->
         }
         "sql_trigger_exec" => s.trigger_exec = Some(PathBuf::from(v)),
         "sql_trigger_time" => pend.sql_trigger_time = Some((v.to_string(), d.origin.clone())),
-        "sql_recovery_backup_host" => s.recovery_backup_host = Some(v.to_string()),
+        "sql_recovery_backup_host" | "sql_backup_host" => s.recovery_backup_host = Some(v.to_string()),
         "sql_optimize_clauses" => s.optimize_clauses = parse_bool(d)?,
         "sql_num_protos" => s.num_protos = parse_bool(d)?,
         "sql_spool_dir" => s.spool_dir = PathBuf::from(v),
