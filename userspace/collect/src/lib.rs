@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xacct_capture::{Batch, BatchSink, SourceEnd};
-use xacct_core::maps::Methods;
+use xacct_core::maps::{AllowList, MapError, Methods};
 use xacct_core::stats::{ExporterStats, SourceStats};
 use xacct_core::Record;
 use xacct_wire::netflow::{Decoder, FlowRecord, FlowSink, Limits, NetflowHeader};
@@ -204,6 +204,11 @@ impl Collector {
         })
     }
 
+    /// Takes datagrams only from the senders `allow` lists.
+    pub fn set_allow(&mut self, allow: Arc<Allow>) {
+        self.dec.set_allow(allow);
+    }
+
     /// Seeds this socket's template cache from `file` and keeps `file` up to date with what
     /// changes here; `report` puts the file's counters in this socket's statistics.
     pub fn use_templates_file(&mut self, file: Arc<TemplatesFile>, report: bool) {
@@ -328,7 +333,7 @@ impl Collector {
     }
 
     fn publish(&self, stats: &SourceStats) {
-        let (rows, mut totals) = self.dec.exporters.snapshot();
+        let (rows, mut totals) = self.dec.snapshot();
         if let (Some(f), true) = (&self.templates_file, self.report_templates_file) {
             totals.extend(f.counters());
         }
@@ -347,6 +352,9 @@ impl Collector {
 pub struct DatagramDecoder {
     protocol: Protocol,
     methods: Methods,
+    allow: Option<AllowSeen>,
+    /// Datagrams from senders the allow list does not name.
+    not_allowed: u64,
     renormalize: bool,
     time_new: bool,
     decoder: Decoder,
@@ -358,6 +366,8 @@ impl DatagramDecoder {
         DatagramDecoder {
             protocol: cfg.protocol,
             methods: cfg.methods,
+            allow: None,
+            not_allowed: 0,
             renormalize: cfg.renormalize,
             time_new: cfg.time_new,
             decoder: Decoder::new(template_limits()),
@@ -368,6 +378,12 @@ impl DatagramDecoder {
     /// Decodes one datagram from `src` received at `now` (unix seconds), handing each Record
     /// to `emit` and counting it, or what was wrong with it, for its exporter.
     pub fn datagram(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        if let Some(a) = &mut self.allow {
+            if !a.allows(src) {
+                self.not_allowed += 1;
+                return;
+            }
+        }
         match self.protocol {
             Protocol::Netflow => self.netflow(src, dgram, now, emit),
             Protocol::Sflow => self.sflow(src, dgram, now, emit),
@@ -376,7 +392,17 @@ impl DatagramDecoder {
 
     /// Per-exporter counters and their totals, as the collector publishes them.
     pub fn snapshot(&self) -> (Vec<ExporterStats>, Vec<(&'static str, u64)>) {
-        self.exporters.snapshot()
+        let (rows, mut totals) = self.exporters.snapshot();
+        if self.allow.is_some() {
+            totals.push(("datagrams_not_allowed", self.not_allowed));
+        }
+        (rows, totals)
+    }
+
+    /// Takes datagrams only from the senders `allow` lists (`*_allow_file`).
+    pub fn set_allow(&mut self, allow: Arc<Allow>) {
+        let (generation, list) = allow.current();
+        self.allow = Some(AllowSeen { shared: allow, generation, list });
     }
 
     fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
@@ -418,6 +444,58 @@ impl DatagramDecoder {
             Ok((d, _counts)) => self.exporters.sflow_ok(&d, records, skipped),
             Err(e) => self.exporters.sflow_err(src, records, skipped, e.name()),
         }
+    }
+}
+
+/// An allow list shared by a collector's sockets; [`Allow::reload`] (SIGUSR2) replaces it,
+/// and each socket's thread picks the new one up at its next datagram.
+pub struct Allow {
+    path: std::path::PathBuf,
+    generation: std::sync::atomic::AtomicU64,
+    list: std::sync::RwLock<Arc<AllowList>>,
+}
+
+impl Allow {
+    pub fn load(path: &std::path::Path) -> Result<Allow, MapError> {
+        let list = AllowList::load(path)?;
+        Ok(Allow { path: path.to_path_buf(), generation: 0.into(), list: std::sync::RwLock::new(Arc::new(list)) })
+    }
+
+    /// Reads the file again; on an error the list in use stays.
+    pub fn reload(&self) -> Result<(), MapError> {
+        let list = AllowList::load(&self.path)?;
+        if let Ok(mut l) = self.list.write() {
+            *l = Arc::new(list);
+        }
+        self.generation.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn current(&self) -> (u64, Arc<AllowList>) {
+        let generation = self.generation.load(Relaxed);
+        let list = self.list.read().map(|l| l.clone()).unwrap_or_default();
+        (generation, list)
+    }
+}
+
+/// A socket's copy of the allow list, refreshed when the shared one changes: a datagram costs
+/// one relaxed load, no lock.
+struct AllowSeen {
+    shared: Arc<Allow>,
+    generation: u64,
+    list: Arc<AllowList>,
+}
+
+impl AllowSeen {
+    fn allows(&mut self, ip: IpAddr) -> bool {
+        if self.shared.generation.load(Relaxed) != self.generation {
+            (self.generation, self.list) = self.shared.current();
+        }
+        self.list.allows(ip)
     }
 }
 

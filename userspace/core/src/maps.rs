@@ -353,6 +353,53 @@ fn unmatched(a: Addr) -> (Addr, u8, u32) {
     (a.masked(0), 0, 0)
 }
 
+/// A parsed `nfacctd_allow_file` / `sfacctd_allow_file`: addresses and prefixes of the
+/// exporters a collector takes datagrams from, one a line (`!` starts a comment line). An empty
+/// file allows no one, as in pmacct.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    v4: Lpm<u32>,
+    v6: Lpm<u128>,
+}
+
+impl AllowList {
+    pub fn parse(text: &str, file_name: &str) -> Result<AllowList, MapError> {
+        let mut a = AllowList::default();
+        for (line, l) in lines(text) {
+            let err = |why: String| MapError::Syntax { file: file_name.to_string(), line, why };
+            let (addr, len) = match l.split_once('/') {
+                Some((addr, len)) => (addr.trim(), Some(len.trim())),
+                None => (l, None),
+            };
+            let addr: IpAddr = addr.parse().map_err(|_| err(format!("'{l}' is not an address or prefix")))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                Some(s) => {
+                    s.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| err(format!("bad prefix length '{s}'")))?
+                }
+                None => max,
+            };
+            match addr {
+                IpAddr::V4(v) => a.v4.insert(u32::from(v), len, NetInfo::default()),
+                IpAddr::V6(v) => a.v6.insert(u128::from(v), len, NetInfo::default()),
+            }
+        }
+        Ok(a)
+    }
+
+    pub fn load(path: &Path) -> Result<AllowList, MapError> {
+        AllowList::parse(&read(path)?, &path.display().to_string())
+    }
+
+    /// Whether datagrams from `ip` are taken.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v) => self.v4.lookup(u32::from(v)).is_some(),
+            IpAddr::V6(v) => self.v6.lookup(u128::from(v)).is_some(),
+        }
+    }
+}
+
 /// A parsed `ports_file`: a 65536-bit set (8 KiB), so that a lookup is one bit test.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -688,6 +735,21 @@ mod tests {
         let mut r = flow("2001:db8::1", "2001:db8:1::5", (0, 0), (0, 0));
         res.resolve(&mut r, FILE);
         assert_eq!((r.src_ip.to_string(), r.dst_ip.to_string()), ("::".into(), "2001:db8:1::5".into()));
+    }
+
+    #[test]
+    fn allow_lists_take_addresses_and_prefixes() {
+        let a = AllowList::parse("! exporters\n192.168.0.1\n192.168.2.0/24\n2001:db8::/32\n", "allow.lst").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(a.allows(ip("192.168.0.1")) && !a.allows(ip("192.168.0.2")));
+        assert!(a.allows(ip("192.168.2.77")) && a.allows(ip("2001:db8::9")) && !a.allows(ip("2001:db9::1")));
+        // An empty file allows no one; 0.0.0.0/0 everyone of IPv4.
+        assert!(!AllowList::parse("! none\n", "a").unwrap().allows(ip("10.0.0.1")));
+        assert!(AllowList::parse("0.0.0.0/0\n", "a").unwrap().allows(ip("10.0.0.1")));
+        let e = AllowList::parse("10.0.0.1\n10.0.0.0/33\n", "a.lst").unwrap_err().to_string();
+        assert!(e.starts_with("a.lst:2: bad prefix length"), "{e}");
+        let e = AllowList::parse("router1\n", "a.lst").unwrap_err().to_string();
+        assert!(e.starts_with("a.lst:1: 'router1' is not an address or prefix"), "{e}");
     }
 
     #[test]

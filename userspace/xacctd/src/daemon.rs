@@ -384,11 +384,13 @@ impl AnySource {
     }
 }
 
-/// The configured collectors: `collector_threads` SO_REUSEPORT sockets per protocol.
-fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
+/// The configured collectors: `collector_threads` SO_REUSEPORT sockets per protocol; and their
+/// allow lists (for SIGUSR2).
+fn open_collectors(config: &Config) -> Result<(Vec<AnySource>, Vec<Arc<xacct_collect::Allow>>)> {
     use xacct_collect::{Collector, CollectorConfig, Protocol};
     let g = &config.global;
     let mut out = Vec::new();
+    let mut allows = Vec::new();
     let wanted = [
         (Protocol::Netflow, g.netflow_listen(), g.nfacctd_pipe_size, g.nfacctd_renormalize, g.nfacctd_time_new),
         (Protocol::Sflow, g.sflow_listen(), g.sfacctd_pipe_size, g.sfacctd_renormalize, g.sfacctd_time_new),
@@ -410,6 +412,20 @@ fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
             ipv6_only,
             mcast_groups,
         };
+        let allow_file = match protocol {
+            Protocol::Netflow => &g.nfacctd_allow_file,
+            Protocol::Sflow => &g.sfacctd_allow_file,
+        };
+        let allow = match allow_file {
+            Some(path) => {
+                let a = Arc::new(
+                    xacct_collect::Allow::load(path).with_context(|| format!("allow file {}", path.display()))?,
+                );
+                allows.push(a.clone());
+                Some(a)
+            }
+            None => None,
+        };
         let templates = match (&g.nfacctd_templates_file, protocol) {
             (Some(path), Protocol::Netflow) => {
                 Some(Arc::new(xacct_collect::TemplatesFile::open(path, xacct_collect::template_limits())))
@@ -421,10 +437,13 @@ fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
             if let Some(t) = &templates {
                 c.use_templates_file(t.clone(), i == 0);
             }
+            if let Some(a) = &allow {
+                c.set_allow(a.clone());
+            }
             out.push(AnySource::Collect(Box::new(c)));
         }
     }
-    Ok(out)
+    Ok((out, allows))
 }
 
 /// Runs the daemon until a signal or (without `pcap_savefile_wait`) the end of the pcap file.
@@ -511,7 +530,8 @@ pub fn run(config: Config) -> Result<()> {
         capture_iface = iface;
         sources.extend(capture.into_iter().map(AnySource::Capture));
     }
-    sources.extend(open_collectors(&config)?);
+    let (collectors, allows) = open_collectors(&config)?;
+    sources.extend(collectors);
     let source_stats: Vec<Arc<SourceStats>> = sources.iter().map(|_| Arc::new(SourceStats::default())).collect();
     let source_names: Vec<String> = sources.iter().map(|s| s.describe()).collect();
     for s in &sources {
@@ -648,7 +668,9 @@ pub fn run(config: Config) -> Result<()> {
                 break;
             }
             Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
-            Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => reload_maps(&config, &plugin_stats, &ctl_txs),
+            Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
+                reload_maps(&config, &plugin_stats, &ctl_txs, &allows)
+            }
             Event::PluginDone { name, failed } => {
                 live_plugins -= 1;
                 // The daemon fails when a failed plugin is why it stops; one it outlives is
@@ -721,15 +743,30 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 /// SIGUSR2: loads every plugin's networks_file and ports_file again and hands the workers
-/// specs with the new maps (`maps_refresh`). A map that fails to load keeps the old ones.
-fn reload_maps(config: &Config, stats: &[Arc<PluginStats>], workers: &[Sender<Ctl>]) {
+/// specs with the new maps, and the collectors' allow files (`maps_refresh`). A map that fails
+/// to load keeps the old one.
+fn reload_maps(
+    config: &Config,
+    stats: &[Arc<PluginStats>],
+    workers: &[Sender<Ctl>],
+    allows: &[Arc<xacct_collect::Allow>],
+) {
     let maps = config.plugins.iter().any(|p| p.networks_file.is_some() || p.ports_file.is_some());
-    if !maps {
+    if !maps && allows.is_empty() {
         tracing::info!("SIGUSR2: no maps configured");
         return;
     }
     if !config.global.maps_refresh {
         tracing::info!("SIGUSR2: maps_refresh is false: maps not reloaded");
+        return;
+    }
+    for a in allows {
+        match a.reload() {
+            Ok(()) => tracing::info!("SIGUSR2: allow file {} reloaded", a.path().display()),
+            Err(e) => tracing::error!("SIGUSR2: allow file not reloaded, keeping the old list: {e}"),
+        }
+    }
+    if !maps {
         return;
     }
     match plugin_specs(config, stats) {

@@ -89,3 +89,48 @@ fn mcast_groups_are_joined() {
         }
     });
 }
+
+#[test]
+fn allow_file_drops_and_counts_other_senders_and_reloads_on_sigusr2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let allow = tmp.path().join("allow.lst");
+    std::fs::write(&allow, "! exporters\n127.0.0.2\n").expect("allow file");
+    let port = support::free_udp_port();
+    let (d, pipe) = start_collector(
+        tmp.path(),
+        "x",
+        &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_allow_file: {}\n", allow.display()),
+        "src_host",
+    );
+    let from = |a: &str, src: &str| {
+        let s = UdpSocket::bind((a, 0)).expect("sender");
+        s.send_to(&v5(src), ("127.0.0.1", port)).expect("send");
+    };
+    from("127.0.0.1", "10.1.0.1");
+    from("127.0.0.2", "10.2.0.2");
+    wait_rows(&pipe, &["10.2.0.2,1,100"]);
+    let status = support::wait_counter(&pipe, "datagrams_not_allowed", 1);
+    assert_eq!(support::counter(&status, "datagrams_not_allowed"), Some(1), "{status}");
+    // The file now names 127.0.0.1 as well; SIGUSR2 reloads it.
+    std::fs::write(&allow, "127.0.0.0/30\n").expect("allow file");
+    support::signal(d.pid(), nix::sys::signal::Signal::SIGUSR2);
+    let mut d = d;
+    d.wait_log("allow file", Duration::from_secs(10));
+    from("127.0.0.1", "10.1.0.1");
+    wait_rows(&pipe, &["10.1.0.1,1,100", "10.2.0.2,1,100"]);
+    d.terminate();
+    // A bad line is an error naming both files' lines.
+    std::fs::write(&allow, "127.0.0.1\nrouter7\n").expect("allow file");
+    let e = xacct_core::config::Config::parse_str(
+        &format!("nfacctd_allow_file: {}\n", allow.display()),
+        "/etc/x.conf",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("/etc/x.conf:1: nfacctd_allow_file: bad value")
+            && e.ends_with(":2: 'router7' is not an address or prefix"),
+        "{e}"
+    );
+}

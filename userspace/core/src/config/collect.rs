@@ -270,6 +270,13 @@ fn parse_groups(d: &Directive) -> Result<Vec<std::net::IpAddr>, ConfigError> {
     Ok(out)
 }
 
+/// An allow file, checked now so that an error names the config line and the file's line.
+fn parse_allow(d: &Directive) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(&d.value);
+    crate::maps::AllowList::load(&p).map_err(|e| bad(d, e.to_string()))?;
+    Ok(p)
+}
+
 /// Applies a collector key; other keys are left alone.
 pub(super) fn apply(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigError> {
     match d.key.as_str() {
@@ -292,6 +299,8 @@ pub(super) fn apply(g: &mut GlobalConfig, d: &Directive) -> Result<(), ConfigErr
         "nfacctd_as" | "nfacctd_as_new" => g.netflow_methods.asn = parse_as(d, true)?,
         "sfacctd_net" => g.sflow_methods.net = parse_net(d, true)?,
         "sfacctd_as" | "sfacctd_as_new" => g.sflow_methods.asn = parse_as(d, true)?,
+        "nfacctd_allow_file" => g.nfacctd_allow_file = Some(parse_allow(d)?),
+        "sfacctd_allow_file" => g.sfacctd_allow_file = Some(parse_allow(d)?),
         "collector_threads" => g.collector_threads = parse_count(d, 1024usize)?,
         "nfacctd_templates_file" => g.nfacctd_templates_file = Some(PathBuf::from(&d.value)),
         _ => {}

@@ -374,7 +374,12 @@ static GROUPS: &[Group] = &[
         "xacct applies an exporter's sampling options data to its whole observation domain and checks no option scope",
         &["nfacctd_disable_opt_scope_check"],
     ),
-    refuse(Netflow, "allow lists of exporters: not built yet (use a firewall rule)", &["nfacctd_allow_file"]),
+    imp(
+        Netflow,
+        Global,
+        "datagrams from other senders are dropped and counted (datagrams_not_allowed); SIGUSR2 reloads the file",
+        &["nfacctd_allow_file"],
+    ),
     refuse(
         Netflow,
         "NetFlow v5 uptimes in seconds: not built (the flow times would be wrong; nfacctd_time_new times flows by arrival)",
@@ -420,7 +425,12 @@ static GROUPS: &[Group] = &[
     ),
     imp(Sflow, Global, "older name of sfacctd_as", &["sfacctd_as_new"]),
     none(Sflow, CHECKS, &["sfacctd_disable_checks"]),
-    refuse(Sflow, "allow lists of agents: not built yet (use a firewall rule)", &["sfacctd_allow_file"]),
+    imp(
+        Sflow,
+        Global,
+        "datagrams from other senders are dropped and counted (datagrams_not_allowed); SIGUSR2 reloads the file",
+        &["sfacctd_allow_file"],
+    ),
     refuse(Sflow, STITCHING, &["sfacctd_stitching"]),
     refuse(Sflow, EXT_SAMPLING, &["sfacctd_ext_sampling_rate"]),
     refuse(Sflow, PEER_AS, &["sfacctd_peer_as"]),

@@ -320,6 +320,10 @@ pub struct GlobalConfig {
     /// `nfacctd_mcast_groups` / `sfacctd_mcast_groups`: multicast groups the socket joins.
     pub nfacctd_mcast_groups: Vec<std::net::IpAddr>,
     pub sfacctd_mcast_groups: Vec<std::net::IpAddr>,
+    /// `nfacctd_allow_file` / `sfacctd_allow_file`: the exporters a collector takes datagrams
+    /// from (checked at load; reloaded on SIGUSR2).
+    pub nfacctd_allow_file: Option<PathBuf>,
+    pub sfacctd_allow_file: Option<PathBuf>,
     /// `collector_threads` (new key): SO_REUSEPORT sockets, one thread each, per collector.
     pub collector_threads: usize,
     /// `nfacctd_templates_file`: v9/IPFIX templates kept across restarts (a JSON format of
@@ -400,6 +404,8 @@ impl Default for GlobalConfig {
             sfacctd_ipv6_only: false,
             nfacctd_mcast_groups: Vec::new(),
             sfacctd_mcast_groups: Vec::new(),
+            nfacctd_allow_file: None,
+            sfacctd_allow_file: None,
             collector_threads: 1,
             nfacctd_templates_file: None,
             modes: Modes::default(),
