@@ -77,14 +77,19 @@ fn keys_pick_the_daemons() {
 #[test]
 fn collector_configs_ignore_other_daemons_keys_with_a_reason() {
     // pmacctd keys that open no source: accepted, no effect, logged.
-    let c = parse("nfacctd_port: 2100\npcap_filter: tcp\npmacctd_flow_lifetime: 30\n").unwrap();
+    let c = parse("nfacctd_port: 2100\npcap_filter: tcp\npmacctd_flow_lifetime: 30\npmacctd_pipe_size: 10\n").unwrap();
     assert!(!c.global.captures_packets());
     let why: Vec<(usize, &str)> = c.ignored.iter().map(|i| (i.origin.line, i.why.as_str())).collect();
     assert_eq!(
         why,
         vec![
             (2, "a pmacctd key, and xacctd runs as nfacctd here (no pmacctd source)"),
-            (3, "a pmacctd key, and xacctd runs as nfacctd here (no pmacctd source)")
+            (3, "a pmacctd key, and xacctd runs as nfacctd here (no pmacctd source)"),
+            // A key with no effect anywhere is logged once, with its own reason.
+            (
+                4,
+                "xacct's workers hand the plugins their shards in memory: there is no pipe or buffer between core and plugins to size"
+            ),
         ]
     );
 }

@@ -197,7 +197,9 @@ pub(super) fn decide_modes(
     let running = running.join(" and ");
     for d in all {
         let Some(daemon) = daemon_of(&d.key) else { continue };
-        if modes.get(daemon).is_some() {
+        // Keys with no effect anywhere are logged once, with their own reason.
+        let no_effect = inventory::lookup(&d.key).is_some_and(|k| matches!(k.state, State::NoEffect(_)));
+        if modes.get(daemon).is_some() || no_effect {
             continue;
         }
         if explicit && opens_source(&d.key) {

@@ -343,6 +343,8 @@ pub(super) fn parse(
         }
     }
 
+    // Logged in the file's order, command-line keys last.
+    ignored.sort_by_key(|i| (i.origin.line == 0, i.origin.line));
     Ok(Config { global, plugins, ignored, notes })
 }
 
