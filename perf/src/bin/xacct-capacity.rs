@@ -62,8 +62,8 @@ fn main() -> Result<()> {
             projector: Projector::new(&agg, false),
             filter: filter.clone(),
             history: None,
-            networks: None,
-            as_from_networks: false,
+            nets: None,
+            capture_methods: xacct_core::maps::Methods::PMACCTD,
             ports: None,
             stats: Arc::new(PluginStats::default()),
         };

@@ -44,6 +44,9 @@ fn decoder(dgrams: &[Vec<u8>]) -> DatagramDecoder {
         recv_buffer: None,
         renormalize: false,
         time_new: false,
+        methods: xacct_core::maps::Methods::COLLECTOR,
+        ipv6_only: false,
+        mcast_groups: Vec::new(),
     })
 }
 
@@ -77,8 +80,8 @@ fn decode_and_aggregate(dgrams: &[Vec<u8>], passes: usize, agg: &Aggregate) -> (
         projector: Projector::new(agg, false),
         filter: None,
         history: None,
-        networks: None,
-        as_from_networks: false,
+        nets: None,
+        capture_methods: xacct_core::maps::Methods::PMACCTD,
         ports: None,
         stats: Arc::new(PluginStats::default()),
     };

@@ -103,7 +103,17 @@ fn count(pcap: &Path) -> Result<Counted> {
     let dgrams = flowgen::read_udp_pcap(pcap)?;
     let Some(first) = dgrams.first() else { bail!("{}: no UDP datagrams", pcap.display()) };
     let protocol = protocol_of(first);
-    let cfg = CollectorConfig { protocol, ip: None, port: 0, recv_buffer: None, renormalize: false, time_new: false };
+    let cfg = CollectorConfig {
+        protocol,
+        ip: None,
+        port: 0,
+        recv_buffer: None,
+        renormalize: false,
+        time_new: false,
+        methods: xacct_core::maps::Methods::COLLECTOR,
+        ipv6_only: false,
+        mcast_groups: Vec::new(),
+    };
     let mut dec = DatagramDecoder::new(&cfg);
     let exporter = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (mut records, mut packets) = (Vec::with_capacity(dgrams.len()), Vec::with_capacity(dgrams.len()));

@@ -93,6 +93,16 @@ impl PcapSource {
         Ok(PcapSource { handle: Handle::Live(cap), link, what })
     }
 
+    /// Captures only packets received (`inbound`) or only packets sent by the host
+    /// (`pcap_direction`); a no-op on files.
+    pub fn set_direction(&mut self, inbound: bool) -> Result<(), CaptureError> {
+        if let Handle::Live(cap) = &self.handle {
+            let d = if inbound { pcap::Direction::In } else { pcap::Direction::Out };
+            cap.direction(d).map_err(|source| CaptureError::OpenLive { iface: self.what.clone(), source })?;
+        }
+        Ok(())
+    }
+
     /// Opens a pcap savefile: classic pcap files are read in blocks, others by libpcap.
     pub fn open_file(path: &Path, filter: Option<&str>) -> Result<PcapSource, CaptureError> {
         let what = format!("pcap file {}", path.display());

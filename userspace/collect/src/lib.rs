@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xacct_capture::{Batch, BatchSink, SourceEnd};
+use xacct_core::maps::{AllowList, MapError, Methods};
 use xacct_core::stats::{ExporterStats, SourceStats};
 use xacct_core::Record;
 use xacct_wire::netflow::{Decoder, FlowRecord, FlowSink, Limits, NetflowHeader};
@@ -74,6 +75,13 @@ pub struct CollectorConfig {
     pub renormalize: bool,
     /// Time records by their arrival instead of the flow's start.
     pub time_new: bool,
+    /// `*_net`/`*_as`: stamped on every record, so that the workers resolve nets and ASes the
+    /// way this collector's keys say.
+    pub methods: Methods,
+    /// With `ip` None: take IPv6 only on the all-addresses socket (`*_ipv6_only`).
+    pub ipv6_only: bool,
+    /// Multicast groups to join (`*_mcast_groups`).
+    pub mcast_groups: Vec<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,10 +135,37 @@ fn bind_one(addr: SocketAddr, cfg: &CollectorConfig) -> Result<OwnedFd, CollectE
         socket::setsockopt(&fd, sockopt::RcvBuf, &n).map_err(socket_err("SO_RCVBUF", addr))?;
     }
     socket::setsockopt(&fd, sockopt::RxqOvfl, &1).map_err(socket_err("SO_RXQ_OVFL", addr))?;
+    if addr.is_ipv6() && cfg.ip.is_none() {
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &cfg.ipv6_only).map_err(socket_err("IPV6_V6ONLY", addr))?;
+    }
     socket::setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, IDLE.as_micros() as _))
         .map_err(socket_err("SO_RCVTIMEO", addr))?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(socket_err("bind", addr))?;
     Ok(fd)
+}
+
+/// Joins multicast group `g` on every interface the kernel routes it to.
+fn join_group(fd: &OwnedFd, g: IpAddr, addr: SocketAddr) -> Result<(), CollectError> {
+    match (g, addr) {
+        (IpAddr::V4(g), SocketAddr::V4(_)) => {
+            let req = socket::IpMembershipRequest::new(g, None);
+            socket::setsockopt(fd, sockopt::IpAddMembership, &req).map_err(socket_err("IP_ADD_MEMBERSHIP", addr))
+        }
+        (IpAddr::V4(g), SocketAddr::V6(_)) => {
+            // A dual-stack socket joins IPv4 groups through the IPv4 option too.
+            let req = socket::IpMembershipRequest::new(g, None);
+            socket::setsockopt(fd, sockopt::IpAddMembership, &req).map_err(socket_err("IP_ADD_MEMBERSHIP", addr))
+        }
+        (IpAddr::V6(g), SocketAddr::V6(_)) => {
+            let req = socket::Ipv6MembershipRequest::new(g);
+            socket::setsockopt(fd, sockopt::Ipv6AddMembership, &req).map_err(socket_err("IPV6_ADD_MEMBERSHIP", addr))
+        }
+        (IpAddr::V6(_), SocketAddr::V4(_)) => Err(CollectError::Socket {
+            what: "IPv6 multicast group on an IPv4 socket",
+            addr,
+            source: nix::Error::EAFNOSUPPORT,
+        }),
+    }
 }
 
 impl Collector {
@@ -154,6 +189,9 @@ impl Collector {
                 }
             }
         };
+        for g in &cfg.mcast_groups {
+            join_group(&fd, *g, addr)?;
+        }
         let rcvbuf = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
         let describe = format!("{} collector udp {addr} (receive buffer {rcvbuf} bytes)", cfg.protocol.name());
         Ok(Collector {
@@ -164,6 +202,11 @@ impl Collector {
             templates_file: None,
             report_templates_file: false,
         })
+    }
+
+    /// Takes datagrams only from the senders `allow` lists.
+    pub fn set_allow(&mut self, allow: Arc<Allow>) {
+        self.dec.set_allow(allow);
     }
 
     /// Seeds this socket's template cache from `file` and keeps `file` up to date with what
@@ -290,7 +333,7 @@ impl Collector {
     }
 
     fn publish(&self, stats: &SourceStats) {
-        let (rows, mut totals) = self.dec.exporters.snapshot();
+        let (rows, mut totals) = self.dec.snapshot();
         if let (Some(f), true) = (&self.templates_file, self.report_templates_file) {
             totals.extend(f.counters());
         }
@@ -308,6 +351,10 @@ impl Collector {
 /// measures decoding and aggregation per core without the kernel's UDP path.
 pub struct DatagramDecoder {
     protocol: Protocol,
+    methods: Methods,
+    allow: Option<AllowSeen>,
+    /// Datagrams from senders the allow list does not name.
+    not_allowed: u64,
     renormalize: bool,
     time_new: bool,
     decoder: Decoder,
@@ -318,6 +365,9 @@ impl DatagramDecoder {
     pub fn new(cfg: &CollectorConfig) -> DatagramDecoder {
         DatagramDecoder {
             protocol: cfg.protocol,
+            methods: cfg.methods,
+            allow: None,
+            not_allowed: 0,
             renormalize: cfg.renormalize,
             time_new: cfg.time_new,
             decoder: Decoder::new(template_limits()),
@@ -328,6 +378,12 @@ impl DatagramDecoder {
     /// Decodes one datagram from `src` received at `now` (unix seconds), handing each Record
     /// to `emit` and counting it, or what was wrong with it, for its exporter.
     pub fn datagram(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
+        if let Some(a) = &mut self.allow {
+            if !a.allows(src) {
+                self.not_allowed += 1;
+                return;
+            }
+        }
         match self.protocol {
             Protocol::Netflow => self.netflow(src, dgram, now, emit),
             Protocol::Sflow => self.sflow(src, dgram, now, emit),
@@ -336,12 +392,33 @@ impl DatagramDecoder {
 
     /// Per-exporter counters and their totals, as the collector publishes them.
     pub fn snapshot(&self) -> (Vec<ExporterStats>, Vec<(&'static str, u64)>) {
-        self.exporters.snapshot()
+        let (rows, mut totals) = self.exporters.snapshot();
+        if self.allow.is_some() {
+            totals.push(("datagrams_not_allowed", self.not_allowed));
+        }
+        (rows, totals)
+    }
+
+    /// Takes datagrams only from the senders `allow` lists (`*_allow_file`).
+    pub fn set_allow(&mut self, allow: Arc<Allow>) {
+        let (generation, list) = allow.current();
+        self.allow = Some(AllowSeen { shared: allow, generation, list });
     }
 
     fn netflow(&mut self, src: IpAddr, dgram: &[u8], now: i64, emit: &mut impl FnMut(Record)) {
-        let mut fs =
-            NfSink { emit, renormalize: self.renormalize, time_new: self.time_new, now, header: None, records: 0 };
+        let methods = Some(self.methods);
+        let mut stamped = |mut r: Record| {
+            r.methods = methods;
+            emit(r)
+        };
+        let mut fs = NfSink {
+            emit: &mut stamped,
+            renormalize: self.renormalize,
+            time_new: self.time_new,
+            now,
+            header: None,
+            records: 0,
+        };
         let res = self.decoder.decode(src, dgram, &mut fs);
         let (header, records) = (fs.header, fs.records);
         match res {
@@ -354,8 +431,10 @@ impl DatagramDecoder {
         let mut records = 0u64;
         let mut skipped = 0u64;
         let renormalize = self.renormalize;
+        let methods = Some(self.methods);
         let res = xacct_wire::sflow::decode_datagram(dgram, |s| match record_from_sample(s, renormalize, now) {
-            Some(r) => {
+            Some(mut r) => {
+                r.methods = methods;
                 records += 1;
                 emit(r);
             }
@@ -365,6 +444,58 @@ impl DatagramDecoder {
             Ok((d, _counts)) => self.exporters.sflow_ok(&d, records, skipped),
             Err(e) => self.exporters.sflow_err(src, records, skipped, e.name()),
         }
+    }
+}
+
+/// An allow list shared by a collector's sockets; [`Allow::reload`] (SIGUSR2) replaces it,
+/// and each socket's thread picks the new one up at its next datagram.
+pub struct Allow {
+    path: std::path::PathBuf,
+    generation: std::sync::atomic::AtomicU64,
+    list: std::sync::RwLock<Arc<AllowList>>,
+}
+
+impl Allow {
+    pub fn load(path: &std::path::Path) -> Result<Allow, MapError> {
+        let list = AllowList::load(path)?;
+        Ok(Allow { path: path.to_path_buf(), generation: 0.into(), list: std::sync::RwLock::new(Arc::new(list)) })
+    }
+
+    /// Reads the file again; on an error the list in use stays.
+    pub fn reload(&self) -> Result<(), MapError> {
+        let list = AllowList::load(&self.path)?;
+        if let Ok(mut l) = self.list.write() {
+            *l = Arc::new(list);
+        }
+        self.generation.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn current(&self) -> (u64, Arc<AllowList>) {
+        let generation = self.generation.load(Relaxed);
+        let list = self.list.read().map(|l| l.clone()).unwrap_or_default();
+        (generation, list)
+    }
+}
+
+/// A socket's copy of the allow list, refreshed when the shared one changes: a datagram costs
+/// one relaxed load, no lock.
+struct AllowSeen {
+    shared: Arc<Allow>,
+    generation: u64,
+    list: Arc<AllowList>,
+}
+
+impl AllowSeen {
+    fn allows(&mut self, ip: IpAddr) -> bool {
+        if self.shared.generation.load(Relaxed) != self.generation {
+            (self.generation, self.list) = self.shared.current();
+        }
+        self.list.allows(ip)
     }
 }
 

@@ -16,8 +16,10 @@ pub mod imt;
 pub mod maps;
 pub mod record;
 pub mod shard;
-pub mod sqlconf;
 pub mod stats;
+
+/// The SQL plugins' configuration, under its older path.
+pub use config::sql as sqlconf;
 
 pub use aggregate::{Aggregate, Counters, Primitive, Projector, Table};
 pub use record::{Addr, Record};

@@ -100,6 +100,9 @@ pub struct Record {
     pub tag2: u64,
     /// Whether `src_net`..`dst_as` have been resolved (done lazily, once per record).
     pub nets_resolved: bool,
+    /// How nets/masks and ASes are to be resolved (`nfacctd_net`/`nfacctd_as` … of the source
+    /// that made the record); None: the packet-capture methods (`pmacctd_net`/`pmacctd_as`).
+    pub methods: Option<crate::maps::Methods>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,

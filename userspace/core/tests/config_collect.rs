@@ -81,8 +81,14 @@ fn collector_keys_are_global_only() {
 }
 
 #[test]
-fn other_collector_keys_are_still_later() {
-    assert!(matches!(parse("sfacctd_counter_file: /tmp/t\n"), Err(ConfigError::NotSupportedYet { .. })));
+fn other_collector_keys_are_refused_with_their_reason() {
+    let e = parse("sfacctd_counter_file: /tmp/t\n").unwrap_err();
+    assert!(matches!(e, ConfigError::Refused { .. }), "{e:?}");
+    let e = parse("nfacctd_port: 2100\nnfacctd_time_secs: true\n").unwrap_err();
+    assert!(
+        e.to_string().starts_with("/etc/x.conf:2: nfacctd_time_secs: refused: NetFlow v5 uptimes in seconds"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ imt_path[in]: /tmp/pmacct_in.pipe\n",
     assert_eq!(o.networks_file.as_deref(), Some(nets.as_path()));
     assert_eq!(i.ports_file.as_deref(), Some(ports.as_path()));
     assert_eq!(o.ports_file, None);
-    assert!(!c.global.as_from_networks_file);
+    assert_eq!(c.global.capture_methods, xacct_core::config::Methods::PMACCTD);
 }
 
 #[test]
@@ -70,28 +70,68 @@ fn map_errors_name_config_line_and_map_line() {
 
 #[test]
 fn net_and_as_aggregation_need_a_networks_file() {
-    for agg in ["src_net", "dst_mask", "src_as", "sum_net", "dst_host, dst_as"] {
+    for (agg, why) in [
+        ("src_net", "net and mask primitives need a networks_file or a networks_mask"),
+        ("dst_mask", "net and mask primitives need a networks_file or a networks_mask"),
+        ("src_as", "AS primitives need a networks_file (and pmacctd_as: file to fill them)"),
+        ("sum_net", "net and mask primitives need a networks_file or a networks_mask"),
+        ("dst_host, dst_as", "AS primitives need a networks_file (and pmacctd_as: file to fill them)"),
+    ] {
         let e = parse(&format!("plugins: memory[a]\naggregate[a]: {agg}\n")).unwrap_err();
         assert!(matches!(e, ConfigError::BadValue { .. }), "{agg}: {e:?}");
         assert!(e.to_string().starts_with("/etc/x.conf:2: aggregate[a]: bad value"), "{e}");
-        assert!(e.to_string().ends_with("need a networks_file"), "{e}");
+        assert!(e.to_string().ends_with(why), "{e}");
     }
     let e = Config::parse_str("", "/etc/x.conf", &[("aggregate".into(), "src_net".into())]).unwrap_err();
     assert!(e.to_string().starts_with("command line: aggregate: bad value 'src_net'"), "{e}");
+    // networks_mask alone is enough for nets (pmacctd's default method), not for ASes.
+    let c = parse("plugins: memory[a]\naggregate[a]: src_net, dst_mask\nnetworks_mask: 16\n").unwrap();
+    assert_eq!(c.plugin("a").unwrap().networks_mask, Some(16));
+    assert!(parse("plugins: memory[a]\naggregate[a]: src_as\nnetworks_mask: 16\n").is_err());
 }
 
 #[test]
-fn pmacctd_as_and_net_file() {
+fn pmacctd_as_and_net() {
+    use xacct_core::config::{AsMethod, Methods, NetMethod};
     let dir = tempfile::tempdir().unwrap();
     let nets = dir.path().join("n.lst");
     std::fs::write(&nets, "65001,10.0.0.0/8\n").unwrap();
     let base = format!("networks_file: {}\naggregate: src_as, dst_net\n", nets.display());
-    assert!(!parse(&base).unwrap().global.as_from_networks_file);
+    // pmacctd 1.7.7: ASes from the file only with pmacctd_as: file.
+    assert_eq!(parse(&base).unwrap().global.capture_methods, Methods::PMACCTD);
     let c = parse(&format!("{base}pmacctd_as: file\npmacctd_net: FILE\n")).unwrap();
-    assert!(c.global.as_from_networks_file);
-    for (k, v) in [("pmacctd_net", "mask"), ("pmacctd_as", "bgp"), ("pmacctd_net", "longest")] {
+    assert_eq!(c.global.capture_methods, Methods { net: NetMethod::File, asn: AsMethod::File });
+    let c = parse(&format!("{base}pmacctd_as: longest\npmacctd_net: mask\nnetworks_mask: 24\n")).unwrap();
+    assert_eq!(c.global.capture_methods, Methods { net: NetMethod::Mask, asn: AsMethod::Longest });
+    // Packets carry no masks or ASes.
+    for (k, v) in [("pmacctd_net", "netflow"), ("pmacctd_as", "sflow")] {
         let e = parse(&format!("{base}{k}: {v}\n")).unwrap_err();
-        assert!(matches!(e, ConfigError::NotSupportedYet { .. }), "{k}: {e:?}");
-        assert!(e.to_string().starts_with(&format!("/etc/x.conf:3: {k}: not supported yet")), "{e}");
+        assert!(matches!(e, ConfigError::BadValue { .. }), "{k}: {e:?}");
+        assert!(
+            e.to_string().starts_with(&format!("/etc/x.conf:3: {k}: bad value '{v}': captured packets carry no")),
+            "{e}"
+        );
     }
+    // Feeds xacct does not build are refused naming file, line and key.
+    for (k, v, feed) in [
+        ("pmacctd_net", "bgp", "a BGP feed"),
+        ("pmacctd_as", "bmp", "a BMP feed"),
+        ("pmacctd_net", "igp", "an IGP feed"),
+    ] {
+        let e = parse(&format!("{base}{k}: {v}\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/etc/x.conf:3: {k}: refused: '{v}' needs {feed} ({}), which xacct does not build",
+                match v {
+                    "bgp" => "bgp_daemon",
+                    "bmp" => "bmp_daemon",
+                    _ => "isis_daemon",
+                }
+            )
+        );
+    }
+    // mask without networks_mask.
+    let e = parse(&format!("{base}pmacctd_net: mask\n")).unwrap_err();
+    assert!(e.to_string().ends_with("pmacctd_net: mask needs a networks_mask"), "{e}");
 }

@@ -46,3 +46,11 @@ pub enum PluginError {
     #[error("{plugin}: {what}")]
     Failed { plugin: String, what: String },
 }
+
+/// Gives a file the plugin created the owner `files_uid`/`files_gid` ask for.
+pub fn chown(path: &std::path::Path, cfg: &PluginConfig) -> std::io::Result<()> {
+    if cfg.files_uid.is_none() && cfg.files_gid.is_none() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, cfg.files_uid, cfg.files_gid)
+}

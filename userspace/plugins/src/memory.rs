@@ -61,6 +61,7 @@ pub fn run_memory(mut ctx: PluginContext) -> Result<(), PluginError> {
         std::fs::remove_file(&path).map_err(io_err(format!("removing stale socket {}", path.display())))?;
     }
     let listener = UnixListener::bind(&path).map_err(io_err(format!("binding {}", path.display())))?;
+    crate::chown(&path, &ctx.config).map_err(io_err(format!("files_uid/files_gid: chown {}", path.display())))?;
     let (tx, rx) = crossbeam_channel::bounded::<Incoming>(64);
     let stop = Arc::new(AtomicBool::new(false));
     let acceptor = {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xacct_core::aggregate::{Aggregate, Projector, Table, MAX_KEY_WORDS};
-use xacct_core::config::{Origin, OutputFormat, PluginConfig, PluginKind};
+use xacct_core::config::{OutputFormat, PluginConfig, PluginKind};
 use xacct_core::format::{FormatOptions, TableWriter};
 use xacct_core::imt::{self, CounterKind, MatchSpec, Request, Response};
 use xacct_core::stats::{PluginStats, SourceStats};
@@ -33,22 +33,7 @@ struct Running {
 }
 
 fn config(agg: &Aggregate, imt_path: PathBuf) -> PluginConfig {
-    PluginConfig {
-        name: "test".into(),
-        kind: PluginKind::Memory,
-        aggregate: agg.clone(),
-        aggregate_filter: None,
-        networks_file: None,
-        ports_file: None,
-        imt_path,
-        print_output: OutputFormat::Formatted,
-        print_output_file: None,
-        print_output_separator: ",".into(),
-        print_refresh_time: 60,
-        print_history: None,
-        sql: None,
-        origin: Origin::default(),
-    }
+    PluginConfig { aggregate: agg.clone(), imt_path, ..PluginConfig::new("test", PluginKind::Memory) }
 }
 
 fn start(aggregate: &str) -> Running {

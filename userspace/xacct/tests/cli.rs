@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xacct_core::aggregate::{Aggregate, Projector, Table, MAX_KEY_WORDS};
-use xacct_core::config::{Origin, OutputFormat, PluginConfig, PluginKind};
+use xacct_core::config::{PluginConfig, PluginKind};
 use xacct_core::stats::PluginStats;
 use xacct_core::{Addr, Record};
 use xacct_plugins::{Harvest, PluginContext};
@@ -56,20 +56,9 @@ fn pmacct_style_flags() {
     let (stop, shutdown) = crossbeam_channel::bounded(1);
     let ctx = PluginContext {
         config: PluginConfig {
-            name: "m".into(),
-            kind: PluginKind::Memory,
             aggregate: agg.clone(),
-            aggregate_filter: None,
-            networks_file: None,
-            ports_file: None,
             imt_path: sock.clone(),
-            print_output: OutputFormat::Formatted,
-            print_output_file: None,
-            print_output_separator: ",".into(),
-            print_refresh_time: 60,
-            print_history: None,
-            sql: None,
-            origin: Origin::default(),
+            ..PluginConfig::new("m", PluginKind::Memory)
         },
         projector: proj,
         harvest: Box::new(FakeHarvest(pending)),

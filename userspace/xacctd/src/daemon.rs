@@ -4,7 +4,7 @@
 //! senders → workers drain every queued batch → plugins are told to stop and do their last
 //! harvest → workers exit when the last harvest handle is dropped.
 
-use crate::pipeline::{Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
+use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, unbounded, Sender};
 use std::collections::HashMap;
@@ -17,9 +17,9 @@ use xacct_capture::{
     AfXdpConfig, AfXdpSource, BatchSink, PcapSource, SinkMode, Source, SourceEnd, Steering, XdpHarvester,
 };
 use xacct_core::aggregate::Projector;
-use xacct_core::config::{CaptureMethod, Config, PluginKind};
+use xacct_core::config::{CaptureMethod, Config, Direction, PluginConfig, PluginKind};
 use xacct_core::filter::Filter;
-use xacct_core::maps::{Networks, Ports};
+use xacct_core::maps::{NetResolver, Networks, Ports};
 use xacct_core::stats::{PluginStats, SourceStats};
 use xacct_plugins::PluginContext;
 
@@ -30,25 +30,44 @@ const WORKER_QUEUE_BATCHES: usize = 64;
 enum Event {
     Signal(i32),
     SourceDone { name: String, end: Result<SourceEnd, String> },
+    PluginDone { name: String, failed: bool },
 }
 
 fn init_logging(config: &Config) -> Result<()> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     use tracing_subscriber::EnvFilter;
-    let level = if config.global.debug { "debug" } else { "info" };
+    let g = &config.global;
+    let level = if g.debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("XACCT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    match &config.global.logfile {
+    let logfile = match &g.logfile {
         Some(path) => {
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open logfile {}", path.display()))?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init().ok();
+            crate::files::chown(path, g.files_uid, g.files_gid)?;
+            Some(std::sync::Mutex::new(f))
         }
-        None => {
+        None => None,
+    };
+    let syslog = g.syslog.as_deref().map(crate::syslog::Syslog::new).transpose()?;
+    match (logfile, syslog) {
+        (None, None) => {
             use std::io::IsTerminal;
             builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init().ok();
+        }
+        (Some(f), None) => {
+            builder.with_ansi(false).with_writer(f).try_init().ok();
+        }
+        (f, Some(sys)) => {
+            // syslog stamps messages itself.
+            let w = match f {
+                Some(f) => BoxMakeWriter::new(sys.and(f)),
+                None => BoxMakeWriter::new(sys),
+            };
+            builder.with_ansi(false).without_time().with_writer(w).try_init().ok();
         }
     }
     Ok(())
@@ -66,6 +85,40 @@ impl Drop for PidFile {
 
 /// Map files loaded once each, however many plugins name them.
 type Maps<T> = HashMap<PathBuf, Arc<T>>;
+
+/// The worker-side specs of every plugin (filters, projections, maps).
+fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<PluginSpec>> {
+    let (nets, ports) = load_maps(config)?;
+    let mut specs = Vec::new();
+    for (p, stats) in config.plugins.iter().zip(stats) {
+        let projector = Projector::new(&p.aggregate, p.history().is_some());
+        let filter = match &p.aggregate_filter {
+            Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
+            None => None,
+        };
+        specs.push(PluginSpec {
+            name: p.name.clone(),
+            projector,
+            filter,
+            history: p.history(),
+            nets: p.aggregate.needs_nets().then(|| net_resolver(p, &nets)),
+            capture_methods: config.global.capture_methods,
+            ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
+            stats: stats.clone(),
+        });
+    }
+    Ok(specs)
+}
+
+fn net_resolver(p: &PluginConfig, nets: &Maps<Networks>) -> NetResolver {
+    NetResolver {
+        networks: p.networks_file.as_ref().and_then(|f| nets.get(f).cloned()),
+        mask: p.networks_mask,
+        no_lpm: p.networks_file_no_lpm,
+        no_mask_if_zero: p.networks_no_mask_if_zero,
+        filter: p.networks_file_filter,
+    }
+}
 
 fn load_maps(config: &Config) -> Result<(Maps<Networks>, Maps<Ports>)> {
     let mut nets = HashMap::new();
@@ -142,6 +195,9 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
     };
     if g.pcap_filter.is_some() {
         bail!("pcap_filter needs libpcap; use aggregate_filter (every plugin filters in userspace)");
+    }
+    if g.pcap_direction == Some(Direction::Out) {
+        bail!("pcap_direction out needs libpcap: XDP sees received packets only");
     }
     let action = match g.xdp_action {
         xacct_core::config::XdpAction::Pass => xacct_xdp::Action::Pass,
@@ -224,11 +280,12 @@ fn open_xdp(config: &Config, iface: &str) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
-/// Opens the configured packet sources, choosing the capture method for a live interface.
-fn open_sources(config: &Config) -> Result<Vec<Source>> {
+/// Opens the configured packet sources, choosing the capture method for a live interface;
+/// also the interface's name.
+fn open_sources(config: &Config) -> Result<(Vec<Source>, Option<String>)> {
     let g = &config.global;
     if let Some(file) = &g.pcap_savefile {
-        return Ok(vec![Source::Pcap(PcapSource::open_file(file, g.pcap_filter.as_deref())?)]);
+        return Ok((vec![Source::Pcap(PcapSource::open_file(file, g.pcap_filter.as_deref())?)], None));
     }
     let iface = match &g.interface {
         Some(i) => i.clone(),
@@ -242,13 +299,20 @@ fn open_sources(config: &Config) -> Result<Vec<Source>> {
         }
     };
     let pcap = || -> Result<Vec<Source>> {
-        Ok(vec![Source::Pcap(PcapSource::open_live(&iface, g.snaplen, g.promisc, g.pcap_filter.as_deref())?)])
+        let mut src = PcapSource::open_live(&iface, g.snaplen, g.promisc, g.pcap_filter.as_deref())?;
+        if let Some(d) = g.pcap_direction {
+            src.set_direction(d == Direction::In)?;
+        }
+        Ok(vec![Source::Pcap(src)])
     };
-    match g.capture_method {
+    let sources = match g.capture_method {
         CaptureMethod::Pcap => pcap(),
         CaptureMethod::AfXdp => {
             if g.pcap_filter.is_some() {
                 bail!("pcap_filter needs libpcap: with capture_method afxdp use aggregate_filter (every plugin filters in userspace)");
+            }
+            if g.pcap_direction == Some(Direction::Out) {
+                bail!("pcap_direction out needs libpcap: AF_XDP sees received packets only");
             }
             let queues = rx_queues(&iface);
             let cfg = AfXdpConfig { steering: Steering::Standalone, ..AfXdpConfig::default() };
@@ -269,7 +333,8 @@ fn open_sources(config: &Config) -> Result<Vec<Source>> {
                 pcap()
             }
         },
-    }
+    }?;
+    Ok((sources, Some(iface)))
 }
 
 /// A packet source or a NetFlow/sFlow collector socket: each runs on a thread of its own.
@@ -319,18 +384,48 @@ impl AnySource {
     }
 }
 
-/// The configured collectors: `collector_threads` SO_REUSEPORT sockets per protocol.
-fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
+/// The configured collectors: `collector_threads` SO_REUSEPORT sockets per protocol; and their
+/// allow lists (for SIGUSR2).
+fn open_collectors(config: &Config) -> Result<(Vec<AnySource>, Vec<Arc<xacct_collect::Allow>>)> {
     use xacct_collect::{Collector, CollectorConfig, Protocol};
     let g = &config.global;
     let mut out = Vec::new();
+    let mut allows = Vec::new();
     let wanted = [
         (Protocol::Netflow, g.netflow_listen(), g.nfacctd_pipe_size, g.nfacctd_renormalize, g.nfacctd_time_new),
         (Protocol::Sflow, g.sflow_listen(), g.sfacctd_pipe_size, g.sfacctd_renormalize, g.sfacctd_time_new),
     ];
     for (protocol, listen, recv_buffer, renormalize, time_new) in wanted {
         let Some((ip, port)) = listen else { continue };
-        let cfg = CollectorConfig { protocol, ip, port, recv_buffer, renormalize, time_new };
+        let (methods, ipv6_only, mcast_groups) = match protocol {
+            Protocol::Netflow => (g.netflow_methods, g.nfacctd_ipv6_only, g.nfacctd_mcast_groups.clone()),
+            Protocol::Sflow => (g.sflow_methods, g.sfacctd_ipv6_only, g.sfacctd_mcast_groups.clone()),
+        };
+        let cfg = CollectorConfig {
+            protocol,
+            ip,
+            port,
+            recv_buffer,
+            renormalize,
+            time_new,
+            methods,
+            ipv6_only,
+            mcast_groups,
+        };
+        let allow_file = match protocol {
+            Protocol::Netflow => &g.nfacctd_allow_file,
+            Protocol::Sflow => &g.sfacctd_allow_file,
+        };
+        let allow = match allow_file {
+            Some(path) => {
+                let a = Arc::new(
+                    xacct_collect::Allow::load(path).with_context(|| format!("allow file {}", path.display()))?,
+                );
+                allows.push(a.clone());
+                Some(a)
+            }
+            None => None,
+        };
         let templates = match (&g.nfacctd_templates_file, protocol) {
             (Some(path), Protocol::Netflow) => {
                 Some(Arc::new(xacct_collect::TemplatesFile::open(path, xacct_collect::template_limits())))
@@ -342,32 +437,52 @@ fn open_collectors(config: &Config) -> Result<Vec<AnySource>> {
             if let Some(t) = &templates {
                 c.use_templates_file(t.clone(), i == 0);
             }
+            if let Some(a) = &allow {
+                c.set_allow(a.clone());
+            }
             out.push(AnySource::Collect(Box::new(c)));
         }
     }
-    Ok(out)
+    Ok((out, allows))
 }
 
 /// Runs the daemon until a signal or (without `pcap_savefile_wait`) the end of the pcap file.
 pub fn run(config: Config) -> Result<()> {
-    if config.global.daemonize {
+    let g = &config.global;
+    if let Some(mask) = g.files_umask {
+        // Before any file or socket exists: the logfile, pidfile, plugins' files.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if g.daemonize {
         // Before any thread exists: fork() keeps only the calling thread.
         nix::unistd::daemon(true, false).context("daemonize")?;
     }
     init_logging(&config)?;
-    tracing::info!("xacctd {} starting", env!("CARGO_PKG_VERSION"));
-    for o in &config.ignored {
-        tracing::info!("{o}: accepted for compatibility; has no effect in xacct");
+    crate::files::set_process_name(&g.core_proc_name);
+    if let Some(n) = g.proc_priority {
+        // Threads inherit their creator's nice value: every thread started below gets it.
+        crate::files::set_thread_priority(n).context("proc_priority")?;
+    }
+    tracing::info!("xacctd {} starting (core_proc_name {})", env!("CARGO_PKG_VERSION"), g.core_proc_name);
+    for line in g.modes.describe() {
+        tracing::info!("{line}");
+    }
+    for i in &config.ignored {
+        tracing::info!("{}: accepted, no effect: {}", i.origin, i.why);
+    }
+    for n in &config.notes {
+        tracing::info!("{n}");
     }
     // SQL plugins' settings (pre-processing, table layout, schema file) are checked before
     // anything starts.
     for p in config.plugins.iter().filter(|p| p.kind.is_sql()) {
         xacct_sql::plugin::check(p).map_err(|e| anyhow::anyhow!(e))?;
     }
-    let _pidfile = match &config.global.pidfile {
+    let _pidfile = match &g.pidfile {
         Some(p) => {
             std::fs::write(p, format!("{}\n", std::process::id()))
                 .with_context(|| format!("cannot write pidfile {}", p.display()))?;
+            crate::files::chown(p, g.files_uid, g.files_gid)?;
             PidFile(Some(p.clone()))
         }
         None => PidFile(None),
@@ -389,15 +504,34 @@ pub fn run(config: Config) -> Result<()> {
         })?;
     }
 
-    // Sources.
-    let g = &config.global;
-    // Packet capture runs when asked for, or when no collector is configured (then on
-    // libpcap's default device, as pmacctd).
+    // Sources: packet capture and collectors, as the configuration's modes say.
     let mut sources: Vec<AnySource> = Vec::new();
+    let mut capture_iface = None;
     if g.captures_packets() {
-        sources.extend(open_sources(&config)?.into_iter().map(AnySource::Capture));
+        let mut announced = false;
+        let (capture, iface) = loop {
+            match open_sources(&config) {
+                Ok(c) => break c,
+                Err(e) if g.pcap_interface_wait && g.pcap_savefile.is_none() => {
+                    if !announced {
+                        tracing::info!("pcap_interface_wait: {e:#}; trying again every 2 s");
+                        announced = true;
+                    }
+                    if let Ok(Event::Signal(s)) = ev_rx.recv_timeout(Duration::from_secs(2)) {
+                        if s == signal_hook::consts::SIGTERM || s == signal_hook::consts::SIGINT {
+                            tracing::info!("signal {s} while waiting for the interface: shutting down");
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        capture_iface = iface;
+        sources.extend(capture.into_iter().map(AnySource::Capture));
     }
-    sources.extend(open_collectors(&config)?);
+    let (collectors, allows) = open_collectors(&config)?;
+    sources.extend(collectors);
     let source_stats: Vec<Arc<SourceStats>> = sources.iter().map(|_| Arc::new(SourceStats::default())).collect();
     let source_names: Vec<String> = sources.iter().map(|s| s.describe()).collect();
     for s in &sources {
@@ -408,31 +542,13 @@ pub fn run(config: Config) -> Result<()> {
     }
 
     // Plugins' worker-side specs.
-    let (nets, ports) = load_maps(&config)?;
-    let mut specs = Vec::new();
-    let mut plugin_stats = Vec::new();
+    let plugin_stats: Vec<Arc<PluginStats>> = config.plugins.iter().map(|_| Arc::new(PluginStats::default())).collect();
+    let specs = Arc::new(plugin_specs(&config, &plugin_stats)?);
     for p in &config.plugins {
-        let projector = Projector::new(&p.aggregate, p.history().is_some());
-        let filter = match &p.aggregate_filter {
-            Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
-            None => None,
-        };
-        let stats = Arc::new(PluginStats::default());
-        plugin_stats.push(stats.clone());
-        specs.push(PluginSpec {
-            name: p.name.clone(),
-            projector,
-            filter,
-            history: p.history(),
-            networks: p.networks_file.as_ref().and_then(|f| nets.get(f).cloned()),
-            as_from_networks: g.as_from_networks_file,
-            ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
-            stats,
-        });
         tracing::info!("plugin {}/{}: aggregate {}", p.name, p.kind.name(), p.aggregate);
     }
-    let specs = Arc::new(specs);
     let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
+    let stamp = capture_stamp(&config, capture_iface.as_deref());
 
     // Workers, pinned one per core.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -453,7 +569,8 @@ pub fn run(config: Config) -> Result<()> {
         let (ctx, crx) = unbounded();
         data_txs.push(dtx);
         ctl_txs.push(ctx);
-        let w = Worker::with_shared(specs.clone(), shared_sources.clone(), sampling, shared.clone());
+        let mut w = Worker::with_shared(specs.clone(), shared_sources.clone(), sampling, shared.clone());
+        w.set_capture_stamp(stamp);
         let core = cores.get(i % cores.len().max(1)).copied();
         let recycle = recycle_tx.clone();
         workers.push(std::thread::Builder::new().name(format!("worker{i}")).spawn(move || {
@@ -485,10 +602,20 @@ pub fn run(config: Config) -> Result<()> {
         };
         let kind = p.kind;
         let name = format!("{}/{}", p.name, kind.name());
-        let h = std::thread::Builder::new().name(name.clone()).spawn(move || match kind {
-            PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
-            PluginKind::Print => xacct_plugins::print::run_print(ctx),
-            PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
+        let (tx, thread_name, priority) = (ev_tx.clone(), name.clone(), p.proc_priority);
+        let h = std::thread::Builder::new().name(name.clone()).spawn(move || {
+            if let Some(n) = priority {
+                if let Err(e) = crate::files::set_thread_priority(n) {
+                    tracing::warn!("plugin {thread_name}: proc_priority {n}: {e}");
+                }
+            }
+            let res = match kind {
+                PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
+                PluginKind::Print => xacct_plugins::print::run_print(ctx),
+                PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
+            };
+            let _ = tx.send(Event::PluginDone { name: thread_name, failed: res.is_err() });
+            res
         })?;
         plugins.push((name, h));
     }
@@ -505,7 +632,15 @@ pub fn run(config: Config) -> Result<()> {
         let stop = stop.clone();
         let tx = ev_tx.clone();
         let name = source_names[id].clone();
+        let delay = if src.is_file() { Duration::from_secs(config.global.pcap_savefile_delay) } else { Duration::ZERO };
         source_threads.push(std::thread::Builder::new().name(format!("source{id}")).spawn(move || {
+            if !delay.is_zero() {
+                tracing::info!("{name}: pcap_savefile_delay: reading in {} s", delay.as_secs());
+                let t = std::time::Instant::now();
+                while t.elapsed() < delay && !stop.load(Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let end = src.run(id, &mut sink, &stop, &stats);
             src.update_stats(&stats);
             drop(sink); // closes this source's share of the worker queues
@@ -523,7 +658,9 @@ pub fn run(config: Config) -> Result<()> {
 
     // Control loop.
     let mut live_sources = source_threads.len();
+    let mut live_plugins = plugins.len();
     let mut failed = None;
+    let mut plugin_failed = None;
     for ev in ev_rx.iter() {
         match ev {
             Event::Signal(s) if s == signal_hook::consts::SIGTERM || s == signal_hook::consts::SIGINT => {
@@ -532,7 +669,25 @@ pub fn run(config: Config) -> Result<()> {
             }
             Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
-                tracing::info!("SIGUSR2: no reloadable maps configured")
+                reload_maps(&config, &plugin_stats, &ctl_txs, &allows)
+            }
+            Event::PluginDone { name, failed } => {
+                live_plugins -= 1;
+                // The daemon fails when a failed plugin is why it stops; one it outlives is
+                // logged when it happens (the plugin's error at the end).
+                let stop = config.global.plugin_exit_any || live_plugins == 0;
+                if failed && stop {
+                    plugin_failed = Some(name.clone());
+                }
+                if config.global.plugin_exit_any {
+                    tracing::info!("plugin {name} stopped: plugin_exit_any: flushing and shutting down");
+                    break;
+                }
+                if live_plugins == 0 {
+                    tracing::info!("plugin {name} stopped, the last one: shutting down");
+                    break;
+                }
+                tracing::warn!("plugin {name} stopped; {live_plugins} plugin(s) go on (plugin_exit_any is false)");
             }
             Event::Signal(_) => {} // SIGHUP: log files are reopened per write (append mode)
             Event::SourceDone { name, end } => {
@@ -581,7 +736,64 @@ pub fn run(config: Config) -> Result<()> {
     if let Some(e) = failed {
         bail!("capture failed: {e}");
     }
+    if let Some(name) = plugin_failed {
+        bail!("plugin {name} failed");
+    }
     Ok(())
+}
+
+/// SIGUSR2: loads every plugin's networks_file and ports_file again and hands the workers
+/// specs with the new maps, and the collectors' allow files (`maps_refresh`). A map that fails
+/// to load keeps the old one.
+fn reload_maps(
+    config: &Config,
+    stats: &[Arc<PluginStats>],
+    workers: &[Sender<Ctl>],
+    allows: &[Arc<xacct_collect::Allow>],
+) {
+    let maps = config.plugins.iter().any(|p| p.networks_file.is_some() || p.ports_file.is_some());
+    if !maps && allows.is_empty() {
+        tracing::info!("SIGUSR2: no maps configured");
+        return;
+    }
+    if !config.global.maps_refresh {
+        tracing::info!("SIGUSR2: maps_refresh is false: maps not reloaded");
+        return;
+    }
+    for a in allows {
+        match a.reload() {
+            Ok(()) => tracing::info!("SIGUSR2: allow file {} reloaded", a.path().display()),
+            Err(e) => tracing::error!("SIGUSR2: allow file not reloaded, keeping the old list: {e}"),
+        }
+    }
+    if !maps {
+        return;
+    }
+    match plugin_specs(config, stats) {
+        Ok(specs) => {
+            let specs = Arc::new(specs);
+            for w in workers {
+                let _ = w.send(Ctl::Specs(specs.clone()));
+            }
+            tracing::info!("SIGUSR2: maps reloaded");
+        }
+        Err(e) => tracing::error!("SIGUSR2: maps not reloaded, keeping the old ones: {e:#}"),
+    }
+}
+
+/// What packet capture stamps on its records: `pmacctd_time_new`, and with `pcap_ifindex` the
+/// interface's index as in_iface (`pcap_direction: in`) or out_iface (`out`), as pmacctd.
+fn capture_stamp(config: &Config, iface: Option<&str>) -> CaptureStamp {
+    let g = &config.global;
+    let index = match (g.pcap_ifindex, iface) {
+        (xacct_core::config::IfIndexFrom::Sys, Some(i)) => crate::files::if_index(i),
+        _ => 0,
+    };
+    CaptureStamp {
+        time_new: g.pmacctd_time_new,
+        in_iface: if g.pcap_direction == Some(Direction::In) { index } else { 0 },
+        out_iface: if g.pcap_direction == Some(Direction::Out) { index } else { 0 },
+    }
 }
 
 fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginKind, Arc<PluginStats>)]) {

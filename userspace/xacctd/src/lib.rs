@@ -7,6 +7,8 @@
 //! - [`daemon`]: config → sources, workers, plugins, signals, shutdown with a final flush.
 
 pub mod daemon;
+pub mod files;
 pub mod flows;
 pub mod frag;
 pub mod pipeline;
+pub mod syslog;

@@ -15,7 +15,7 @@ use xacct_capture::Batch;
 use xacct_core::aggregate::{Counters, KeyBuf, Projector, Table, MAX_KEY_WORDS};
 use xacct_core::filter::Filter;
 use xacct_core::history::History;
-use xacct_core::maps::{Networks, Ports};
+use xacct_core::maps::{Methods, NetResolver, Ports};
 use xacct_core::record::Record;
 use xacct_core::shard::ShardTable;
 use xacct_core::stats::{PluginStats, SourceStats};
@@ -27,9 +27,12 @@ pub struct PluginSpec {
     pub projector: Projector,
     pub filter: Option<Filter>,
     pub history: Option<History>,
-    pub networks: Option<Arc<Networks>>,
-    /// `pmacctd_as: file`: ASes come from the networks_file; otherwise they stay 0 (pmacctd).
-    pub as_from_networks: bool,
+    /// The plugin's networks_file and networks_* keys, when its aggregate has net, mask or AS
+    /// primitives (None otherwise: nothing to resolve).
+    pub nets: Option<NetResolver>,
+    /// `pmacctd_net`/`pmacctd_as`: how records of packet capture (stamped with no methods) get
+    /// their nets and ASes; collectors stamp their own.
+    pub capture_methods: Methods,
     pub ports: Option<Arc<Ports>>,
     pub stats: Arc<PluginStats>,
 }
@@ -47,10 +50,38 @@ impl Default for Sampling {
     }
 }
 
+/// What packet capture adds to the records it makes (`pmacctd_time_new`, `pcap_ifindex`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStamp {
+    /// Time packets by their processing rather than their pcap timestamp.
+    pub time_new: bool,
+    /// The capturing interface's index for in_iface / out_iface (0: leave the record's).
+    pub in_iface: u32,
+    pub out_iface: u32,
+}
+
+impl CaptureStamp {
+    #[inline]
+    fn apply(&self, r: &mut Record, now: i64) {
+        if self.time_new {
+            r.ts = now;
+        }
+        if self.in_iface != 0 {
+            r.in_iface = self.in_iface;
+        }
+        if self.out_iface != 0 {
+            r.out_iface = self.out_iface;
+        }
+    }
+}
+
 /// Control messages a worker handles between batches.
 pub enum Ctl {
     /// Swap plugin `plugin`'s shard for `spare` and send the full one to `reply`.
     Harvest { plugin: usize, spare: ShardTable, reply: Sender<ShardTable> },
+    /// New plugin specs after the maps were reloaded (SIGUSR2): same plugins and projections,
+    /// new networks/ports maps. Records of earlier batches stay as they were accounted.
+    Specs(Arc<Vec<PluginSpec>>),
 }
 
 /// One worker: its shards and what it needs to fill them.
@@ -63,6 +94,7 @@ pub struct Worker {
     hashes: Vec<u64>,
     sources: Arc<Vec<Arc<SourceStats>>>,
     sampling: Sampling,
+    stamp: CaptureStamp,
     skip: u32,
     frags: Arc<Shared>,
     orphans: Vec<Record>,
@@ -114,6 +146,7 @@ impl Worker {
             hashes: Vec::new(),
             sources,
             sampling,
+            stamp: CaptureStamp::default(),
             skip: 0,
             frags,
             orphans: Vec::new(),
@@ -121,9 +154,17 @@ impl Worker {
         }
     }
 
+    /// Sets what packet capture adds to its records.
+    pub fn set_capture_stamp(&mut self, stamp: CaptureStamp) {
+        self.stamp = stamp;
+    }
+
     /// Decodes and accounts every frame of `batch`.
     pub fn process_batch(&mut self, batch: &Batch) {
         let Some(src) = self.sources.get(batch.source).cloned() else { return };
+        let stamp = self.stamp;
+        let stamping = stamp != CaptureStamp::default();
+        let now = if stamp.time_new { chrono_now() } else { 0 };
         for m in &batch.frames {
             let data = batch.data(m);
             let p = match xacct_wire::decode(batch.link, data, m.wire_len) {
@@ -148,6 +189,9 @@ impl Worker {
                 continue;
             }
             let mut r = Record::from_packet(&p, m.ts);
+            if stamping {
+                stamp.apply(&mut r, now);
+            }
             if self.sampling.rate > 1 && self.sampling.renormalize {
                 r.packets *= self.sampling.rate as u64;
                 r.bytes *= self.sampling.rate as u64;
@@ -161,9 +205,16 @@ impl Worker {
                 self.account(&r);
             }
         }
-        // Pre-aggregated records (XDP flow maps) are filtered and projected like packets.
+        // Pre-aggregated records (XDP flow maps) are filtered and projected like packets;
+        // those of packet capture carry no methods (collectors stamp theirs).
         for r in &batch.records {
-            self.account(r);
+            if stamping && r.methods.is_none() {
+                let mut q = *r;
+                stamp.apply(&mut q, now);
+                self.account(&q);
+            } else {
+                self.account(r);
+            }
         }
         self.apply_pending();
         self.publish_counts();
@@ -259,14 +310,10 @@ impl Worker {
             }
             // Maps edit a per-plugin copy: plugins may use different networks/ports files.
             let mut local;
-            let rec = if spec.networks.is_some() || spec.ports.is_some() {
+            let rec = if spec.nets.is_some() || spec.ports.is_some() {
                 local = *r;
-                if let Some(n) = &spec.networks {
-                    n.resolve(&mut local);
-                    if !spec.as_from_networks {
-                        local.src_as = 0;
-                        local.dst_as = 0;
-                    }
+                if let Some(n) = &spec.nets {
+                    n.resolve(&mut local, r.methods.unwrap_or(spec.capture_methods));
                 }
                 if let Some(p) = &spec.ports {
                     p.apply(&mut local);
@@ -296,6 +343,11 @@ impl Worker {
                     std::mem::swap(shard, &mut spare);
                 }
                 let _ = reply.send(spare);
+            }
+            Ctl::Specs(specs) => {
+                if specs.len() == self.specs.len() {
+                    self.specs = specs;
+                }
             }
         }
     }
@@ -410,4 +462,9 @@ impl Worker {
     pub fn shard_bytes(&self, plugin: usize) -> usize {
         self.shards.get(plugin).map_or(0, |s| s.allocated_bytes())
     }
+}
+
+/// Seconds since the epoch, for records timed by their arrival.
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

@@ -12,135 +12,30 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-use support::{all_zero_key, client, free_udp_port, query_csv, query_stable, skip, table, Daemon, SUMMARY_CSV};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::collect::{
+    collect_tables, column_total, compare_collectors, compare_tables, fan_out, have, packets_total, softflowd,
+    wait_exit, Setup,
+};
 
 /// `flows` counts records: one per NetFlow/IPFIX record (or a v8 aggregate's count), one per
 /// sFlow flow sample.
 const PLUGINS: &[(&str, &str)] =
     &[("a", "src_host,dst_host,src_port,dst_port,proto"), ("b", "proto"), ("c", "proto,flows")];
+const SETUP: Setup = Setup { plugins: PLUGINS, extra: "" };
 
 /// Whether every tool of the comparison is installed; CI installs them (xtask setup).
 fn have_tools() -> bool {
     have(&["nfacctd", "pmacct", "softflowd", "softflowctl"])
 }
 
-fn have(tools: &[&str]) -> bool {
-    for tool in tools {
-        let found = Command::new(tool).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-        if !found {
-            skip(&format!("{tool} is not installed (apt-get install pmacct softflowd)"));
-            return false;
-        }
-    }
-    true
-}
-
-/// Waits for an exporter process to exit by itself, calling `tick` every 100 ms meanwhile;
-/// kills it and fails with its log after `timeout`.
-fn wait_exit(child: &mut Child, what: &str, log: &Path, timeout: Duration, mut tick: impl FnMut()) -> ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap_or_else(|e| panic!("wait {what}: {e}")) {
-            return st;
-        }
-        if t.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish: {}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        tick();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A collector config with one memory plugin per aggregate; `tag` names the sockets.
-fn config(dir: &Path, tag: &str, listen: &str) -> PathBuf {
-    let mut c = format!(
-        // The reference needs more memory pools than the default 16 to hold the table, and a
-        // bigger core→plugin pipe: with the default, nfacctd drops records of softflowd's burst
-        // ("Failed during write: Resource temporarily unavailable"). xacctd accepts both keys
-        // and logs that they have no effect.
-        "daemonize: false\nimt_mem_pools_number: 4096\nplugin_pipe_size: 100000000\n{listen}plugins: {}\n",
-        PLUGINS.iter().map(|(n, _)| format!("memory[{n}]")).collect::<Vec<_>>().join(", ")
-    );
-    for (n, agg) in PLUGINS {
-        c.push_str(&format!("aggregate[{n}]: {agg}\nimt_path[{n}]: {}\n", pipe(dir, tag, n).display()));
-    }
-    let path = dir.join(format!("{tag}.conf"));
-    std::fs::write(&path, c).expect("write config");
-    path
-}
-
-fn pipe(dir: &Path, tag: &str, plugin: &str) -> PathBuf {
-    dir.join(format!("{tag}_{plugin}.pipe"))
-}
-
-/// Waits until every memory plugin of `tag` has its socket.
-fn wait_pipes(dir: &Path, tag: &str) {
-    let t = Instant::now();
-    for (n, _) in PLUGINS {
-        let p = pipe(dir, tag, n);
-        while !p.exists() {
-            assert!(t.elapsed() < Duration::from_secs(20), "no {}", p.display());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// softflowd reads `pcap` and exports every flow to `port` with NetFlow `version`, then exits.
-///
-/// softflowd 1.1.0 blocks in accept() on its control socket when reading a file, before and
-/// after each pass over it; each connection of `softflowctl` lets it go on. It flushes all
-/// flows at the end of the file, so no timeout has to expire.
-fn export(pcap: &Path, dir: &Path, port: u16, version: &str) {
-    let ctl = dir.join(format!("sf{port}.ctl"));
-    let log = dir.join(format!("sf{port}.log"));
-    let mut cmd = Command::new("softflowd");
-    cmd.arg("-d")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-n", &format!("127.0.0.1:{port}"), "-v", version])
-        .arg("-p")
-        .arg(dir.join(format!("sf{port}.pid")))
-        .arg("-c")
-        .arg(&ctl);
-    // IPv6 flows only fit v9 and IPFIX.
-    if version != "5" {
-        cmd.arg("-6");
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(log.with_extension("out")).expect("softflowd stdout"))
-        .stderr(std::fs::File::create(&log).expect("softflowd log"))
-        .spawn()
-        .expect("spawn softflowd");
-    let status = wait_exit(&mut child, "softflowd", &log, Duration::from_secs(30), || {
-        if ctl.exists() {
-            // Its answer does not matter; the connection is what unblocks softflowd.
-            let _ = Command::new("softflowctl")
-                .arg("-c")
-                .arg(&ctl)
-                .arg("statistics")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    });
-    // Its statistics at exit go to stdout, its messages to stderr.
-    let text = std::fs::read_to_string(&log).unwrap_or_default()
-        + &std::fs::read_to_string(log.with_extension("out")).unwrap_or_default();
-    assert!(status.success(), "softflowd {status}:\n{text}");
-    assert!(text.contains("Flows exported") && text.contains("(0 failures)"), "softflowd:\n{text}");
-}
-
 fn compare_version(pcap: &Path, dir: &Path, version: &str) -> Vec<String> {
     // softflowd's flows carry their own packet counts; no lower bound is set here.
     compare_netflow(dir, &format!("softflowd v{version}"), 0, |pm_port, xa_port| {
-        export(pcap, dir, pm_port, version);
-        export(pcap, dir, xa_port, version);
+        softflowd(pcap, dir, pm_port, version);
+        softflowd(pcap, dir, xa_port, version);
     })
 }
 
@@ -149,131 +44,10 @@ fn compare_version(pcap: &Path, dir: &Path, version: &str) -> Vec<String> {
 /// `min_packets`: what the reference's tables must hold at least, so that a reference that
 /// lost records cannot make the comparison pass on thin tables.
 fn compare_netflow(dir: &Path, what: &str, min_packets: u64, send: impl FnOnce(u16, u16)) -> Vec<String> {
-    compare_collectors(dir, "nfacctd", "waiting for NetFlow", what, send, |agg, packets| {
+    compare_collectors(dir, "nfacctd", "waiting for NetFlow", what, &SETUP, send, |agg, packets| {
         (packets < min_packets)
             .then(|| format!("{what} aggregate {agg}: the reference holds {packets} packets of {min_packets}"))
     })
-}
-
-/// Starts the reference collector `reference` (nfacctd or sfacctd, ready when it logs
-/// `ready`) and xacctd with the same plugins and `{reference}_ip`/`_port` keys, lets
-/// `send(reference_port, xacctd_port)` export to them, and compares every plugin's table; the
-/// differences found, and what `check_reference(aggregate, packets)` finds wrong with the
-/// reference's packet total.
-fn compare_collectors(
-    dir: &Path,
-    reference: &str,
-    ready: &str,
-    what: &str,
-    send: impl FnOnce(u16, u16),
-    check_reference: impl Fn(&str, u64) -> Option<String>,
-) -> Vec<String> {
-    let tables = collect_tables(dir, reference, ready, "", send);
-    compare_tables(reference, what, &tables, check_reference)
-}
-
-/// Both collectors' table of one plugin: its aggregate, then (header, rows) of the reference
-/// and of xacctd.
-struct Tables {
-    aggregate: &'static str,
-    reference: (String, BTreeSet<String>),
-    xacct: (String, BTreeSet<String>),
-}
-
-/// Runs the reference collector and xacctd, both with the config lines `extra`, on what
-/// `send(reference_port, xacctd_port)` sends (see [`compare_collectors`]) and returns every
-/// plugin's tables.
-fn collect_tables(dir: &Path, reference: &str, ready: &str, extra: &str, send: impl FnOnce(u16, u16)) -> Vec<Tables> {
-    collect_settled_tables(dir, reference, ready, extra, send, || None)
-}
-
-/// [`collect_tables`], where `settled()` (asked once `send` has returned) may give the number
-/// of packets every table holds once both collectors have accounted all that was sent: each
-/// table is then queried until its total reaches that number (or a timeout passes), instead
-/// of until two answers agree, which a collector starved of CPU for a moment can fool.
-fn collect_settled_tables(
-    dir: &Path,
-    reference: &str,
-    ready: &str,
-    extra: &str,
-    send: impl FnOnce(u16, u16),
-    settled: impl FnOnce() -> Option<u64>,
-) -> Vec<Tables> {
-    let (pm_port, xa_port) = (free_udp_port(), free_udp_port());
-    let keys = |port: u16| format!("{reference}_ip: 127.0.0.1\n{reference}_port: {port}\n{extra}");
-    let pm_conf = config(dir, "pm", &keys(pm_port));
-    let xa_conf = config(dir, "xa", &keys(xa_port));
-    let mut cmd = Command::new(reference);
-    cmd.arg("-f").arg(&pm_conf);
-    let mut pm = Daemon::spawn(cmd, &dir.join("pm.log"));
-    let mut xa = Daemon::start(&xa_conf, &dir.join("xa.log"));
-    pm.wait_log(ready, Duration::from_secs(20));
-    xa.wait_log("listening:", Duration::from_secs(20));
-    wait_pipes(dir, "pm");
-    wait_pipes(dir, "xa");
-
-    send(pm_port, xa_port);
-    let settled = settled();
-    let query = |q: &dyn Fn() -> String| match settled {
-        Some(total) => query_until(q, total),
-        None => query_stable(q),
-    };
-
-    let tables = PLUGINS
-        .iter()
-        .map(|(n, agg)| {
-            let want = query(&|| client(Path::new("pmacct"), &pipe(dir, "pm", n), &SUMMARY_CSV));
-            let got = query(&|| query_csv(&pipe(dir, "xa", n)));
-            let (gh, mut gr) = table(&got);
-            // pmacct never shows an entry whose key is all zeros; xacct does. Set such rows aside.
-            gr.retain(|r| !all_zero_key(&gh, r));
-            Tables { aggregate: agg, reference: table(&want), xacct: (gh, gr) }
-        })
-        .collect();
-    drop(xa);
-    drop(pm);
-    tables
-}
-
-/// Queries until the table's PACKETS total reaches `total` (20 s at most); the last answer.
-fn query_until(query: &dyn Fn() -> String, total: u64) -> String {
-    let t = Instant::now();
-    loop {
-        let answer = query();
-        let (h, rows) = table(&answer);
-        let done = h.contains("PACKETS") && packets_total(&h, &rows) >= total;
-        if done || t.elapsed() > Duration::from_secs(20) {
-            return answer;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The differences between the reference's and xacctd's tables, and what
-/// `check_reference(aggregate, packets)` finds wrong with the reference's packet total.
-fn compare_tables(
-    reference: &str,
-    what: &str,
-    tables: &[Tables],
-    check_reference: impl Fn(&str, u64) -> Option<String>,
-) -> Vec<String> {
-    let mut failures = Vec::new();
-    for Tables { aggregate: agg, reference: (wh, wr), xacct: (gh, gr) } in tables {
-        assert!(!wr.is_empty(), "{what}: reference table for {agg} is empty");
-        if wh != gh || wr != gr {
-            let missing: Vec<_> = wr.difference(gr).take(5).collect();
-            let extra: Vec<_> = gr.difference(wr).take(5).collect();
-            failures.push(format!(
-                "{what} aggregate {agg}: header {reference} '{wh}' xacct '{gh}'; {} rows vs {}; missing {missing:?}; unexpected {extra:?}",
-                wr.len(),
-                gr.len()
-            ));
-        } else {
-            eprintln!("{what} aggregate {agg}: {} entries identical", wr.len());
-        }
-        failures.extend(check_reference(agg, packets_total(wh, wr)));
-    }
-    failures
 }
 
 #[test]
@@ -388,42 +162,6 @@ fn sfprobe(pcap: &Path, dir: &Path, port: u16) {
     );
 }
 
-/// Runs `send` with the port of a loopback recorder that keeps every datagram it gets; once
-/// `send` has returned and the recorder has gone quiet, replays them, in order, to each of
-/// `ports`, paced: a reference collector on a busy machine (CI builds beside the test) drops
-/// datagrams of a burst at its socket, which would make the tables differ for a reason that
-/// has nothing to do with decoding.
-fn fan_out(ports: &[u16], send: impl FnOnce(u16)) -> Vec<Vec<u8>> {
-    let relay = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the relay");
-    relay.set_read_timeout(Some(Duration::from_millis(200))).expect("relay timeout");
-    let port = relay.local_addr().expect("relay address").port();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let datagrams = std::thread::scope(|s| {
-        let recorder = s.spawn(|| {
-            let mut got = Vec::new();
-            let mut buf = vec![0u8; 65536];
-            loop {
-                match relay.recv(&mut buf) {
-                    Ok(n) => got.push(buf[..n].to_vec()),
-                    // Quiet for a timeout after the sender has finished: everything is here.
-                    Err(_) if done.load(std::sync::atomic::Ordering::Relaxed) => break got,
-                    Err(_) => {}
-                }
-            }
-        });
-        send(port);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        recorder.join().expect("recorder")
-    });
-    for chunk in datagrams.chunks(8) {
-        for &p in ports {
-            support::send_udp(p, chunk);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    datagrams
-}
-
 #[test]
 fn pmacctd_sfprobe_same_tables_as_sfacctd() {
     if !have(&["pmacctd", "sfacctd", "pmacct"]) {
@@ -441,11 +179,11 @@ fn pmacctd_sfprobe_same_tables_as_sfacctd() {
     let accountable = frames.iter().filter(|f| !qinq(&f.data)).count() as u64;
     // What both must account in the end: the samples relayed, but QinQ ones.
     let relayed = std::cell::Cell::new(0u64);
-    let tables = collect_settled_tables(
+    let tables = collect_tables(
         dir,
         "sfacctd",
         "waiting for sFlow",
-        "",
+        &SETUP,
         |pm_port, xa_port| {
             let datagrams = fan_out(&[pm_port, xa_port], |port| sfprobe(&pcap, dir, port));
             for d in &datagrams {
@@ -462,19 +200,6 @@ fn pmacctd_sfprobe_same_tables_as_sfacctd() {
             .then(|| format!("sfacctd's {agg} table holds {packets} packets of {accountable}"))
     });
     assert!(failures.is_empty(), "tables differ:\n{}", failures.join("\n"));
-}
-
-/// The sum of the PACKETS column.
-fn packets_total(header: &str, rows: &BTreeSet<String>) -> u64 {
-    column_total(header, rows, "PACKETS")
-}
-
-/// The sum of column `name`.
-fn column_total(header: &str, rows: &BTreeSet<String>, name: &str) -> u64 {
-    let Some(col) = header.split(',').position(|h| h == name) else {
-        panic!("no {name} column in '{header}'");
-    };
-    rows.iter().filter_map(|r| r.split(',').nth(col)).map(|v| v.parse::<u64>().unwrap_or(0)).sum()
 }
 
 /// Hand-made sFlow datagrams with IP fragments, sent to sfacctd and xacctd alike: every sample
@@ -550,10 +275,17 @@ fn sflow_samples_each_one_flow_decoded_alone_as_sfacctd() {
         })
         .collect();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut tables = collect_tables(tmp.path(), "sfacctd", "waiting for sFlow", "", |pm_port, xa_port| {
-        support::send_udp(pm_port, &datagrams);
-        support::send_udp(xa_port, &datagrams);
-    });
+    let mut tables = collect_tables(
+        tmp.path(),
+        "sfacctd",
+        "waiting for sFlow",
+        &SETUP,
+        |pm_port, xa_port| {
+            support::send_udp(pm_port, &datagrams);
+            support::send_udp(xa_port, &datagrams);
+        },
+        || Some(samples),
+    );
 
     // The 5-tuple table's IPv6 rows (sfacctd accounts the frame length, FCS included).
     let row = |s: u8, d: u8, sp: u16, dp: u16, proto: &str, f: &[u8]| {
@@ -639,11 +371,12 @@ fn sflow_renormalised_samples_stay_one_flow_each_as_sfacctd() {
         tmp.path(),
         "sfacctd",
         "waiting for sFlow",
-        "sfacctd_renormalize: true\n",
+        &Setup { plugins: PLUGINS, extra: "sfacctd_renormalize: true\n" },
         |pm_port, xa_port| {
             support::send_udp(pm_port, std::slice::from_ref(&datagram));
             support::send_udp(xa_port, std::slice::from_ref(&datagram));
         },
+        || Some(270),
     );
     let failures = compare_tables("sfacctd", "renormalised sFlow", &tables, |agg, packets| {
         (packets != 270).then(|| format!("sfacctd's {agg} table holds {packets} packets, not 10 + 10 + 250"))

@@ -4,6 +4,8 @@
 // Each test binary compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod collect;
+pub mod netns;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

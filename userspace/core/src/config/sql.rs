@@ -7,6 +7,9 @@
 //! digits only, and the longest possible expansion must fit PostgreSQL's 63-byte identifiers
 //! (MySQL allows 64). The writer still quotes every name for its backend.
 
+use super::parse::{bad, not_yet, parse_bool, parse_count, refused, Directive, Pending};
+use super::{ConfigError, Origin};
+use crate::aggregate::{Aggregate, Primitive};
 use crate::history::History;
 use std::path::PathBuf;
 
@@ -234,7 +237,7 @@ impl std::fmt::Display for TableTemplate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferred {
     pub value: String,
-    pub origin: crate::config::Origin,
+    pub origin: Origin,
 }
 
 /// Every `sql_*` key of one SQL plugin instance, with pmacct's defaults.
@@ -333,6 +336,134 @@ impl SqlConfig {
             spool_dir: PathBuf::from("/var/spool/xacct").join(plugin),
         }
     }
+}
+
+pub(super) fn apply_sql(s: &mut SqlConfig, pend: &mut Pending, d: &Directive) -> Result<(), ConfigError> {
+    let v = d.value.as_str();
+    match d.key.as_str() {
+        "sql_host" => s.host = v.to_string(),
+        "sql_port" => s.port = Some(parse_count(d, u16::MAX)?),
+        "sql_user" => s.user = v.to_string(),
+        "sql_passwd" => s.passwd = v.to_string(),
+        "sql_db" => s.db = v.to_string(),
+        "sql_table" => {
+            s.table = Some(TableTemplate::parse(v).map_err(|e| bad(d, e))?);
+            pend.sql_table = Some(d.origin.clone());
+        }
+        "sql_table_version" => s.table_version = parse_count(d, 9u8)?,
+        "sql_table_type" => {
+            s.table_type = match v.to_ascii_lowercase().as_str() {
+                "original" => TableType::Original,
+                "bgp" => return Err(not_yet(&d.origin, "sql_table_type 'bgp' (no BGP primitives yet)")),
+                _ => return Err(bad(d, "expected original or bgp")),
+            }
+        }
+        "sql_table_schema" => {
+            let text = std::fs::read_to_string(v).map_err(|e| bad(d, format!("cannot read the schema file: {e}")))?;
+            if !text.to_ascii_lowercase().contains("create table") {
+                return Err(bad(d, "the schema file holds no CREATE TABLE statement"));
+            }
+            s.table_schema = Some((PathBuf::from(v), text));
+        }
+        "sql_table_autocreate" => s.table_autocreate = parse_bool(d)?,
+        "sql_refresh_time" => s.refresh_time = parse_count(d, u64::from(u32::MAX))?,
+        "sql_history" => pend.sql_history = Some((v.to_string(), d.origin.clone())),
+        "sql_history_roundoff" => pend.sql_roundoff = Some((v.to_string(), d.origin.clone())),
+        "sql_history_since_epoch" | "timestamps_since_epoch" => s.since_epoch = parse_bool(d)?,
+        "sql_startup_delay" => {
+            s.startup_delay = v
+                .parse()
+                .ok()
+                .filter(|n| *n <= u64::from(u32::MAX))
+                .ok_or_else(|| bad(d, "expected a number of seconds"))?
+        }
+        "sql_cache_entries" => s.cache_entries = parse_count(d, 1usize << 32)?,
+        "sql_dont_try_update" => s.dont_try_update = parse_bool(d)?,
+        "sql_use_copy" => {
+            s.use_copy = parse_bool(d)?;
+            pend.sql_use_copy = Some(d.origin.clone());
+        }
+        "sql_multi_values" => {
+            // pmacct: the size in bytes of the multi-row INSERT buffer; 0 turns it off.
+            s.multi_values = v
+                .parse()
+                .ok()
+                .filter(|n| *n <= 1usize << 30)
+                .ok_or_else(|| bad(d, "expected a buffer size in bytes (0 = off)"))?;
+            pend.sql_multi_values = Some(d.origin.clone());
+        }
+        "sql_max_writers" => s.max_writers = parse_count(d, 1024u32)?,
+        "sql_preprocess" => s.preprocess = Some(Deferred { value: v.to_string(), origin: d.origin.clone() }),
+        "sql_preprocess_type" => {
+            s.preprocess_all = match v.to_ascii_lowercase().as_str() {
+                "any" => false,
+                "all" => true,
+                _ => return Err(bad(d, "expected any or all")),
+            }
+        }
+        "sql_trigger_exec" => s.trigger_exec = Some(PathBuf::from(v)),
+        "sql_trigger_time" => pend.sql_trigger_time = Some((v.to_string(), d.origin.clone())),
+        "sql_recovery_backup_host" | "sql_backup_host" => s.recovery_backup_host = Some(v.to_string()),
+        "sql_optimize_clauses" => s.optimize_clauses = parse_bool(d)?,
+        "sql_num_protos" => s.num_protos = parse_bool(d)?,
+        "sql_spool_dir" => s.spool_dir = PathBuf::from(v),
+        "sql_data" => match v.to_ascii_lowercase().as_str() {
+            "typed" => {}
+            "unified" => return Err(refused(&d.origin, "sql_data 'unified' (pmacct's v1-v5 character tables for PostgreSQL): not built; xacct writes typed tables")),
+            _ => return Err(bad(d, "expected typed or unified")),
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Cross-key checks of one SQL plugin.
+pub(super) fn finish_sql(
+    s: &mut SqlConfig,
+    pend: &Pending,
+    agg: &Aggregate,
+    origin: &Origin,
+) -> Result<(), ConfigError> {
+    let bad_at = |origin: &Origin, value: &str, why: String| ConfigError::BadValue {
+        origin: origin.clone(),
+        value: value.to_string(),
+        why,
+    };
+    if let Some((rv, ro)) = &pend.sql_roundoff {
+        History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
+    }
+    if let Some((h, ho)) = &pend.sql_history {
+        s.history =
+            Some(History::parse(h, pend.sql_roundoff.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?);
+        s.history_text = h.clone();
+    }
+    if let Some((t, to)) = &pend.sql_trigger_time {
+        History::parse(t, None).map_err(|e| bad_at(to, t, e))?;
+        s.trigger_time = Some(t.clone());
+    }
+    if s.use_copy && !s.dont_try_update {
+        // pmacct quietly turns COPY off in this case; a silent surprise is worse than an error.
+        let o = pend.sql_use_copy.clone().unwrap_or_else(|| origin.clone());
+        return Err(bad_at(
+            &o,
+            "true",
+            "sql_use_copy needs sql_dont_try_update: true (COPY cannot update rows)".into(),
+        ));
+    }
+    if let Some(t) = &s.table {
+        let o = pend.sql_table.clone().unwrap_or_else(|| origin.clone());
+        if t.uses_time() && s.history.is_none() {
+            tracing::debug!("{o}: time variables without sql_history expand with the write time");
+        }
+        if t.uses_tags() && !(agg.has(Primitive::Tag) || agg.has(Primitive::Tag2)) {
+            return Err(bad_at(
+                &o,
+                &t.to_string(),
+                "$tag/$tag2 in sql_table need tag/tag2 in the aggregate (they would always be 0)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
