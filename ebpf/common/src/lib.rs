@@ -171,7 +171,9 @@ pub struct CpuState {
 }
 
 /// Kernel flow key. Fields a configuration does not keep are zero, so flows that differ only
-/// there aggregate into one entry, exactly as userspace projection would merge them.
+/// there aggregate into one entry, exactly as userspace projection would merge them; the
+/// encapsulation fields after `pad` are the exception (see the program's `project`): 0 for
+/// plain IP, kept as parsed for PPPoE/MPLS, merged by the workers' projection.
 /// Addresses and ports are in network byte order as on the wire (ports as `[u8; 2]` so that the
 /// layout has no endianness question); IPv4 addresses fill the first 4 bytes.
 ///

@@ -283,16 +283,21 @@ mod prog {
                 ETH_P_CISCO_FP | ETH_P_CISCO_VNTAG => return Verdict::Deep,
                 _ => return Verdict::NonIp,
             }
+            // Plain IP keeps its constant offsets (nothing added there); every encapsulated
+            // path goes on with an offset and header counts the verifier does not know (one
+            // word: offset, tags, labels, encapsulation bits), so that what follows is verified
+            // once for them all, not once per combination of tags and encapsulation.
+            let w = c.opaque(
+                off as u64 | u64::from(depth) << 8 | u64::from(key.mpls_depth) << 16 | u64::from(key.encap) << 24,
+            );
+            off = (w & 0xff) as usize;
+            key.vlan_depth = (w >> 8) as u8;
+            key.mpls_depth = (w >> 16) as u8;
+            key.encap = (w >> 24) as u8;
+        } else {
+            key.vlan_depth = depth;
         }
-        // Every path goes on with an offset and header counts the verifier does not know (one
-        // word: offset, tags, labels, encapsulation bits), so that what follows is verified
-        // once, not once per combination of tags and encapsulation.
-        let w =
-            c.opaque(off as u64 | u64::from(depth) << 8 | u64::from(key.mpls_depth) << 16 | u64::from(key.encap) << 24);
-        off = (w & 0xff) as usize;
-        key.vlan_depth = (w >> 8) as u8;
-        key.mpls_depth = (w >> 16) as u8;
-        key.encap = (w >> 24) as u8;
+
         key.ethertype = etype.to_be_bytes();
         let bytes_ip;
         let l4;
