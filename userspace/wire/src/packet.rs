@@ -695,6 +695,9 @@ fn decode_ipv6(s: &mut PacketSummary, frame: &[u8], at: usize, wire_len: u32) ->
 
 /// Reads ports / flags / ICMP type from the upper-layer header at `at` (which the callers have
 /// checked is within the frame). `icmp` is the ICMP protocol number of this IP version.
+// Always inlined: reached from the plain path and the encapsulation walk, it was otherwise
+// called out of line, and the plain path paid for the call.
+#[inline(always)]
 fn decode_l4(s: &mut PacketSummary, frame: &[u8], at: usize, icmp: u8) -> Result<(), DecodeError> {
     if s.is_later_fragment {
         return Ok(());
