@@ -9,4 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDP_COST_REPEAT="${XDP_COST_REPEAT:-5000000}"
 cargo test --release --quiet -p xacct-xdp --test cost -- --nocapture --test-threads 1 2>/dev/null \
-    | grep -E '^(kind|mean|[a-z0-9]+\/|arp|5-tuple|all key)' || { echo "xdp_cost: test failed; rerun without 2>/dev/null" >&2; exit 1; }
+    | grep -E '^(kind|mean|[a-z0-9]+\/|arp|5-tuple|all key|load)' || { echo "xdp_cost: test failed; rerun without 2>/dev/null" >&2; exit 1; }

@@ -364,6 +364,36 @@ fn libc_timeval(sec: i64, usec: i64) -> libc::timeval {
     libc::timeval { tv_sec: sec as _, tv_usec: usec as _ }
 }
 
+/// `frame` (as [`build`] makes it, with `vlans` tags) inside a PPPoE session `session`: the
+/// EtherType becomes 0x8864 and the session header and PPP protocol (IPv4 0x0021, IPv6 0x0057)
+/// go in front of the IP packet.
+pub fn pppoe(frame: &[u8], vlans: usize, session: u16) -> Vec<u8> {
+    let at = 12 + 4 * vlans;
+    let ppp: u16 = if frame[at..at + 2] == [0x86, 0xdd] { 0x0057 } else { 0x0021 };
+    let payload = &frame[at + 2..];
+    let mut f = frame[..at].to_vec();
+    f.extend_from_slice(&[0x88, 0x64, 0x11, 0x00]);
+    f.extend_from_slice(&session.to_be_bytes());
+    f.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+    f.extend_from_slice(&ppp.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `frame` (as [`build`] makes it, with `vlans` tags) under an MPLS label stack (unicast
+/// EtherType, TTL 64, the last label the bottom of the stack).
+pub fn mpls(frame: &[u8], vlans: usize, labels: &[u32]) -> Vec<u8> {
+    let at = 12 + 4 * vlans;
+    let mut f = frame[..at].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    for (i, l) in labels.iter().enumerate() {
+        let bottom = u32::from(i + 1 == labels.len());
+        f.extend_from_slice(&((l << 12) | (bottom << 8) | 64).to_be_bytes());
+    }
+    f.extend_from_slice(&frame[at + 2..]);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 /// Debian packages: libpcap for capture, pmacct as the reference implementation the tests
 /// compare against, iproute2 for the namespace/veth tests, tcpdump/tshark as independent
-/// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs),
+/// decoders, python3-dpkt for the real sample captures it ships (xacctd's tests/malformed.rs,
+/// pmacct_compare.rs: PPPoE), golang-github-gopacket-gopacket-dev for its real macOS loopback
+/// (DLT_NULL) capture,
 /// sqlite3 to show the demo's SQLite table.
 const DEB_PACKAGES: &[&str] = &[
     "libpcap-dev",
@@ -28,6 +30,7 @@ const DEB_PACKAGES: &[&str] = &[
     "tshark",
     "pkg-config",
     "python3-dpkt",
+    "golang-github-gopacket-gopacket-dev",
     "clang",
     "llvm",
     "m4",

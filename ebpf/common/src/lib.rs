@@ -163,10 +163,17 @@ pub struct CpuState {
     /// give or take one tick.
     pub clock_jiffies: u64,
     pub clock_ns: u64,
+    /// The program's scratch word: an offset stored and read back here is unknown to the
+    /// verifier, so that the headers after PPPoE or an MPLS stack are verified once for every
+    /// encapsulation and tag count instead of once per combination (which passed the
+    /// verifier's limit of a million instructions).
+    pub scratch: u64,
 }
 
 /// Kernel flow key. Fields a configuration does not keep are zero, so flows that differ only
-/// there aggregate into one entry, exactly as userspace projection would merge them.
+/// there aggregate into one entry, exactly as userspace projection would merge them; the
+/// encapsulation fields after `pad` are the exception (see the program's `project`): 0 for
+/// plain IP, kept as parsed for PPPoE/MPLS, merged by the workers' projection.
 /// Addresses and ports are in network byte order as on the wire (ports as `[u8; 2]` so that the
 /// layout has no endianness question); IPv4 addresses fill the first 4 bytes.
 ///
@@ -194,7 +201,27 @@ pub struct FlowKey {
     pub tos: u8,
     /// Explicit so there is no implicit padding; always 0.
     pub pad: u8,
+    /// MPLS top and bottom label (20 bits as a big-endian u32) and the labels in the stack
+    /// ([`KEEP_MPLS_TOP`], [`KEEP_MPLS_BOTTOM`], [`KEEP_MPLS_DEPTH`]).
+    pub mpls_top: [u8; 4],
+    pub mpls_bottom: [u8; 4],
+    /// PPPoE session id, big endian, the VLAN tags before the network layer, and [`ENCAP_PPPOE`]
+    /// / [`ENCAP_MPLS_MULTICAST`]: what libpcap's `vlan`, `mpls` and `pppoes` test
+    /// ([`KEEP_ENCAP`]).
+    // These three are zeroed together, as one aligned 4-byte store (the verifier refuses
+    // misaligned stack writes, which LLVM makes of neighbouring bytes otherwise).
+    pub pppoe_session: [u8; 2],
+    pub vlan_depth: u8,
+    pub encap: u8,
+    pub mpls_depth: u8,
+    /// Explicit so there is no implicit padding; always 0.
+    pub pad2: [u8; 3],
 }
+
+/// [`FlowKey::encap`]: the frame was a PPPoE session frame.
+pub const ENCAP_PPPOE: u8 = 1;
+/// [`FlowKey::encap`]: the MPLS EtherType was the multicast one (0x8848).
+pub const ENCAP_MPLS_MULTICAST: u8 = 2;
 
 impl FlowKey {
     pub fn src_port(&self) -> u16 {
@@ -208,6 +235,15 @@ impl FlowKey {
     }
     pub fn ethertype(&self) -> u16 {
         u16::from_be_bytes(self.ethertype)
+    }
+    pub fn mpls_top(&self) -> u32 {
+        u32::from_be_bytes(self.mpls_top)
+    }
+    pub fn mpls_bottom(&self) -> u32 {
+        u32::from_be_bytes(self.mpls_bottom)
+    }
+    pub fn pppoe_session(&self) -> u16 {
+        u16::from_be_bytes(self.pppoe_session)
     }
 }
 
@@ -297,7 +333,7 @@ pub const TABLE_PROBES: u32 = 4;
 /// where the kernel's hash maps call out and run jhash over the bytes.
 pub trait TableKey: Copy {
     const WORDS: usize;
-    fn words(&self) -> [u64; 7];
+    fn words(&self) -> [u64; 9];
 
     #[inline(always)]
     fn same(&self, o: &Self) -> bool {
@@ -330,11 +366,13 @@ pub trait TableKey: Copy {
 impl TableKey for FlowKey4 {
     const WORDS: usize = 2;
     #[inline(always)]
-    fn words(&self) -> [u64; 7] {
+    fn words(&self) -> [u64; 9] {
         let (a, b, p, q) = (self.src_addr, self.dst_addr, self.src_port, self.dst_port);
         [
             u64::from_ne_bytes([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]),
             u64::from_ne_bytes([p[0], p[1], q[0], q[1], self.proto, self.tos, self.vlan[0], self.vlan[1]]),
+            0,
+            0,
             0,
             0,
             0,
@@ -345,9 +383,9 @@ impl TableKey for FlowKey4 {
 }
 
 impl TableKey for FlowKey {
-    const WORDS: usize = 7;
+    const WORDS: usize = 9;
     #[inline(always)]
-    fn words(&self) -> [u64; 7] {
+    fn words(&self) -> [u64; 9] {
         let w8 = |b: &[u8]| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         let (m, n, e, v) = (self.src_mac, self.dst_mac, self.ethertype, self.vlan);
         [
@@ -366,6 +404,26 @@ impl TableKey for FlowKey {
                 self.proto,
                 self.tos,
                 self.pad,
+            ]),
+            u64::from_ne_bytes([
+                self.mpls_top[0],
+                self.mpls_top[1],
+                self.mpls_top[2],
+                self.mpls_top[3],
+                self.mpls_bottom[0],
+                self.mpls_bottom[1],
+                self.mpls_bottom[2],
+                self.mpls_bottom[3],
+            ]),
+            u64::from_ne_bytes([
+                self.pppoe_session[0],
+                self.pppoe_session[1],
+                self.vlan_depth,
+                self.encap,
+                self.mpls_depth,
+                self.pad2[0],
+                self.pad2[1],
+                self.pad2[2],
             ]),
         ]
     }
@@ -467,7 +525,7 @@ pub struct FlowSlot {
     pub key: FlowKey,
     pub value: FlowValue,
     /// Explicit so there is no implicit padding (and the slot is 128 bytes); always 0.
-    pub pad: [u64; 4],
+    pub pad: [u64; 2],
 }
 
 impl TableSlot for FlowSlot {
@@ -552,7 +610,16 @@ pub const KEEP_DST_MAC: u32 = 1 << 8;
 pub const KEEP_ETHERTYPE: u32 = 1 << 9;
 /// Not a key field: OR the TCP flags into the value.
 pub const KEEP_TCP_FLAGS: u32 = 1 << 10;
-pub const KEEP_ALL: u32 = (1 << 11) - 1;
+pub const KEEP_MPLS_TOP: u32 = 1 << 11;
+pub const KEEP_MPLS_BOTTOM: u32 = 1 << 12;
+pub const KEEP_MPLS_DEPTH: u32 = 1 << 13;
+/// VLAN depth, PPPoE session and [`FlowKey::encap`]: only filters read them.
+pub const KEEP_ENCAP: u32 = 1 << 14;
+pub const KEEP_ALL: u32 = (1 << 15) - 1;
+/// Fields the compact IPv4 key cannot hold: with any of them kept, every flow takes the full
+/// key.
+pub const KEEP_FULL_KEY_ONLY: u32 =
+    KEEP_SRC_MAC | KEEP_DST_MAC | KEEP_MPLS_TOP | KEEP_MPLS_BOTTOM | KEEP_MPLS_DEPTH | KEEP_ENCAP;
 
 // Behaviour flags ([`XdpConfig::flags`]).
 /// Evaluate the pre-filter rules ([`XdpConfig::rule_kinds`]); off = admit everything.
@@ -654,7 +721,7 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         // Sum of the field sizes: any implicit padding would make size_of larger.
-        assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 6 + 6 + 2 * 4 + 4);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 6 + 6 + 2 * 4 + 4 + 4 + 4 + 2 + 3 + 3);
         assert_eq!(core::mem::align_of::<FlowKey>(), 8);
         assert_eq!(core::mem::size_of::<FlowValue>(), 8 * 4 + 8);
         assert_eq!(core::mem::size_of::<XdpConfig>(), 24);
@@ -664,7 +731,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowSlot>(), 128);
         assert_eq!(core::mem::size_of::<FragKey>(), 16 + 16 + 4 + 4);
         assert_eq!(core::mem::size_of::<FragEntry>(), 16);
-        assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 2));
+        assert_eq!(core::mem::size_of::<CpuState>(), 8 * (XDP_COUNTERS as usize + 3));
     }
 
     #[test]

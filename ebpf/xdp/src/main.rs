@@ -1,4 +1,5 @@
-//! The XDP program: parses Ethernet / 802.1Q / 802.1ad / QinQ / IPv4 / IPv6 / TCP / UDP / ICMP,
+//! The XDP program: parses Ethernet / 802.1Q / 802.1ad / QinQ / PPPoE / MPLS / IPv4 / IPv6 /
+//! TCP / UDP / ICMP,
 //! applies the pre-filter rules, counts per flow into a per-CPU hash map selected by an epoch,
 //! and redirects to the RX queue's AF_XDP socket what must go to userspace. Later IP fragments
 //! get their datagram's ports from an LRU map of first fragments, so fragments stay in the
@@ -6,7 +7,9 @@
 //!
 //! It parses exactly as `xacct_wire::decode` does (userspace/wire/src/packet.rs): same bytes
 //! (IPv4 total length, IPv6 payload length + 40, the rest of the frame when those are 0),
-//! outermost VLAN id, ports only in first fragments, IPv6 extension headers (hop-by-hop,
+//! outermost VLAN id, PPPoE sessions (PPP IPv4/IPv6, the rest not IP), MPLS stacks of up to
+//! four labels (deeper ones, and Cisco FabricPath/VN-Tag frames, go to userspace), ports only
+//! in first fragments, IPv6 extension headers (hop-by-hop,
 //! routing, fragment, destination options, AH) skipped. Frames the userspace decoder would call
 //! malformed are counted as such here and never accounted.
 //!
@@ -81,6 +84,16 @@ mod prog {
     const ETH_P_8021Q: u16 = 0x8100;
     const ETH_P_8021AD: u16 = 0x88a8;
     const ETH_P_QINQ_9100: u16 = 0x9100;
+    const ETH_P_PPP_SES: u16 = 0x8864;
+    const ETH_P_MPLS_UC: u16 = 0x8847;
+    const ETH_P_MPLS_MC: u16 = 0x8848;
+    /// Cisco FabricPath and VN-Tag: decoded in userspace only.
+    const ETH_P_CISCO_FP: u16 = 0x8903;
+    const ETH_P_CISCO_VNTAG: u16 = 0x8926;
+    const PPP_IP: u16 = 0x0021;
+    const PPP_IPV6: u16 = 0x0057;
+    /// MPLS labels walked in the kernel; a deeper stack goes to userspace.
+    const MAX_MPLS_LABELS: usize = 4;
     const IPPROTO_HOPOPTS: u8 = 0;
     const IPPROTO_TCP: u8 = 6;
     const IPPROTO_UDP: u8 = 17;
@@ -140,6 +153,18 @@ mod prog {
             }
         }
 
+        /// `v` as the verifier sees a value loaded from a map: any number (see
+        /// [`CpuState::scratch`]).
+        #[inline(always)]
+        fn opaque(&self, v: u64) -> u64 {
+            // SAFETY: as in `count`; volatile so that LLVM keeps the store and the load.
+            unsafe {
+                let s = &raw mut (*self.0).scratch;
+                core::ptr::write_volatile(s, v);
+                core::ptr::read_volatile(s)
+            }
+        }
+
         /// `bpf_ktime_get_coarse_ns()`, read at most once per tick on this CPU (see
         /// [`CpuState::clock_jiffies`]).
         #[inline(always)]
@@ -176,7 +201,7 @@ mod prog {
     }
 
     #[inline(always)]
-    fn parse(ctx: &XdpContext, key: &mut FlowKey, keep: u32) -> Verdict {
+    fn parse(ctx: &XdpContext, c: &Counters, key: &mut FlowKey, keep: u32) -> Verdict {
         let frame_len = ctx.data_end() - ctx.data();
         // The EtherType alone, and each MAC only when kept and straight into the key: read
         // as one 14-byte header, the MACs' twelve bytes were loaded and kept in registers (or
@@ -209,6 +234,70 @@ mod prog {
         if matches!(etype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100) {
             return Verdict::Deep;
         }
+        if etype != ETH_P_IP && etype != ETH_P_IPV6 {
+            // PPPoE and MPLS as `xacct_wire::decode` walks them; the rest is not IP, or (Cisco
+            // tags, deep stacks) left to userspace.
+            match etype {
+                ETH_P_PPP_SES => {
+                    let Some(h) = bytes::<8>(ctx, off) else { return Verdict::Malformed };
+                    key.pppoe_session = [h[2], h[3]];
+                    key.encap = ENCAP_PPPOE;
+                    etype = match be16([h[6], h[7]]) {
+                        PPP_IP => ETH_P_IP,
+                        PPP_IPV6 => ETH_P_IPV6,
+                        _ => return Verdict::NonIp,
+                    };
+                    off += 8;
+                }
+                ETH_P_MPLS_UC | ETH_P_MPLS_MC => {
+                    if etype == ETH_P_MPLS_MC {
+                        key.encap = ENCAP_MPLS_MULTICAST;
+                    }
+                    let mut bottom = false;
+                    let mut n = 0u8;
+                    for _ in 0..MAX_MPLS_LABELS {
+                        let Some(l) = bytes::<4>(ctx, off) else { return Verdict::Malformed };
+                        let label = [0, l[0] >> 4, (l[0] << 4) | (l[1] >> 4), (l[1] << 4) | (l[2] >> 4)];
+                        if n == 0 {
+                            key.mpls_top = label;
+                        }
+                        key.mpls_bottom = label;
+                        n += 1;
+                        off += 4;
+                        if l[2] & 1 != 0 {
+                            bottom = true;
+                            break;
+                        }
+                    }
+                    if !bottom {
+                        return Verdict::Deep;
+                    }
+                    key.mpls_depth = n;
+                    let Some(v) = bytes::<1>(ctx, off) else { return Verdict::Malformed };
+                    etype = match v[0] >> 4 {
+                        4 => ETH_P_IP,
+                        6 => ETH_P_IPV6,
+                        _ => return Verdict::NonIp,
+                    };
+                }
+                ETH_P_CISCO_FP | ETH_P_CISCO_VNTAG => return Verdict::Deep,
+                _ => return Verdict::NonIp,
+            }
+            // Plain IP keeps its constant offsets (nothing added there); every encapsulated
+            // path goes on with an offset and header counts the verifier does not know (one
+            // word: offset, tags, labels, encapsulation bits), so that what follows is verified
+            // once for them all, not once per combination of tags and encapsulation.
+            let w = c.opaque(
+                off as u64 | u64::from(depth) << 8 | u64::from(key.mpls_depth) << 16 | u64::from(key.encap) << 24,
+            );
+            off = (w & 0xff) as usize;
+            key.vlan_depth = (w >> 8) as u8;
+            key.mpls_depth = (w >> 16) as u8;
+            key.encap = (w >> 24) as u8;
+        } else {
+            key.vlan_depth = depth;
+        }
+
         key.ethertype = etype.to_be_bytes();
         let bytes_ip;
         let l4;
@@ -444,6 +533,11 @@ mod prog {
         if keep & KEEP_ETHERTYPE == 0 {
             k.ethertype = [0; 2];
         }
+        // The MPLS labels and depth, the tag count and PPPoE session are not zeroed here: they
+        // are 0 for plain IP, and MPLS/PPPoE flows that differ only there are merged by the
+        // workers' projection, which is exact either way. Zeroing them (four more branches on
+        // `keep`, or masks, which LLVM turns back into branches) took the verifier past its
+        // million instructions.
     }
 
     /// Counts one packet into `flows`; false when the map is full.
@@ -712,7 +806,7 @@ mod prog {
         let Some(cfg) = CONFIG.get(0) else { return xdp_action::XDP_PASS };
         let cfg = *cfg;
         let key = &mut FlowKey::default();
-        let (bytes, tcp_flags, frag) = match parse(&ctx, key, cfg.key_fields) {
+        let (bytes, tcp_flags, frag) = match parse(&ctx, &c, key, cfg.key_fields) {
             Verdict::Ip { bytes, tcp_flags, frag } => (bytes, tcp_flags, frag),
             Verdict::NonIp => {
                 // Never pre-filtered: dropping ARP would cut the host off its link.

@@ -138,14 +138,28 @@ fn record_of(k: &FlowKey, v: &FlowValue, clock: &Clock) -> Record {
         _ => Addr::None,
     };
     let vlan = k.vlan();
+    // The encapsulation fields are kept when a plugin filters (`KEEP_ENCAP`); otherwise no
+    // filter reads them, and the tag count is at least what the VLAN id shows.
+    let link_etype = if k.encap & xacct_xdp::ENCAP_PPPOE != 0 {
+        0x8864
+    } else if k.encap & xacct_xdp::ENCAP_MPLS_MULTICAST != 0 {
+        0x8848
+    } else if k.mpls_depth != 0 {
+        0x8847
+    } else {
+        k.ethertype()
+    };
     Record {
         src_mac: k.src_mac,
         dst_mac: k.dst_mac,
         vlan,
-        // The key keeps the outer tag only; libpcap `vlan` filters on pre-aggregated flows see
-        // one tag at most.
-        vlan_depth: u8::from(vlan != 0),
+        vlan_depth: k.vlan_depth.max(u8::from(vlan != 0)),
         etype: k.ethertype(),
+        link_etype,
+        mpls_top: k.mpls_top(),
+        mpls_bottom: k.mpls_bottom(),
+        mpls_depth: k.mpls_depth,
+        pppoe_session: k.pppoe_session(),
         src_ip: addr(&k.src_addr),
         dst_ip: addr(&k.dst_addr),
         src_port: k.src_port(),

@@ -34,6 +34,9 @@ pub enum Primitive {
     Etype,
     InIface,
     OutIface,
+    MplsLabelTop,
+    MplsLabelBottom,
+    MplsStackDepth,
     Flows,
     SumHost,
     SumNet,
@@ -66,6 +69,9 @@ impl Primitive {
         ("etype", Primitive::Etype),
         ("in_iface", Primitive::InIface),
         ("out_iface", Primitive::OutIface),
+        ("mpls_label_top", Primitive::MplsLabelTop),
+        ("mpls_label_bottom", Primitive::MplsLabelBottom),
+        ("mpls_stack_depth", Primitive::MplsStackDepth),
         ("flows", Primitive::Flows),
         ("sum_host", Primitive::SumHost),
         ("sum_net", Primitive::SumNet),
@@ -286,6 +292,9 @@ enum Field {
     OutIface,
     Tag,
     Tag2,
+    MplsTop,
+    MplsBottom,
+    MplsDepth,
     Bin,
 }
 
@@ -294,9 +303,9 @@ impl Field {
         match self {
             // One family byte (0 none, 4, 6) then 16 address bytes.
             Field::SrcIp | Field::DstIp | Field::SrcNet | Field::DstNet => 17,
-            Field::SrcMask | Field::DstMask | Field::Proto | Field::Tos => 1,
+            Field::SrcMask | Field::DstMask | Field::Proto | Field::Tos | Field::MplsDepth => 1,
             Field::SrcPort | Field::DstPort | Field::Etype | Field::Vlan => 2,
-            Field::SrcAs | Field::DstAs | Field::InIface | Field::OutIface => 4,
+            Field::SrcAs | Field::DstAs | Field::InIface | Field::OutIface | Field::MplsTop | Field::MplsBottom => 4,
             Field::SrcMac | Field::DstMac => 6,
             Field::Tag | Field::Tag2 | Field::Bin => 8,
         }
@@ -360,6 +369,9 @@ impl Projector {
                 Primitive::Etype => Field::Etype,
                 Primitive::InIface => Field::InIface,
                 Primitive::OutIface => Field::OutIface,
+                Primitive::MplsLabelTop => Field::MplsTop,
+                Primitive::MplsLabelBottom => Field::MplsBottom,
+                Primitive::MplsStackDepth => Field::MplsDepth,
                 Primitive::TcpFlags | Primitive::Flows | Primitive::None => continue,
             };
             fields.push(f);
@@ -440,6 +452,9 @@ impl Projector {
                 Field::OutIface => b.copy_from_slice(&r.out_iface.to_ne_bytes()),
                 Field::Tag => b.copy_from_slice(&r.tag.to_ne_bytes()),
                 Field::Tag2 => b.copy_from_slice(&r.tag2.to_ne_bytes()),
+                Field::MplsTop => b.copy_from_slice(&r.mpls_top.to_ne_bytes()),
+                Field::MplsBottom => b.copy_from_slice(&r.mpls_bottom.to_ne_bytes()),
+                Field::MplsDepth => b[0] = r.mpls_depth,
                 Field::Bin => b.copy_from_slice(&bin.to_ne_bytes()),
             }
         }
@@ -482,6 +497,9 @@ impl Projector {
                 Field::OutIface => r.out_iface = u32_(),
                 Field::Tag => r.tag = u64_(),
                 Field::Tag2 => r.tag2 = u64_(),
+                Field::MplsTop => r.mpls_top = u32_(),
+                Field::MplsBottom => r.mpls_bottom = u32_(),
+                Field::MplsDepth => r.mpls_depth = b[0],
                 Field::Bin => bin = u64_() as i64,
             }
         }
@@ -675,6 +693,27 @@ mod tests {
         t2.add(&k, &p.counters(&r));
         t1.merge_from(&t2);
         t1.for_each(|_, c| assert_eq!((c.packets, c.tcp_flags), (2, 0x12)));
+    }
+
+    #[test]
+    fn mpls_primitives_roundtrip_and_every_primitive_fits() {
+        let agg = Aggregate::parse("mpls_label_top,mpls_label_bottom,mpls_stack_depth,src_host").unwrap();
+        assert_eq!(agg.to_string(), "src_host,mpls_label_top,mpls_label_bottom,mpls_stack_depth");
+        let p = Projector::new(&agg, false);
+        let r = Record { mpls_top: 0xfffff, mpls_bottom: 16, mpls_depth: 3, ..rec([1, 2, 3, 4], [5, 6, 7, 8], 1, 2) };
+        let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
+        p.pack(&r, 0, &mut k, &mut k2);
+        let (u, _) = p.unpack(&k[..p.words()]);
+        assert_eq!((u.mpls_top, u.mpls_bottom, u.mpls_depth, u.src_ip), (0xfffff, 16, 3, r.src_ip));
+        // Records that differ only in the stack split entries.
+        let mut other = k;
+        p.pack(&Record { mpls_depth: 2, ..r }, 0, &mut other, &mut k2);
+        assert_ne!(k[..p.words()], other[..p.words()]);
+        // Every non-sum primitive at once, with a time bin, still fits the widest key.
+        let all: Vec<&str> =
+            Primitive::ALL.iter().filter(|(_, p)| !p.is_sum() && *p != Primitive::None).map(|(n, _)| *n).collect();
+        let every = Aggregate::parse(&all.join(",")).unwrap();
+        assert!(Projector::new(&every, true).words() <= MAX_KEY_WORDS);
     }
 
     #[test]

@@ -21,7 +21,19 @@
 //! libpcap would read a TPID or payload bytes where it expects an EtherType); `vlan [id]` after
 //! `n` keywords matches records with more than `n` tags.
 //!
+//! `mpls [label]` and `pppoes [session]` shift offsets the same way, and so do they here: a
+//! test after `n` `mpls` keywords looks at records with exactly `n` labels (libpcap reads the
+//! n-th label's bottom-of-stack bit and the version nibble after it), one after `pppoes` at
+//! PPPoE session records (libpcap reads the PPP protocol). The first `mpls` matches the
+//! unicast MPLS EtherType (0x8847) only, as libpcap's does; a plain `ip` does not match IP
+//! inside PPPoE or MPLS (the EtherType there is 0x8864 or 0x8847: records keep it as
+//! `link_etype`). `pppoed` is `ether proto 0x8863`.
+//!
 //! What a record cannot answer, and how it is approximated:
+//! - `mpls <label>` for a label between the top and the bottom of the stack: records keep
+//!   those two only, so such a label matches any. `mpls` after `pppoes` (PPP's MPLS inside
+//!   PPPoE, which is not decoded) matches nothing; `vlan`/`pppoes` after `mpls` or `pppoes`
+//!   are refused.
 //! - `vlan <id>` after another `vlan`: records keep only the outer VLAN id, so an inner id
 //!   matches any id.
 //! - `less`/`greater` compare libpcap's frame length; records carry the IP length, so the
@@ -40,7 +52,7 @@
 //! - Records whose source leaves `etype` at 0 (flow records) are classified IPv4/IPv6 by their
 //!   address family.
 //!
-//! Anything else that needs packet bytes (`ip[0]`, `len`, `icmp[icmptype]`, `gateway`, `mpls`,
+//! Anything else that needs packet bytes (`ip[0]`, `len`, `icmp[icmptype]`, `gateway`,
 //! host names, …) is rejected with a [`FilterError`] naming it and its column.
 
 use std::net::Ipv6Addr;
@@ -81,7 +93,7 @@ struct Insn {
 impl Filter {
     pub fn parse(expr: &str) -> Result<Filter, FilterError> {
         let toks = lex(expr)?;
-        let mut p = Parser { toks, pos: 0, vlans: 0, nest: 0, nodes: Vec::new() };
+        let mut p = Parser { toks, pos: 0, at: Layer::default(), nest: 0, nodes: Vec::new() };
         let mut prog = Vec::new();
         // libpcap: an empty expression accepts everything.
         let mut entry = ACCEPT;
@@ -153,7 +165,7 @@ const L4_SCTP: u8 = 4;
 enum Test {
     /// EtherType after `depth` VLAN tags.
     EtherType {
-        depth: u8,
+        depth: Layer,
         etype: u16,
     },
     /// More than `depth` VLAN tags (and the outer id when `depth == 0`).
@@ -161,27 +173,39 @@ enum Test {
         depth: u8,
         id: Option<u16>,
     },
+    /// `mpls [label]`: the first keyword tests the link EtherType (unicast MPLS) at `depth`,
+    /// later ones that the label before them is not the bottom one; `label` is the label at
+    /// the stack position `depth.mpls`.
+    Mpls {
+        depth: Layer,
+        label: Option<u32>,
+    },
+    /// `pppoes [session]`: a PPPoE session frame at `depth`.
+    Pppoes {
+        depth: Layer,
+        session: Option<u16>,
+    },
     IpProto {
-        depth: u8,
+        depth: Layer,
         v4: bool,
         v6: bool,
         proto: u8,
     },
     Host4 {
-        depth: u8,
+        depth: Layer,
         fam: u8,
         dir: Dir,
         net: u32,
         mask: u32,
     },
     Host6 {
-        depth: u8,
+        depth: Layer,
         dir: Dir,
         net: u128,
         mask: u128,
     },
     Port {
-        depth: u8,
+        depth: Layer,
         l4: u8,
         dir: Dir,
         lo: u16,
@@ -194,10 +218,10 @@ enum Test {
     EtherBroadcast,
     EtherMulticast,
     Ip4Multicast {
-        depth: u8,
+        depth: Layer,
     },
     Ip6Multicast {
-        depth: u8,
+        depth: Layer,
     },
     /// Frame length `<= n` (`less`) or `>= n` (`greater`).
     Len {
@@ -206,9 +230,60 @@ enum Test {
     },
     /// IPv4 TCP whose flags byte is in the 256-bit set.
     TcpFlags {
-        depth: u8,
+        depth: Layer,
         set: [u64; 4],
     },
+}
+
+/// Where libpcap's offsets point after the `vlan`, `mpls` and `pppoes` keywords before a test:
+/// each `vlan` shifts the link layer by a tag, each `mpls` the network layer by a label, and
+/// `pppoes` makes what follows a PPP frame behind the session header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Layer {
+    vlans: u8,
+    mpls: u8,
+    pppoe: bool,
+}
+
+const ET_PPPOES: u16 = 0x8864;
+const ET_PPPOED: u16 = 0x8863;
+const ET_MPLS: u16 = 0x8847;
+
+/// The EtherType after the record's leading VLAN tags (what libpcap compares at the link
+/// layer); records that do not know it (flow records) are taken to be unencapsulated.
+#[inline]
+fn link_etype(r: &Record) -> u16 {
+    if r.link_etype != 0 {
+        r.link_etype
+    } else {
+        etype(r)
+    }
+}
+
+impl Layer {
+    /// The protocol a test at this layer sees in `r`, as an EtherType: the link EtherType
+    /// when nothing shifted it; behind `pppoes` or `n` `mpls` keywords, the record's IP
+    /// EtherType when it has exactly that encapsulation (libpcap reads the PPP protocol, or
+    /// the bottom-of-stack bit of the n-th label and the version nibble), 0 for a non-IP
+    /// payload there. `None` when the record's encapsulation puts other bytes where the test
+    /// looks.
+    #[inline]
+    fn proto(self, r: &Record) -> Option<u16> {
+        if r.vlan_depth != self.vlans {
+            return None;
+        }
+        let ip = || match etype(r) {
+            e @ (ET_IP | ET_IP6) => e,
+            _ => 0,
+        };
+        if self.pppoe {
+            (link_etype(r) == ET_PPPOES).then(ip)
+        } else if self.mpls > 0 {
+            (r.mpls_depth == self.mpls).then(ip)
+        } else {
+            Some(link_etype(r))
+        }
+    }
 }
 
 /// The EtherType the record describes; flow records that leave it 0 are classified by address.
@@ -247,7 +322,8 @@ fn frame_len(r: &Record) -> u64 {
     if r.src_ip.is_none() {
         per_packet
     } else {
-        (14 + 4 * u64::from(r.vlan_depth) + per_packet).max(60)
+        let pppoe = if link_etype(r) == ET_PPPOES { 8 } else { 0 };
+        (14 + 4 * u64::from(r.vlan_depth) + pppoe + 4 * u64::from(r.mpls_depth) + per_packet).max(60)
     }
 }
 
@@ -255,30 +331,51 @@ impl Test {
     #[inline]
     fn eval(&self, r: &Record) -> bool {
         match *self {
-            Test::EtherType { depth, etype: et } => r.vlan_depth == depth && etype(r) == et,
+            Test::EtherType { depth, etype: et } => depth.proto(r) == Some(et),
             Test::Vlan { depth, id } => r.vlan_depth > depth && (depth > 0 || id.is_none_or(|id| r.vlan == id)),
+            Test::Mpls { depth, label } => {
+                let here = if depth.mpls == 0 {
+                    r.vlan_depth == depth.vlans && link_etype(r) == ET_MPLS
+                } else {
+                    r.vlan_depth == depth.vlans
+                };
+                // Records keep the top and bottom labels only: a label in between matches any.
+                let k = depth.mpls;
+                here && r.mpls_depth > k
+                    && label.is_none_or(|l| {
+                        if k == 0 {
+                            r.mpls_top == l
+                        } else if k + 1 == r.mpls_depth {
+                            r.mpls_bottom == l
+                        } else {
+                            true
+                        }
+                    })
+            }
+            Test::Pppoes { depth, session } => {
+                depth.proto(r) == Some(ET_PPPOES) && session.is_none_or(|s| r.pppoe_session == s)
+            }
             Test::IpProto { depth, v4: a, v6: b, proto } => {
-                r.vlan_depth == depth
-                    && r.proto == proto
-                    && match etype(r) {
-                        ET_IP => a,
-                        ET_IP6 => b,
+                r.proto == proto
+                    && match depth.proto(r) {
+                        Some(ET_IP) => a,
+                        Some(ET_IP6) => b,
                         _ => false,
                     }
             }
             Test::Host4 { depth, fam, dir, net, mask } => {
-                let fam_ok = match etype(r) {
-                    ET_IP => fam & FAM_IP != 0,
-                    ET_ARP => fam & FAM_ARP != 0,
-                    ET_RARP => fam & FAM_RARP != 0,
+                let fam_ok = match depth.proto(r) {
+                    Some(ET_IP) => fam & FAM_IP != 0,
+                    Some(ET_ARP) => fam & FAM_ARP != 0,
+                    Some(ET_RARP) => fam & FAM_RARP != 0,
                     _ => false,
                 };
                 let hit = |a: &Addr| v4(a).is_some_and(|a| a & mask == net);
-                r.vlan_depth == depth && fam_ok && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
+                fam_ok && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
             }
             Test::Host6 { depth, dir, net, mask } => {
                 let hit = |a: &Addr| v6(a).is_some_and(|a| a & mask == net);
-                r.vlan_depth == depth && etype(r) == ET_IP6 && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
+                depth.proto(r) == Some(ET_IP6) && dir.check(hit(&r.src_ip), || hit(&r.dst_ip))
             }
             Test::Port { depth, l4, dir, lo, hi } => {
                 let l4_ok = match r.proto {
@@ -287,20 +384,17 @@ impl Test {
                     132 => l4 & L4_SCTP != 0,
                     _ => false,
                 };
-                r.vlan_depth == depth
-                    && l4_ok
-                    && matches!(etype(r), ET_IP | ET_IP6)
+                l4_ok
+                    && matches!(depth.proto(r), Some(ET_IP | ET_IP6))
                     && dir.check((lo..=hi).contains(&r.src_port), || (lo..=hi).contains(&r.dst_port))
             }
             Test::Ether { dir, mac } => dir.check(r.src_mac == mac, || r.dst_mac == mac),
             Test::EtherBroadcast => r.dst_mac == [0xff; 6],
             Test::EtherMulticast => r.dst_mac[0] & 1 != 0,
             Test::Ip4Multicast { depth } => {
-                r.vlan_depth == depth && etype(r) == ET_IP && matches!(r.dst_ip, Addr::V4([a, ..]) if a >= 224)
+                depth.proto(r) == Some(ET_IP) && matches!(r.dst_ip, Addr::V4([a, ..]) if a >= 224)
             }
-            Test::Ip6Multicast { depth } => {
-                r.vlan_depth == depth && etype(r) == ET_IP6 && matches!(r.dst_ip, Addr::V6([0xff, ..]))
-            }
+            Test::Ip6Multicast { depth } => depth.proto(r) == Some(ET_IP6) && matches!(r.dst_ip, Addr::V6([0xff, ..])),
             Test::Len { greater, n } => {
                 let len = frame_len(r);
                 if greater {
@@ -311,10 +405,7 @@ impl Test {
             }
             Test::TcpFlags { depth, set } => {
                 let f = r.tcp_flags as usize;
-                r.vlan_depth == depth
-                    && r.proto == 6
-                    && etype(r) == ET_IP
-                    && set.get(f / 64).is_some_and(|w| w >> (f % 64) & 1 != 0)
+                r.proto == 6 && depth.proto(r) == Some(ET_IP) && set.get(f / 64).is_some_and(|w| w >> (f % 64) & 1 != 0)
             }
         }
     }
@@ -377,6 +468,9 @@ enum Kw {
     Less,
     Greater,
     Vlan,
+    Mpls,
+    Pppoes,
+    Pppoed,
     Broadcast,
     Multicast,
     Len,
@@ -488,6 +582,9 @@ fn keyword(w: &str) -> Option<Tok> {
         "less" => Kw::Less,
         "greater" => Kw::Greater,
         "vlan" => Kw::Vlan,
+        "mpls" => Kw::Mpls,
+        "pppoes" => Kw::Pppoes,
+        "pppoed" => Kw::Pppoed,
         "broadcast" => Kw::Broadcast,
         "multicast" => Kw::Multicast,
         "len" | "length" => Kw::Len,
@@ -525,7 +622,7 @@ fn keyword(w: &str) -> Option<Tok> {
 /// link types).
 #[rustfmt::skip]
 const UNSUPPORTED: &[&str] = &[
-    "gateway", "protochain", "byte", "inbound", "outbound", "ifindex", "mpls", "pppoed", "pppoes",
+    "gateway", "protochain", "byte", "inbound", "outbound", "ifindex",
     "geneve", "vxlan", "batadv", "atalk", "aarp", "decnet", "lat", "sca", "moprc", "mopdl", "iso",
     "esis", "es-is", "clnp", "isis", "is-is", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp",
     "stp", "ipx", "netbeui", "ah", "esp", "igrp", "pim", "vrrp", "carp", "radio", "llc", "type",
@@ -751,8 +848,9 @@ const MAX_NEST: usize = 100;
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
-    /// `vlan` keywords seen so far (libpcap's offset shift for what follows).
-    vlans: u8,
+    /// `vlan`, `mpls` and `pppoes` keywords seen so far (libpcap's offset shifts for what
+    /// follows).
+    at: Layer,
     nest: usize,
     nodes: Vec<Node>,
 }
@@ -819,6 +917,14 @@ impl Parser {
     }
     fn test(&mut self, t: Test) -> u32 {
         self.node(Node::Test(t))
+    }
+
+    /// An EtherType test at the current layer. libpcap knows only IPv4 and IPv6 behind MPLS.
+    fn etype_test(&mut self, etype: u16, col: usize) -> Result<u32, FilterError> {
+        if self.at.mpls > 0 && !matches!(etype, ET_IP | ET_IP6) {
+            return err(col, format!("protocol {etype:#06x} over MPLS is not supported (libpcap: IPv4 and IPv6 only)"));
+        }
+        Ok(self.test(Test::EtherType { depth: self.at, etype }))
     }
 
     /// expr: term ((and|or) (term|id))*  — equal precedence, left associative.
@@ -919,9 +1025,59 @@ impl Parser {
                 } else {
                     None
                 };
-                let depth = self.vlans;
-                self.vlans = self.vlans.saturating_add(1);
+                if self.at.mpls > 0 || self.at.pppoe {
+                    return err(col, "'vlan' after 'mpls' or 'pppoes' is not supported on records");
+                }
+                let depth = self.at.vlans;
+                self.at.vlans = self.at.vlans.saturating_add(1);
                 Ok((self.test(Test::Vlan { depth, id }), None))
+            }
+            Tok::Kw(Kw::Mpls) => {
+                self.bump();
+                let label = if matches!(self.peek(), Tok::Num(_) | Tok::LParen) {
+                    let c = self.col();
+                    let v = self.pnum()?;
+                    if v > 0xfffff {
+                        return err(c, format!("MPLS label {v} greater than maximum 1048575"));
+                    }
+                    Some(v)
+                } else {
+                    None
+                };
+                let depth = self.at;
+                self.at.mpls = self.at.mpls.saturating_add(1);
+                // Behind `pppoes` libpcap tests PPP's MPLS protocol, which records never carry
+                // (MPLS inside PPPoE is not decoded).
+                if depth.pppoe {
+                    return Ok((self.node(Node::Const(false)), None));
+                }
+                Ok((self.test(Test::Mpls { depth, label }), None))
+            }
+            Tok::Kw(Kw::Pppoes) => {
+                self.bump();
+                let session = if matches!(self.peek(), Tok::Num(_) | Tok::LParen) {
+                    let c = self.col();
+                    let v = self.pnum()?;
+                    if v > 0xffff {
+                        return err(c, format!("PPPoE session number {v} greater than maximum 65535"));
+                    }
+                    Some(v as u16)
+                } else {
+                    None
+                };
+                if self.at.mpls > 0 || self.at.pppoe {
+                    return err(col, "'pppoes' after 'mpls' or 'pppoes' is not supported on records");
+                }
+                let depth = self.at;
+                self.at.pppoe = true;
+                Ok((self.test(Test::Pppoes { depth, session }), None))
+            }
+            Tok::Kw(Kw::Pppoed) => {
+                self.bump();
+                if self.at.mpls > 0 || self.at.pppoe {
+                    return err(col, "'pppoed' after 'mpls' or 'pppoes' is not supported on records");
+                }
+                Ok((self.test(Test::EtherType { depth: self.at, etype: ET_PPPOED }), None))
             }
             Tok::Kw(k @ (Kw::Less | Kw::Greater)) => {
                 self.bump();
@@ -1062,6 +1218,7 @@ impl Parser {
                 if q.proto != Pq::Link || !matches!(q.addr, Aq::Default | Aq::Host) {
                     return err(col, "ethernet address used in non-ether expression");
                 }
+                self.no_mac_after_pppoes(col)?;
                 Ok((self.test(Test::Ether { dir: q.dir, mac: m }), Some(q)))
             }
             Tok::Id(name) => Ok((self.gen_name(q, &name, col)?, Some(q))),
@@ -1087,14 +1244,22 @@ impl Parser {
 
     // --- primitives ---------------------------------------------------------------------
 
+    /// libpcap: after `pppoes` the link layer is PPP, which has no MAC addresses.
+    fn no_mac_after_pppoes(&self, col: usize) -> Result<(), FilterError> {
+        if self.at.pppoe {
+            return err(col, "ethernet addresses after 'pppoes' (a PPP link) are not supported");
+        }
+        Ok(())
+    }
+
     fn proto_abbrev(&mut self, pq: Pq, col: usize) -> Result<u32, FilterError> {
-        let depth = self.vlans;
+        let depth = self.at;
         let ip = |v4, v6, proto| Test::IpProto { depth, v4, v6, proto };
         let t = match pq {
-            Pq::Ip => Test::EtherType { depth, etype: ET_IP },
-            Pq::Ip6 => Test::EtherType { depth, etype: ET_IP6 },
-            Pq::Arp => Test::EtherType { depth, etype: ET_ARP },
-            Pq::Rarp => Test::EtherType { depth, etype: ET_RARP },
+            Pq::Ip => return self.etype_test(ET_IP, col),
+            Pq::Ip6 => return self.etype_test(ET_IP6, col),
+            Pq::Arp => return self.etype_test(ET_ARP, col),
+            Pq::Rarp => return self.etype_test(ET_RARP, col),
             Pq::Tcp => ip(true, true, 6),
             Pq::Udp => ip(true, true, 17),
             Pq::Sctp => ip(true, true, 132),
@@ -1110,16 +1275,22 @@ impl Parser {
 
     fn broadcast(&mut self, pq: Pq, col: usize) -> Result<u32, FilterError> {
         match pq {
-            Pq::Default | Pq::Link => Ok(self.test(Test::EtherBroadcast)),
+            Pq::Default | Pq::Link => {
+                self.no_mac_after_pppoes(col)?;
+                Ok(self.test(Test::EtherBroadcast))
+            }
             Pq::Ip => err(col, "'ip broadcast' needs the capture netmask; not supported on records"),
             _ => err(col, "only 'ether broadcast' is supported"),
         }
     }
 
     fn multicast(&mut self, pq: Pq, col: usize) -> Result<u32, FilterError> {
-        let depth = self.vlans;
+        let depth = self.at;
         match pq {
-            Pq::Default | Pq::Link => Ok(self.test(Test::EtherMulticast)),
+            Pq::Default | Pq::Link => {
+                self.no_mac_after_pppoes(col)?;
+                Ok(self.test(Test::EtherMulticast))
+            }
             Pq::Ip => Ok(self.test(Test::Ip4Multicast { depth })),
             Pq::Ip6 => Ok(self.test(Test::Ip6Multicast { depth })),
             _ => err(col, format!("'{} multicast' is not supported", pq.name())),
@@ -1151,7 +1322,7 @@ impl Parser {
     fn gen_host4(&mut self, q: Qual, net: u32, mask: u32, col: usize) -> Result<u32, FilterError> {
         Self::addr_qual_ok(q, col, "IP address")?;
         let fam = Self::fam4(q, col)?;
-        Ok(self.test(Test::Host4 { depth: self.vlans, fam, dir: q.dir, net, mask }))
+        Ok(self.test(Test::Host4 { depth: self.at, fam, dir: q.dir, net, mask }))
     }
 
     fn gen_masked4(&mut self, q: Qual, net: u32, mask: u32, col: usize) -> Result<u32, FilterError> {
@@ -1182,7 +1353,7 @@ impl Parser {
         if net & !mask != 0 {
             return err(col, "non-network bits set in network address");
         }
-        Ok(self.test(Test::Host6 { depth: self.vlans, dir: q.dir, net, mask }))
+        Ok(self.test(Test::Host6 { depth: self.at, dir: q.dir, net, mask }))
     }
 
     fn port_l4(q: Qual, col: usize) -> Result<u8, FilterError> {
@@ -1201,11 +1372,11 @@ impl Parser {
             return err(col, format!("illegal port number {hi} > 65535"));
         }
         let l4 = Self::port_l4(q, col)? & l4;
-        Ok(self.test(Test::Port { depth: self.vlans, l4, dir: q.dir, lo: lo as u16, hi: hi as u16 }))
+        Ok(self.test(Test::Port { depth: self.at, l4, dir: q.dir, lo: lo as u16, hi: hi as u16 }))
     }
 
     fn gen_proto(&mut self, q: Qual, v: u32, col: usize) -> Result<u32, FilterError> {
-        let depth = self.vlans;
+        let depth = self.at;
         let Ok(proto) = u8::try_from(v) else {
             // libpcap compares the protocol byte with the value: never equal.
             return Ok(match q.proto {
@@ -1229,11 +1400,13 @@ impl Parser {
         if v <= 1500 {
             return err(col, "'ether proto' values up to 1500 are LLC SAPs; not supported on records");
         }
-        let depth = self.vlans;
+        let depth = self.at;
         Ok(match v {
-            0x8100 | 0x88a8 | 0x9100 => self.test(Test::Vlan { depth, id: None }),
+            0x8100 | 0x88a8 | 0x9100 if depth.mpls == 0 && !depth.pppoe => {
+                self.test(Test::Vlan { depth: depth.vlans, id: None })
+            }
             _ => match u16::try_from(v) {
-                Ok(etype) => self.test(Test::EtherType { depth, etype }),
+                Ok(etype) => self.etype_test(etype, col)?,
                 Err(_) => self.node(Node::Const(false)),
             },
         })
@@ -1427,7 +1600,7 @@ impl Parser {
                         "only the TCP flags byte (tcp[13] or tcp[tcpflags]) can be read from records; other packet bytes are not supported",
                     );
                 }
-                Ok(Vals::tcp_flags(self.vlans))
+                Ok(Vals::tcp_flags(self.at))
             }
             Tok::Kw(Kw::Len) => err(col, "'len' (frame length) is not supported on records; use 'less'/'greater'"),
             Tok::Kw(Kw::Unsupported(w)) => err(col, format!("'{w}' is not supported on records")),
@@ -1441,14 +1614,14 @@ impl Parser {
 /// it contains, if any.
 struct Vals {
     v: [Option<u32>; 256],
-    load: Option<u8>,
+    load: Option<Layer>,
 }
 
 impl Vals {
     fn constant(n: u32) -> Box<Vals> {
         Box::new(Vals { v: [Some(n); 256], load: None })
     }
-    fn tcp_flags(depth: u8) -> Box<Vals> {
+    fn tcp_flags(depth: Layer) -> Box<Vals> {
         let mut v = [None; 256];
         for (x, slot) in v.iter_mut().enumerate() {
             *slot = Some(x as u32);
@@ -1745,11 +1918,18 @@ impl Test {
         match *self {
             Test::EtherType { etype: ET_IP, .. } => Some(PrefilterRules { ipv4: true, ..empty }),
             Test::EtherType { etype: ET_IP6, .. } => Some(PrefilterRules { ipv6: true, ..empty }),
+            // EtherTypes in front of IP packets (PPPoE, MPLS, Cisco tags) admit them too.
+            Test::EtherType {
+                depth: Layer { mpls: 0, pppoe: false, .. },
+                etype: 0x8864 | 0x8847 | 0x8848 | 0x8903 | 0x8926,
+            } => None,
             Test::EtherType { .. } => Some(empty),
             // Only the outermost id is kept by the kernel, and only `vlan <id>` before any other
             // `vlan` tests it; an inner or absent id would admit every frame.
             Test::Vlan { depth: 0, id: Some(id) } => Some(PrefilterRules { vlans: vec![id], ..empty }),
             Test::Vlan { .. } => None,
+            // The kernel keeps no rule on encapsulations; what follows them still narrows.
+            Test::Mpls { .. } | Test::Pppoes { .. } => None,
             Test::IpProto { v4: false, v6: false, .. } => Some(empty),
             Test::IpProto { proto, .. } => Some(PrefilterRules { protos: vec![proto], ..empty }),
             Test::Host4 { fam, .. } if fam & FAM_IP == 0 => Some(empty),
@@ -1873,7 +2053,11 @@ mod tests {
             ("not", 4, "end of expression"),
             ("ether proto 0x42", 13, "LLC"),
             ("ip broadcast", 1, "netmask"),
-            ("mpls 10", 1, "mpls"),
+            ("mpls 1048576", 6, "1048575"),
+            ("pppoes 65536", 8, "65535"),
+            ("mpls and vlan", 10, "'vlan' after"),
+            ("pppoes and pppoes", 12, "'pppoes' after"),
+            ("ifindex 3", 1, "ifindex"),
         ];
         for (expr, col, frag) in cases {
             let (c, msg) = col_of(expr);
@@ -1938,6 +2122,37 @@ mod tests {
         assert!(!Filter::parse("vlan 11 and tcp port 80").unwrap().matches(&tagged));
         // `ip` after `vlan` in another branch is still shifted.
         assert!(!Filter::parse("vlan or ip").unwrap().matches(&tcp4(80)));
+    }
+
+    #[test]
+    fn mpls_and_pppoes_shift_the_tests_that_follow_them() {
+        let plain = tcp4(80);
+        let enc = |link_etype, depth: u8| Record {
+            link_etype,
+            mpls_depth: depth,
+            mpls_top: if depth > 0 { 100 } else { 0 },
+            mpls_bottom: if depth > 0 { 300 } else { 0 },
+            pppoe_session: if link_etype == ET_PPPOES { 7 } else { 0 },
+            ..plain
+        };
+        let (mpls1, mpls3, mcast, pppoe) = (enc(0x8847, 1), enc(0x8847, 3), enc(0x8848, 1), enc(0x8864, 0));
+        let m = |e: &str, r: &Record| Filter::parse(e).unwrap().matches(r);
+        assert!(m("ip", &plain) && !m("ip", &mpls1) && !m("ip", &pppoe));
+        assert!(m("mpls and ip", &mpls1) && !m("mpls and ip", &mpls3) && !m("mpls and ip", &plain));
+        assert!(!m("mpls", &mcast) && m("ether proto 0x8848", &mcast));
+        assert!(m("mpls 100 and mpls and mpls 300 and tcp port 80", &mpls3));
+        assert!(!m("mpls 101", &mpls3) && !m("mpls and mpls and mpls 301", &mpls3));
+        assert!(m("mpls and mpls", &mpls3) && !m("mpls and mpls", &mpls1));
+        assert!(m("pppoes and host 10.0.0.1", &pppoe) && m("pppoes 7 and ip", &pppoe));
+        assert!(!m("pppoes 8", &pppoe) && !m("host 10.0.0.1", &pppoe) && !m("pppoes", &plain));
+        assert!(m("ether proto 0x8864", &pppoe) && !m("pppoes and mpls", &pppoe));
+        let tagged = Record { vlan: 5, vlan_depth: 1, ..pppoe };
+        assert!(m("vlan 5 and pppoes and udp or tcp", &tagged) && !m("pppoes", &tagged));
+        assert!(m("pppoed", &Record { etype: 0x8863, link_etype: 0x8863, src_ip: Addr::None, ..plain }));
+        // The kernel superset of an encapsulation test admits what follows it.
+        let sup = Filter::parse("pppoes and host 10.0.0.1").unwrap().kernel_superset().unwrap();
+        assert_eq!(sup.v4_src.len(), 1);
+        assert!(Filter::parse("ether proto 0x8847").unwrap().kernel_superset().is_none());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! **Column order** is pmacct's own, whatever the order of the `aggregate` list:
 //! `TAG TAG2 IN_IFACE OUT_IFACE SRC_MAC DST_MAC VLAN ETYPE SRC_AS DST_AS SRC_IP SRC_NET DST_IP
-//! DST_NET SRC_MASK DST_MASK SRC_PORT DST_PORT TCP_FLAGS PROTOCOL TOS PACKETS FLOWS BYTES`
+//! DST_NET SRC_MASK DST_MASK SRC_PORT DST_PORT TCP_FLAGS PROTOCOL TOS MPLS_LABEL_TOP
+//! MPLS_LABEL_BOTTOM MPLS_STACK_DEPTH PACKETS FLOWS BYTES`
 //! (only the aggregate's columns appear; `FLOWS` only with the `flows` primitive; `PACKETS` and
 //! `BYTES` always). E.g. `src_host,src_net,dst_net,dst_host` prints
 //! `SRC_IP SRC_NET DST_IP DST_NET`.
@@ -14,7 +15,8 @@
 //! last (`BYTES`) is written bare; header names use the same widths. Widths (value + 2 spaces):
 //! TAG/TAG2/IN_IFACE/OUT_IFACE/SRC_AS/DST_AS 12, SRC_MAC/DST_MAC 19, VLAN/ETYPE/TOS 7,
 //! SRC_IP/DST_IP/SRC_NET/DST_NET 47, SRC_MASK/DST_MASK/SRC_PORT/DST_PORT 10, TCP_FLAGS 11,
-//! PROTOCOL 12, PACKETS/FLOWS 22. A value longer than its field still gets the 2 spaces. The
+//! PROTOCOL 12, MPLS_LABEL_TOP 16, MPLS_LABEL_BOTTOM 19, MPLS_STACK_DEPTH 18, PACKETS/FLOWS 22.
+//! A value longer than its field still gets the 2 spaces. The
 //! client (`-s`, `-M`) ends with an empty line and `For a total of: N entries`; the print plugin
 //! prints header and rows only, no trailer.
 //!
@@ -23,8 +25,9 @@
 //!
 //! **JSON**: one object per line, `{"key": value, ...}` with `", "` and `": "` separators, keys
 //! in column order: `tag tag2 iface_in iface_out mac_src mac_dst vlan etype as_src as_dst ip_src
-//! net_src ip_dst net_dst mask_src mask_dst port_src port_dst tcp_flags ip_proto tos packets
-//! flows bytes`. Strings: MACs, addresses, nets, `etype` (hex), `tcp_flags` (decimal, e.g.
+//! net_src ip_dst net_dst mask_src mask_dst port_src port_dst tcp_flags ip_proto tos
+//! mpls_label_top mpls_label_bottom mpls_stack_depth packets flows bytes` (the MPLS values are
+//! numbers). Strings: MACs, addresses, nets, `etype` (hex), `tcp_flags` (decimal, e.g.
 //! `"18"`), `ip_proto` (name, or the number as a string with `-u`). Everything else is a number.
 //! The print plugin starts each object with `"event_type": "purge"` and, with `print_history`,
 //! puts `"stamp_inserted"` (bin start) and `"stamp_updated"` (write time) as
@@ -115,13 +118,16 @@ enum Col {
     TcpFlags,
     Proto,
     Tos,
+    MplsTop,
+    MplsBottom,
+    MplsDepth,
     Packets,
     Flows,
     Bytes,
 }
 
 impl Col {
-    const ALL: [Col; 24] = [
+    const ALL: [Col; 27] = [
         Col::Tag,
         Col::Tag2,
         Col::InIface,
@@ -143,6 +149,9 @@ impl Col {
         Col::TcpFlags,
         Col::Proto,
         Col::Tos,
+        Col::MplsTop,
+        Col::MplsBottom,
+        Col::MplsDepth,
         Col::Packets,
         Col::Flows,
         Col::Bytes,
@@ -172,6 +181,9 @@ impl Col {
             Col::TcpFlags => ("TCP_FLAGS", "tcp_flags", 11),
             Col::Proto => ("PROTOCOL", "ip_proto", 12),
             Col::Tos => ("TOS", "tos", 7),
+            Col::MplsTop => ("MPLS_LABEL_TOP", "mpls_label_top", 16),
+            Col::MplsBottom => ("MPLS_LABEL_BOTTOM", "mpls_label_bottom", 19),
+            Col::MplsDepth => ("MPLS_STACK_DEPTH", "mpls_stack_depth", 18),
             Col::Packets => ("PACKETS", "packets", 22),
             Col::Flows => ("FLOWS", "flows", 22),
             Col::Bytes => ("BYTES", "bytes", 0),
@@ -217,6 +229,9 @@ impl Col {
             Primitive::Etype => Col::Etype,
             Primitive::InIface => Col::InIface,
             Primitive::OutIface => Col::OutIface,
+            Primitive::MplsLabelTop => Col::MplsTop,
+            Primitive::MplsLabelBottom => Col::MplsBottom,
+            Primitive::MplsStackDepth => Col::MplsDepth,
             Primitive::Flows => Col::Flows,
             Primitive::None => return None,
         })
@@ -526,6 +541,9 @@ impl TableWriter {
                 None => cell.num(r.proto.into()),
             },
             Col::Tos => cell.num(r.tos.into()),
+            Col::MplsTop => cell.num(r.mpls_top.into()),
+            Col::MplsBottom => cell.num(r.mpls_bottom.into()),
+            Col::MplsDepth => cell.num(r.mpls_depth.into()),
             Col::Packets => cell.num(c.packets),
             Col::Flows => cell.num(c.flows),
             Col::Bytes => cell.num(c.bytes),

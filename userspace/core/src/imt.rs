@@ -201,6 +201,9 @@ impl Pattern {
                     Primitive::Etype => r.etype.into(),
                     Primitive::InIface => r.in_iface.into(),
                     Primitive::OutIface => r.out_iface.into(),
+                    Primitive::MplsLabelTop => r.mpls_top.into(),
+                    Primitive::MplsLabelBottom => r.mpls_bottom.into(),
+                    Primitive::MplsStackDepth => r.mpls_depth.into(),
                     _ => return false,
                 }
             }

@@ -80,6 +80,16 @@ pub struct Record {
     /// Number of VLAN tags seen (libpcap `vlan` semantics in filters depend on it).
     pub vlan_depth: u8,
     pub etype: u16,
+    /// EtherType after the leading VLAN tags (0x8864 PPPoE, 0x8847/0x8848 MPLS, …), which
+    /// libpcap's filters compare; 0 when the source does not know it (flow records): then it
+    /// is taken to be `etype`.
+    pub link_etype: u16,
+    /// MPLS label stack: top and bottom label, labels in the stack (0: no MPLS).
+    pub mpls_top: u32,
+    pub mpls_bottom: u32,
+    pub mpls_depth: u8,
+    /// PPPoE session id (when `link_etype` is 0x8864).
+    pub pppoe_session: u16,
     pub src_ip: Addr,
     pub dst_ip: Addr,
     /// Filled from `networks_file` (longest prefix match) when a plugin needs nets/masks/ASes.
@@ -124,6 +134,11 @@ impl Record {
             vlan: p.vlan,
             vlan_depth: p.vlan_depth,
             etype: p.etype,
+            link_etype: p.link_etype,
+            mpls_top: p.mpls_top,
+            mpls_bottom: p.mpls_bottom,
+            mpls_depth: p.mpls_depth,
+            pppoe_session: p.pppoe_session,
             src_ip,
             dst_ip,
             src_port: p.src_port,

@@ -332,6 +332,59 @@ fn all_fields_lists_every_column() {
     let out = render("src_host", FormatOptions { all_fields: true, ..opts(OutputFormat::Csv) }, &[], false);
     assert_eq!(
         out,
-        "TAG,TAG2,IN_IFACE,OUT_IFACE,SRC_MAC,DST_MAC,VLAN,ETYPE,SRC_AS,DST_AS,SRC_IP,SRC_NET,DST_IP,DST_NET,SRC_MASK,DST_MASK,SRC_PORT,DST_PORT,TCP_FLAGS,PROTOCOL,TOS,PACKETS,FLOWS,BYTES\n"
+        "TAG,TAG2,IN_IFACE,OUT_IFACE,SRC_MAC,DST_MAC,VLAN,ETYPE,SRC_AS,DST_AS,SRC_IP,SRC_NET,DST_IP,DST_NET,SRC_MASK,DST_MASK,SRC_PORT,DST_PORT,TCP_FLAGS,PROTOCOL,TOS,MPLS_LABEL_TOP,MPLS_LABEL_BOTTOM,MPLS_STACK_DEPTH,PACKETS,FLOWS,BYTES\n"
     );
+}
+
+/// pmacct 1.7.7's client on pmacctd's table of a one-label MPLS capture (IPv4 and, behind VLAN
+/// 8, IPv6), in each layout.
+#[test]
+fn mpls_columns_as_pmacct_prints_them() {
+    let r4 = Record {
+        src_ip: v4(10, 0, 0, 1),
+        dst_ip: v4(10, 0, 0, 2),
+        etype: 0x800,
+        mpls_top: 100,
+        mpls_bottom: 100,
+        mpls_depth: 1,
+        ..Record::default()
+    };
+    let r6 = Record {
+        src_ip: v6("2001:db8::3"),
+        dst_ip: v6("2001:db8::4"),
+        vlan: 8,
+        etype: 0x86dd,
+        mpls_top: 555,
+        mpls_bottom: 555,
+        mpls_depth: 1,
+        ..Record::default()
+    };
+    let c = |packets, bytes| Counters { packets, bytes, ..Counters::default() };
+    let rows = [(r6, c(1, 60)), (r4, c(2, 96))];
+    let agg = "src_host,mpls_label_top,mpls_label_bottom,mpls_stack_depth";
+    assert_eq!(
+        render(agg, opts(OutputFormat::Formatted), &rows, true),
+        "\
+SRC_IP                                         MPLS_LABEL_TOP  MPLS_LABEL_BOTTOM  MPLS_STACK_DEPTH  PACKETS               BYTES
+2001:db8::3                                    555             555                1                 1                     60
+10.0.0.1                                       100             100                1                 2                     96
+
+For a total of: 2 entries
+"
+    );
+    let agg = "src_host,dst_host,vlan,etype,mpls_label_top,mpls_label_bottom,mpls_stack_depth";
+    assert_eq!(
+        render(agg, opts(OutputFormat::Csv), &rows, false),
+        "VLAN,ETYPE,SRC_IP,DST_IP,MPLS_LABEL_TOP,MPLS_LABEL_BOTTOM,MPLS_STACK_DEPTH,PACKETS,BYTES\n\
+         8,86dd,2001:db8::3,2001:db8::4,555,555,1,1,60\n\
+         0,800,10.0.0.1,10.0.0.2,100,100,1,2,96\n"
+    );
+    assert_eq!(
+        render(agg, opts(OutputFormat::Json), &rows, false),
+        "{\"vlan\": 8, \"etype\": \"86dd\", \"ip_src\": \"2001:db8::3\", \"ip_dst\": \"2001:db8::4\", \"mpls_label_top\": 555, \"mpls_label_bottom\": 555, \"mpls_stack_depth\": 1, \"packets\": 1, \"bytes\": 60}\n\
+         {\"vlan\": 0, \"etype\": \"800\", \"ip_src\": \"10.0.0.1\", \"ip_dst\": \"10.0.0.2\", \"mpls_label_top\": 100, \"mpls_label_bottom\": 100, \"mpls_stack_depth\": 1, \"packets\": 2, \"bytes\": 96}\n"
+    );
+    // After TOS, as pmacct orders them.
+    let out = render("tos,proto,mpls_label_top,mpls_stack_depth,tcpflags", opts(OutputFormat::Csv), &[], false);
+    assert_eq!(out, "TCP_FLAGS,PROTOCOL,TOS,MPLS_LABEL_TOP,MPLS_STACK_DEPTH,PACKETS,BYTES\n");
 }

@@ -102,6 +102,9 @@ pub enum Field {
     InIface,
     OutIface,
     Etype,
+    MplsLabelTop,
+    MplsLabelBottom,
+    MplsStackDepth,
     TcpFlags,
     Packets,
     Bytes,
@@ -143,6 +146,9 @@ impl Field {
             Field::InIface => &[P::InIface],
             Field::OutIface => &[P::OutIface],
             Field::Etype => &[P::Etype],
+            Field::MplsLabelTop => &[P::MplsLabelTop],
+            Field::MplsLabelBottom => &[P::MplsLabelBottom],
+            Field::MplsStackDepth => &[P::MplsStackDepth],
             Field::TcpFlags => &[P::TcpFlags],
             Field::Flows => &[P::Flows],
             Field::ClassId | Field::Packets | Field::Bytes | Field::StampInserted | Field::StampUpdated => &[],
@@ -189,6 +195,9 @@ pub fn sql_type(f: Field, b: Backend, since_epoch: bool) -> (&'static str, Optio
         (Field::TcpFlags | Field::Proto | Field::SrcMask | Field::DstMask, Pgsql) => "SMALLINT",
         (Field::Proto, _) => "CHAR(6)",
         (Field::Etype, _) => "CHAR(5)",
+        // sql/README.mpls: INT(4) UNSIGNED for the labels, INT(1) UNSIGNED for the depth.
+        (Field::MplsLabelTop | Field::MplsLabelBottom, Mysql) => "INT(4) UNSIGNED",
+        (Field::MplsStackDepth, Mysql) => "INT(1) UNSIGNED",
         (Field::Bytes, Pgsql | Sqlite) => "BIGINT",
         (Field::Bytes, Mysql) => "BIGINT UNSIGNED",
         (_, Pgsql | Sqlite) => "INT",
@@ -284,6 +293,9 @@ fn extra_column(f: Field, v: u8, b: Backend) -> Column {
         Field::InIface => "iface_in",
         Field::OutIface => "iface_out",
         Field::Etype => "etype",
+        Field::MplsLabelTop => "mpls_label_top",
+        Field::MplsLabelBottom => "mpls_label_bottom",
+        Field::MplsStackDepth => "mpls_stack_depth",
         Field::TcpFlags => "tcp_flags",
         Field::Flows => "flows",
         Field::ClassId => "class_id",
@@ -395,6 +407,9 @@ impl Layout {
             Field::InIface,
             Field::OutIface,
             Field::Etype,
+            Field::MplsLabelTop,
+            Field::MplsLabelBottom,
+            Field::MplsStackDepth,
             Field::TcpFlags,
             Field::Flows,
         ];
@@ -524,6 +539,9 @@ fn value(f: Field, r: &Record, filled: bool, b: Backend, num_protos: bool) -> Va
         Field::Tos => int(r.tos.into()),
         Field::InIface => int(r.in_iface.into()),
         Field::OutIface => int(r.out_iface.into()),
+        Field::MplsLabelTop => int(r.mpls_top.into()),
+        Field::MplsLabelBottom => int(r.mpls_bottom.into()),
+        Field::MplsStackDepth => int(r.mpls_depth.into()),
         Field::Etype => Value::Text(if filled { format!("{:x}", r.etype) } else { "0".into() }),
         Field::TcpFlags | Field::Packets | Field::Bytes | Field::Flows | Field::StampInserted | Field::StampUpdated => {
             Value::Int(0)
@@ -642,6 +660,37 @@ mod tests {
         let m = standard_create_table(Backend::Mysql, 9);
         assert!(m.contains("ip_proto CHAR(6) NOT NULL") && m.contains("bytes BIGINT UNSIGNED NOT NULL"), "{m}");
         assert!(m.contains("tag INT UNSIGNED NOT NULL") && m.contains("stamp_updated DATETIME,"), "{m}");
+    }
+
+    #[test]
+    fn mpls_columns_as_readme_mpls_names_them() {
+        let agg = Aggregate::parse("src_host,mpls_label_top,mpls_label_bottom,mpls_stack_depth").unwrap();
+        let l = Layout::new(Backend::Mysql, 9, &agg, true, false, false, false).unwrap();
+        let n: Vec<_> = l.table.iter().map(|c| c.name).collect();
+        assert_eq!(
+            n,
+            [
+                "ip_src",
+                "mpls_label_top",
+                "mpls_label_bottom",
+                "mpls_stack_depth",
+                "packets",
+                "bytes",
+                "stamp_inserted",
+                "stamp_updated"
+            ]
+        );
+        let sql = l.create_table("t");
+        assert!(
+            sql.contains("mpls_label_top INT(4) UNSIGNED NOT NULL")
+                && sql.contains("mpls_stack_depth INT(1) UNSIGNED NOT NULL"),
+            "{sql}"
+        );
+        assert!(sql.contains("PRIMARY KEY (ip_src, mpls_label_top, mpls_label_bottom, mpls_stack_depth"), "{sql}");
+        let r = Record { mpls_top: 100, mpls_bottom: 300, mpls_depth: 3, ..Record::default() };
+        assert_eq!(l.key_values(&r)[1..], [Value::Int(100), Value::Int(300), Value::Int(3)]);
+        let pg = Layout::new(Backend::Pgsql, 9, &agg, true, false, false, false).unwrap().create_table("t");
+        assert!(pg.contains("mpls_label_bottom INT NOT NULL DEFAULT 0"), "{pg}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Per-packet cost of `decode` on the two shapes that matter: the common small TCP/IPv4 frame
-//! and an IPv6 frame that walks extension headers.
+//! Per-packet cost of `decode` on the shapes that matter: the common small TCP/IPv4 frame, an
+//! IPv6 frame that walks extension headers, and the same TCP/IPv4 frame inside PPPoE and under
+//! a three-label MPLS stack.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use xacct_wire::{decode, LinkType};
@@ -25,10 +26,26 @@ fn udp_v6_ext() -> Vec<u8> {
     f
 }
 
+/// `tcp_v4_64`'s IP packet after `encap` (EtherType first, then the encapsulation's headers).
+fn encapsulated(encap: &[u8]) -> Vec<u8> {
+    let plain = tcp_v4_64();
+    let mut f = plain[..12].to_vec();
+    f.extend_from_slice(encap);
+    f.extend_from_slice(&plain[14..]);
+    f
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
-    for (name, frame) in [("tcp_ipv4_64", tcp_v4_64()), ("udp_ipv6_ext", udp_v6_ext())] {
+    let pppoe = encapsulated(&[0x88, 0x64, 0x11, 0, 0x12, 0x34, 0, 52, 0x00, 0x21]);
+    let mpls3 = encapsulated(&[0x88, 0x47, 0, 0x10, 0x00, 64, 0, 0x20, 0x00, 64, 0, 0x30, 0x01, 64]);
+    for (name, frame) in [
+        ("tcp_ipv4_64", tcp_v4_64()),
+        ("udp_ipv6_ext", udp_v6_ext()),
+        ("pppoe_tcp_ipv4", pppoe),
+        ("mpls3_tcp_ipv4", mpls3),
+    ] {
         assert!(decode(LinkType::Ethernet, &frame, frame.len() as u32).is_ok(), "{name} must decode");
         g.bench_function(name, |b| {
             b.iter(|| decode(LinkType::Ethernet, black_box(&frame), black_box(frame.len() as u32)))

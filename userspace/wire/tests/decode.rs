@@ -188,7 +188,7 @@ fn raw_ip_link_types() {
     assert_eq!(dec(LinkType::Raw, &[0x50; 40]), Err(DecodeError::BadIpVersion));
     assert_eq!(LinkType::from_dlt(14), Some(LinkType::Raw));
     assert_eq!(LinkType::from_dlt(229), Some(LinkType::Ipv6));
-    assert_eq!(LinkType::from_dlt(0), None);
+    assert_eq!(LinkType::from_dlt(147), None);
 }
 
 #[test]
@@ -449,4 +449,252 @@ fn error_table_is_complete_and_names_are_unique() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), DecodeError::ALL.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encapsulations and link types pmacctd 1.7.7 decodes (expected values from running it on the
+// same frames, see userspace/xacctd/tests/link_compare.rs).
+
+/// PPPoE session header (version/type 0x11, code 0, `session`) and the PPP protocol.
+fn pppoe(session: u16, ppp: u16, payload_len: u16) -> Vec<u8> {
+    let mut h = vec![0x11, 0x00];
+    h.extend_from_slice(&session.to_be_bytes());
+    h.extend_from_slice(&(payload_len + 2).to_be_bytes());
+    h.extend_from_slice(&ppp.to_be_bytes());
+    h
+}
+
+/// An MPLS label stack entry: label, TTL 64, bottom-of-stack bit.
+fn label(l: u32, bottom: bool) -> Vec<u8> {
+    ((l << 12) | (u32::from(bottom) << 8) | 64).to_be_bytes().to_vec()
+}
+
+fn stack(labels: &[u32]) -> Vec<u8> {
+    labels.iter().enumerate().flat_map(|(i, l)| label(*l, i + 1 == labels.len())).collect()
+}
+
+#[test]
+fn pppoe_session_ipv4_and_ipv6() {
+    let l4 = udp(5353, 53, 8);
+    let f = cat(&[&eth(0x8864), &pppoe(0x1234, 0x0021, 28), &ipv4(17, &[], 8, 0), &l4]);
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((p.etype, p.link_etype, p.pppoe_session), (0x0800, 0x8864, 0x1234));
+    assert_eq!((p.l3, p.ip_len, p.src_port, p.dst_port), (L3::V4 { src: SRC4, dst: DST4 }, 28, 5353, 53));
+    assert_eq!((p.src_mac, p.dst_mac, p.l3_offset, p.payload_offset), (MAC_S, MAC_D, 22, 50));
+    assert_eq!((p.mpls_depth, p.vlan_depth), (0, 0));
+    // Behind a VLAN tag, as PPPoE reaches a BNG.
+    let mut f = eth(0x8100);
+    tag(&mut f, 300, 0x8864);
+    f.extend(cat(&[&pppoe(7, 0x0057, 48), &ipv6(17, 8), &l4]));
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((p.vlan, p.vlan_depth, p.etype, p.link_etype, p.pppoe_session), (300, 1, 0x86dd, 0x8864, 7));
+    assert_eq!((p.l3, p.ip_len, p.l3_offset), (L3::V6 { src: SRC6, dst: DST6 }, 48, 26));
+}
+
+#[test]
+fn pppoe_control_protocols_are_not_ip() {
+    // LCP echo: pmacctd does not account it; the walk stops at the PPP protocol.
+    let f = cat(&[&eth(0x8864), &pppoe(1, 0xc021, 8), &[9, 1, 0, 8, 0, 0, 0, 0]]);
+    let p = decode(LinkType::Ethernet, &f, 64).unwrap();
+    assert_eq!((p.l3, p.etype, p.link_etype, p.ip_len, p.proto), (L3::None, 0x8864, 0x8864, 64, 0));
+    // MPLS inside PPPoE: pmacctd 1.7.7 does not look into it either.
+    let f = cat(&[&eth(0x8864), &pppoe(1, 0x0281, 48), &stack(&[16]), &ipv4(17, &[], 8, 0), &udp(1, 2, 8)]);
+    assert_eq!(dec(LinkType::Ethernet, &f).unwrap().l3, L3::None);
+}
+
+#[test]
+fn pppoe_truncated() {
+    let f = cat(&[&eth(0x8864), &pppoe(1, 0x0021, 28)]);
+    for cut in 14..f.len() {
+        assert_eq!(dec(LinkType::Ethernet, &f[..cut]), Err(DecodeError::TruncatedPppoe), "cut at {cut}");
+    }
+    // The session header complete, the IP header not.
+    assert_eq!(dec(LinkType::Ethernet, &f), Err(DecodeError::TruncatedIpv4));
+}
+
+#[test]
+fn mpls_one_and_three_labels() {
+    let v4 = cat(&[&ipv4(6, &[], 20, 0), &tcp(1000, 80, 0x02)]);
+    let f = cat(&[&eth(0x8847), &stack(&[100]), &v4]);
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((p.mpls_top, p.mpls_bottom, p.mpls_depth), (100, 100, 1));
+    assert_eq!((p.etype, p.link_etype, p.l3_offset, p.ip_len), (0x0800, 0x8847, 18, 40));
+    assert_eq!((p.src_port, p.dst_port, p.tcp_flags), (1000, 80, 0x02));
+    // Three labels, the largest label value, multicast EtherType, behind a VLAN tag.
+    let mut f = eth(0x8100);
+    tag(&mut f, 7, 0x8848);
+    f.extend(cat(&[&stack(&[0xfffff, 200, 300]), &ipv6(17, 8), &udp(3000, 53, 8)]));
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((p.mpls_top, p.mpls_bottom, p.mpls_depth), (0xfffff, 300, 3));
+    assert_eq!((p.vlan, p.vlan_depth, p.etype, p.link_etype), (7, 1, 0x86dd, 0x8848));
+    assert_eq!((p.l3, p.l3_offset, p.ip_len, p.dst_port), (L3::V6 { src: SRC6, dst: DST6 }, 30, 48, 53));
+}
+
+#[test]
+fn mpls_payload_guessed_from_its_version_nibble() {
+    // An Ethernet pseudowire (control word 0) is not IP; nor is anything but 4 and 6.
+    let f = cat(&[&eth(0x8847), &stack(&[16, 17]), &[0, 0, 0, 0], &eth(0x0800)]);
+    let p = decode(LinkType::Ethernet, &f, 100).unwrap();
+    assert_eq!((p.l3, p.etype, p.link_etype, p.ip_len), (L3::None, 0x8847, 0x8847, 100));
+    assert_eq!((p.mpls_top, p.mpls_bottom, p.mpls_depth), (16, 17, 2));
+    // Explicit null (label 0) carrying IPv4.
+    let f = cat(&[&eth(0x8847), &stack(&[0]), &ipv4(1, &[], 8, 0), &[8, 0, 0, 0, 0, 0, 0, 0]]);
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((p.l3, p.proto, p.mpls_depth), (L3::V4 { src: SRC4, dst: DST4 }, 1, 1));
+    // Version 4 with a bad header length is a malformed IPv4 header, not a guess gone wrong.
+    let mut bad = ipv4(1, &[], 8, 0);
+    bad[0] = 0x44;
+    let f = cat(&[&eth(0x8847), &stack(&[5]), &bad]);
+    assert_eq!(dec(LinkType::Ethernet, &f), Err(DecodeError::BadIpv4HeaderLen));
+}
+
+#[test]
+fn mpls_truncated() {
+    let f = cat(&[&eth(0x8847), &stack(&[1, 2, 3])]);
+    // Cut inside the stack, and a stack whose bottom label ends the frame.
+    for cut in 14..=f.len() {
+        assert_eq!(dec(LinkType::Ethernet, &f[..cut]), Err(DecodeError::TruncatedMpls), "cut at {cut}");
+    }
+    // No bottom-of-stack bit before the frame ends.
+    let f = cat(&[&eth(0x8847), &label(1, false), &label(2, false)]);
+    assert_eq!(dec(LinkType::Ethernet, &f), Err(DecodeError::TruncatedMpls));
+}
+
+#[test]
+fn cisco_fabricpath_and_vntag_are_walked() {
+    // FabricPath: the rest of the tag and the inner MACs (16 bytes), then the inner EtherType.
+    let mut f = eth(0x8903);
+    f.extend_from_slice(&[0; 14]);
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    tag(&mut f, 55, 0x0800);
+    f.extend(cat(&[&ipv4(17, &[], 8, 0), &udp(1, 2, 8)]));
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    // A tag behind the FabricPath header is not the frame's VLAN (pmacctd reports 0).
+    assert_eq!((p.vlan, p.vlan_depth, p.etype, p.link_etype), (0, 0, 0x0800, 0x8903));
+    assert_eq!((p.l3, p.l3_offset, p.src_mac), (L3::V4 { src: SRC4, dst: DST4 }, 34, MAC_S));
+    // VN-Tag: 4 bytes of tag, then the EtherType.
+    let f = cat(&[&eth(0x8926), &[0, 0, 0, 0, 0x86, 0xdd], &ipv6(59, 0)]);
+    let p = dec(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((p.etype, p.link_etype, p.l3_offset, p.proto), (0x86dd, 0x8926, 20, 59));
+    assert_eq!(dec(LinkType::Ethernet, &f[..19]), Err(DecodeError::TruncatedCiscoTag));
+    assert_eq!(dec(LinkType::Ethernet, &eth(0x8903)), Err(DecodeError::TruncatedCiscoTag));
+}
+
+#[test]
+fn null_and_loop_address_families() {
+    let v4 = cat(&[&ipv4(17, &[], 8, 0), &udp(1, 2, 8)]);
+    let v6 = cat(&[&ipv6(17, 8), &udp(1, 2, 8)]);
+    for (af, l3) in [(2u32, &v4), (10, &v6), (24, &v6), (28, &v6), (30, &v6)] {
+        for hdr in [af.to_le_bytes(), af.to_be_bytes()] {
+            let f = cat(&[&hdr, l3]);
+            let p = dec(LinkType::Null, &f).unwrap_or_else(|e| panic!("AF {af} {hdr:?}: {e}"));
+            assert_eq!((p.l3_offset, p.dst_port, p.src_mac), (4, 2, [0; 6]), "AF {af}");
+            assert_eq!(p.etype, if af == 2 { 0x0800 } else { 0x86dd });
+            assert_eq!(p.link_etype, p.etype);
+        }
+    }
+    // Another family (AF_UNIX) is not IP; a header cut short is a truncated link header.
+    let p = decode(LinkType::Null, &cat(&[&1u32.to_le_bytes(), &v4]), 40).unwrap();
+    assert_eq!((p.l3, p.ip_len, p.etype), (L3::None, 40, 0));
+    assert_eq!(dec(LinkType::Null, &[2, 0, 0]), Err(DecodeError::TruncatedLink));
+    assert_eq!(LinkType::from_dlt(0), Some(LinkType::Null));
+    assert_eq!(LinkType::from_dlt(108), Some(LinkType::Null));
+}
+
+#[test]
+fn ppp_headers() {
+    let v4 = cat(&[&ipv4(17, &[], 8, 0), &udp(1, 2, 8)]);
+    let v6 = cat(&[&ipv6(17, 8), &udp(1, 2, 8)]);
+    let cases: [(&[u8], &Vec<u8>, u16, u16); 6] = [
+        (&[0xff, 0x03, 0x00, 0x21], &v4, 0x0800, 4),
+        (&[0x00, 0x21], &v4, 0x0800, 2),
+        (&[0x21], &v4, 0x0800, 1), // protocol-field compression
+        (&[0xff, 0x03, 0x00, 0x57], &v6, 0x86dd, 4),
+        (&[0xff, 0x03, 0x08, 0x00], &v4, 0x0800, 4), // an EtherType, as pmacctd also takes
+        (&[0xff, 0x03, 0x86, 0xdd], &v6, 0x86dd, 4),
+    ];
+    for (hdr, l3, etype, off) in cases {
+        let p = dec(LinkType::Ppp, &cat(&[hdr, l3])).unwrap_or_else(|e| panic!("{hdr:?}: {e}"));
+        assert_eq!((p.etype, p.link_etype, p.l3_offset, p.dst_port), (etype, etype, off, 2), "{hdr:?}");
+    }
+    // MPLS over PPP: the stack is walked (pmacctd 1.7.7 reads the label as the IP header).
+    let f = cat(&[&[0xff, 0x03, 0x02, 0x81], &stack(&[77]), &v4]);
+    let p = dec(LinkType::Ppp, &f).unwrap();
+    assert_eq!((p.mpls_top, p.mpls_depth, p.etype, p.link_etype, p.l3_offset), (77, 1, 0x0800, 0x8847, 8));
+    assert_eq!(p.l3, L3::V4 { src: SRC4, dst: DST4 });
+    // LCP is not IP; fewer than 4 bytes are a truncated header, as pmacctd drops them.
+    let p = decode(LinkType::Ppp, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4], 8).unwrap();
+    assert_eq!((p.l3, p.etype, p.ip_len), (L3::None, 0xc021, 8));
+    assert_eq!(dec(LinkType::Ppp, &[0xff, 0x03, 0x00]), Err(DecodeError::TruncatedLink));
+    assert_eq!(LinkType::from_dlt(9), Some(LinkType::Ppp));
+}
+
+/// An 802.11 header: frame control, duration, three addresses, sequence, (a fourth address).
+fn wlan(fc0: u8, fc1: u8, extra: usize) -> Vec<u8> {
+    let mut h = vec![fc0, fc1, 0, 0];
+    h.extend_from_slice(&MAC_D);
+    h.extend_from_slice(&MAC_S);
+    h.extend_from_slice(&MAC_D);
+    h.extend_from_slice(&[0, 0]);
+    h.extend(vec![0; extra]);
+    h
+}
+
+const SNAP_V4: [u8; 8] = [0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00];
+
+#[test]
+fn ieee80211_data_frames() {
+    let v4 = cat(&[&ipv4(17, &[], 8, 0), &udp(1, 2, 8)]);
+    // (frame control, extra header bytes): to-DS, from-DS, four addresses, QoS, QoS + HT control.
+    for (fc0, fc1, extra) in [(0x08, 0x01, 0), (0x08, 0x02, 0), (0x08, 0x03, 6), (0x88, 0x01, 2), (0x88, 0x81, 6)] {
+        let f = cat(&[&wlan(fc0, fc1, extra), &SNAP_V4, &v4]);
+        let p = dec(LinkType::Ieee80211, &f).unwrap_or_else(|e| panic!("{fc0:02x} {fc1:02x}: {e}"));
+        assert_eq!((p.l3, p.etype, p.dst_port), (L3::V4 { src: SRC4, dst: DST4 }, 0x0800, 2), "{fc0:02x}");
+        assert_eq!((p.l3_offset as usize, p.src_mac, p.dst_mac), (24 + extra + 8, [0; 6], [0; 6]));
+    }
+    // Not IP: protected, management (beacon), null function, non-SNAP LLC, SNAP ARP.
+    for f in [
+        cat(&[&wlan(0x08, 0x41, 0), &SNAP_V4, &v4]),
+        cat(&[&wlan(0x80, 0x00, 0), &[0; 12]]),
+        wlan(0x48, 0x01, 0),
+        cat(&[&wlan(0x08, 0x01, 0), &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]]),
+        cat(&[&wlan(0x08, 0x01, 0), &[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06], &[0; 28]]),
+    ] {
+        let p = decode(LinkType::Ieee80211, &f, 99).unwrap();
+        assert_eq!((p.l3, p.ip_len), (L3::None, 99), "{f:02x?}");
+    }
+    // A data frame cut inside its header or its LLC/SNAP header.
+    let f = cat(&[&wlan(0x08, 0x01, 0), &SNAP_V4, &v4]);
+    assert_eq!(dec(LinkType::Ieee80211, &f[..1]), Err(DecodeError::TruncatedLink));
+    assert_eq!(dec(LinkType::Ieee80211, &f[..20]), Err(DecodeError::TruncatedLink));
+    assert_eq!(dec(LinkType::Ieee80211, &f[..24]), Err(DecodeError::TruncatedLlc));
+    assert_eq!(dec(LinkType::Ieee80211, &f[..30]), Err(DecodeError::TruncatedLlc));
+    assert_eq!(LinkType::from_dlt(105), Some(LinkType::Ieee80211));
+}
+
+#[test]
+fn sll_llc_vlan_and_mpls() {
+    let v4 = cat(&[&ipv4(17, &[], 8, 0), &udp(1, 2, 8)]);
+    let sll = |proto: u16| -> Vec<u8> {
+        let mut h = vec![0, 0, 0, 1, 0, 6];
+        h.extend_from_slice(&MAC_S);
+        h.extend_from_slice(&[0, 0]);
+        h.extend_from_slice(&proto.to_be_bytes());
+        h
+    };
+    let p = dec(LinkType::LinuxSll, &cat(&[&sll(0x0004), &SNAP_V4, &v4])).unwrap();
+    assert_eq!((p.etype, p.l3_offset, p.src_mac), (0x0800, 24, MAC_S));
+    assert_eq!(dec(LinkType::LinuxSll, &cat(&[&sll(0x0004), &SNAP_V4[..5]])), Err(DecodeError::TruncatedLlc));
+    let p = dec(LinkType::LinuxSll, &cat(&[&sll(0x8100), &[0, 5, 8, 0], &v4])).unwrap();
+    assert_eq!((p.vlan, p.vlan_depth, p.l3_offset), (5, 1, 20));
+    let p = dec(LinkType::LinuxSll, &cat(&[&sll(0x8847), &stack(&[88]), &v4])).unwrap();
+    assert_eq!((p.mpls_top, p.mpls_depth, p.etype, p.link_etype), (88, 1, 0x0800, 0x8847));
+}
+
+#[test]
+fn plain_frames_carry_no_encapsulation() {
+    let p = dec(LinkType::Ethernet, &eth_v4_tcp(0)).unwrap();
+    assert_eq!((p.link_etype, p.mpls_top, p.mpls_bottom, p.mpls_depth, p.pppoe_session), (0x0800, 0, 0, 0, 0));
+    let p = dec(LinkType::Ethernet, &cat(&[&eth(0x0806), &[0; 28]])).unwrap();
+    assert_eq!((p.etype, p.link_etype), (0x0806, 0x0806));
 }

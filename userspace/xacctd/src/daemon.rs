@@ -174,6 +174,9 @@ fn xdp_key_fields(config: &Config) -> u32 {
             P::Etype => KEEP_ETHERTYPE,
             P::TcpFlags => KEEP_TCP_FLAGS,
             P::Tag | P::Tag2 | P::InIface | P::OutIface | P::Flows | P::None => 0,
+            P::MplsLabelTop => KEEP_MPLS_TOP,
+            P::MplsLabelBottom => KEEP_MPLS_BOTTOM,
+            P::MplsStackDepth => KEEP_MPLS_DEPTH,
         };
     }
     k

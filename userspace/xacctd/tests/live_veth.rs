@@ -69,14 +69,43 @@ fn settle(pipe: &Path, want: &BTreeMap<String, (u64, u64)>, timeout: Duration) {
     }
 }
 
+/// What the flow's frames are wrapped in between their VLAN tags and the IP packet.
+enum Encap {
+    None,
+    Pppoe(u16),
+    Mpls(&'static [u32]),
+}
+
 struct Flow {
     spec: FrameSpec,
+    encap: Encap,
     count: u64,
     /// IP total length (v4) or payload length + 40 (v6): what pmacct counts as bytes.
     ip_len: u64,
     key_a: &'static str,
     /// Row in plugin b's table (filter `src net 198.18.1.0/24 and udp`), if it passes.
     key_b: Option<&'static str>,
+}
+
+impl Flow {
+    fn frame(&self) -> Vec<u8> {
+        let f = build(&self.spec);
+        match self.encap {
+            Encap::None => f,
+            Encap::Pppoe(session) => xacct_perf::traffic::pppoe(&f, self.spec.vlans.len(), session),
+            Encap::Mpls(labels) => xacct_perf::traffic::mpls(&f, self.spec.vlans.len(), labels),
+        }
+    }
+
+    /// The row of plugin c (`src_host,mpls_label_top,mpls_label_bottom,mpls_stack_depth`).
+    fn key_c(&self) -> String {
+        let src = self.key_a.split(' ').find_map(|w| w.strip_prefix("SRC_IP=")).expect("SRC_IP in key_a");
+        let (top, bottom, depth) = match self.encap {
+            Encap::Mpls(l) => (l[0], l[l.len() - 1], l.len()),
+            _ => (0, 0, 0),
+        };
+        format!("MPLS_LABEL_BOTTOM={bottom} MPLS_LABEL_TOP={top} MPLS_STACK_DEPTH={depth} SRC_IP={src}")
+    }
 }
 
 fn v4(a: [u8; 4], b: [u8; 4]) -> L3 {
@@ -107,6 +136,7 @@ fn flows() -> Vec<Flow> {
             ip_len: 20 + 20 + 100,
             key_a: "DST_IP=198.18.2.1 DST_PORT=80 PROTOCOL=tcp SRC_IP=198.18.1.1 SRC_PORT=40001",
             key_b: None,
+            encap: Encap::None,
         },
         Flow {
             spec: spec(vec![], v4([198, 18, 1, 2], [198, 18, 2, 2]), L4::Udp { sport: 40002, dport: 53 }, 30),
@@ -114,6 +144,7 @@ fn flows() -> Vec<Flow> {
             ip_len: 20 + 8 + 30,
             key_a: "DST_IP=198.18.2.2 DST_PORT=53 PROTOCOL=udp SRC_IP=198.18.1.2 SRC_PORT=40002",
             key_b: Some("DST_PORT=53 PROTOCOL=udp SRC_IP=198.18.1.2"),
+            encap: Encap::None,
         },
         // Padded to Ethernet's 60-byte minimum on the wire; bytes must still be the IP length.
         Flow {
@@ -122,6 +153,7 @@ fn flows() -> Vec<Flow> {
             ip_len: 20 + 8,
             key_a: "DST_IP=198.18.2.3 DST_PORT=5353 PROTOCOL=udp SRC_IP=198.18.1.3 SRC_PORT=40003",
             key_b: Some("DST_PORT=5353 PROTOCOL=udp SRC_IP=198.18.1.3"),
+            encap: Encap::None,
         },
         // VLAN-tagged flows come from outside 198.18.1.0/24 so plugin b's answer does not
         // depend on how a filter without the `vlan` keyword treats tagged frames.
@@ -136,6 +168,7 @@ fn flows() -> Vec<Flow> {
             ip_len: 20 + 20 + 10,
             key_a: "DST_IP=198.18.2.4 DST_PORT=443 PROTOCOL=tcp SRC_IP=198.18.3.1 SRC_PORT=40004",
             key_b: None,
+            encap: Encap::None,
         },
         Flow {
             spec: spec(vec![100, 200], v4([198, 18, 3, 2], [198, 18, 2, 5]), L4::Udp { sport: 40007, dport: 4789 }, 50),
@@ -143,6 +176,7 @@ fn flows() -> Vec<Flow> {
             ip_len: 20 + 8 + 50,
             key_a: "DST_IP=198.18.2.5 DST_PORT=4789 PROTOCOL=udp SRC_IP=198.18.3.2 SRC_PORT=40007",
             key_b: None,
+            encap: Encap::None,
         },
         Flow {
             spec: spec(vec![], v6(1, 2), L4::Udp { sport: 40005, dport: 123 }, 20),
@@ -150,12 +184,70 @@ fn flows() -> Vec<Flow> {
             ip_len: 40 + 8 + 20,
             key_a: "DST_IP=2001:db8::1:2 DST_PORT=123 PROTOCOL=udp SRC_IP=2001:db8::1:1 SRC_PORT=40005",
             key_b: None,
+            encap: Encap::None,
         },
         Flow {
             spec: spec(vec![43], v6(3, 4), L4::Tcp { sport: 40006, dport: 22, flags: 0x02 }, 0),
             count: 2,
             ip_len: 40 + 20,
             key_a: "DST_IP=2001:db8::1:4 DST_PORT=22 PROTOCOL=tcp SRC_IP=2001:db8::1:3 SRC_PORT=40006",
+            key_b: None,
+            encap: Encap::None,
+        },
+        // PPPoE and MPLS, also behind VLAN tags. The UDP flow from 198.18.1.0/24 inside PPPoE
+        // is not plugin b's: without `pppoes` libpcap's `src net` does not look inside PPPoE.
+        Flow {
+            spec: spec(
+                vec![],
+                v4([198, 18, 5, 1], [198, 18, 2, 7]),
+                L4::Tcp { sport: 40009, dport: 80, flags: 0x18 },
+                40,
+            ),
+            encap: Encap::Pppoe(0x1234),
+            count: 3,
+            ip_len: 20 + 20 + 40,
+            key_a: "DST_IP=198.18.2.7 DST_PORT=80 PROTOCOL=tcp SRC_IP=198.18.5.1 SRC_PORT=40009",
+            key_b: None,
+        },
+        Flow {
+            spec: spec(vec![], v4([198, 18, 1, 9], [198, 18, 2, 8]), L4::Udp { sport: 40010, dport: 53 }, 12),
+            encap: Encap::Pppoe(7),
+            count: 2,
+            ip_len: 20 + 8 + 12,
+            key_a: "DST_IP=198.18.2.8 DST_PORT=53 PROTOCOL=udp SRC_IP=198.18.1.9 SRC_PORT=40010",
+            key_b: None,
+        },
+        Flow {
+            spec: spec(vec![44], v6(5, 6), L4::Udp { sport: 40011, dport: 123 }, 8),
+            encap: Encap::Pppoe(9),
+            count: 2,
+            ip_len: 40 + 8 + 8,
+            key_a: "DST_IP=2001:db8::1:6 DST_PORT=123 PROTOCOL=udp SRC_IP=2001:db8::1:5 SRC_PORT=40011",
+            key_b: None,
+        },
+        Flow {
+            spec: spec(vec![], v4([198, 18, 5, 2], [198, 18, 2, 9]), L4::Udp { sport: 40012, dport: 514 }, 30),
+            encap: Encap::Mpls(&[100]),
+            count: 4,
+            ip_len: 20 + 8 + 30,
+            key_a: "DST_IP=198.18.2.9 DST_PORT=514 PROTOCOL=udp SRC_IP=198.18.5.2 SRC_PORT=40012",
+            key_b: None,
+        },
+        Flow {
+            spec: spec(vec![45], v6(7, 8), L4::Tcp { sport: 40013, dport: 179, flags: 0x02 }, 0),
+            encap: Encap::Mpls(&[16, 17, 1048575]),
+            count: 3,
+            ip_len: 40 + 20,
+            key_a: "DST_IP=2001:db8::1:8 DST_PORT=179 PROTOCOL=tcp SRC_IP=2001:db8::1:7 SRC_PORT=40013",
+            key_b: None,
+        },
+        // Deeper than the XDP program walks: it goes up to userspace over AF_XDP.
+        Flow {
+            spec: spec(vec![], v4([198, 18, 5, 3], [198, 18, 2, 10]), L4::Udp { sport: 40014, dport: 4000 }, 0),
+            encap: Encap::Mpls(&[21, 22, 23, 24, 25]),
+            count: 2,
+            ip_len: 20 + 8,
+            key_a: "DST_IP=198.18.2.10 DST_PORT=4000 PROTOCOL=udp SRC_IP=198.18.5.3 SRC_PORT=40014",
             key_b: None,
         },
     ]
@@ -185,16 +277,18 @@ fn live_capture_in_namespace(method: &str, source: &str, extra: &str) {
     if method == "auto" {
         occupy_xdp(dir.path());
     }
-    let (pipe_a, pipe_b) = (dir.path().join("a.pipe"), dir.path().join("b.pipe"));
+    let (pipe_a, pipe_b, pipe_c) = (dir.path().join("a.pipe"), dir.path().join("b.pipe"), dir.path().join("c.pipe"));
     let conf = dir.path().join("xacctd.conf");
     std::fs::write(
         &conf,
         format!(
-            "! live capture on a veth\ndaemonize: false\npcap_interface: {RX}\ncapture_method: {method}\n{extra}workers: 2\nplugins: memory[a], memory[b]\n\
+            "! live capture on a veth\ndaemonize: false\npcap_interface: {RX}\ncapture_method: {method}\n{extra}workers: 2\nplugins: memory[a], memory[b], memory[c]\n\
              aggregate[a]: src_host,dst_host,src_port,dst_port,proto\nimt_path[a]: {}\n\
-             aggregate[b]: src_host,dst_port,proto\naggregate_filter[b]: src net 198.18.1.0/24 and udp\nimt_path[b]: {}\n",
+             aggregate[b]: src_host,dst_port,proto\naggregate_filter[b]: src net 198.18.1.0/24 and udp\nimt_path[b]: {}\n\
+             aggregate[c]: src_host,mpls_label_top,mpls_label_bottom,mpls_stack_depth\nimt_path[c]: {}\n",
             pipe_a.display(),
-            pipe_b.display()
+            pipe_b.display(),
+            pipe_c.display()
         ),
     )
     .expect("write config");
@@ -208,7 +302,7 @@ fn live_capture_in_namespace(method: &str, source: &str, extra: &str) {
     let flows = flows();
     let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end with libpcap");
     // Interleave the flows, as on a real link, and add ARP that no IP aggregate may count.
-    let frames: Vec<Vec<u8>> = flows.iter().map(|f| build(&f.spec)).collect();
+    let frames: Vec<Vec<u8>> = flows.iter().map(Flow::frame).collect();
     let mut sent = 0u64;
     for round in 0..flows.iter().map(|f| f.count).max().unwrap_or(0) {
         for (f, frame) in flows.iter().zip(&frames) {
@@ -249,8 +343,20 @@ fn live_capture_in_namespace(method: &str, source: &str, extra: &str) {
     let want_b: BTreeMap<String, (u64, u64)> =
         flows.iter().filter_map(|f| f.key_b.map(|k| (k.to_string(), (f.count, f.count * f.ip_len)))).collect();
     assert_eq!(want_b.len(), 2, "the test's own expectation for plugin b");
+    let mut want_c: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for f in &flows {
+        let e = want_c.entry(f.key_c()).or_default();
+        e.0 += f.count;
+        e.1 += f.count * f.ip_len;
+    }
+    let e = want_c
+        .entry("MPLS_LABEL_BOTTOM=0 MPLS_LABEL_TOP=0 MPLS_STACK_DEPTH=0 SRC_IP=198.18.4.1".to_string())
+        .or_default();
+    e.0 += 4;
+    e.1 += frag_bytes;
     settle(&pipe_a, &want_a, Duration::from_secs(20));
     settle(&pipe_b, &want_b, Duration::from_secs(20));
+    settle(&pipe_c, &want_c, Duration::from_secs(20));
     // Settled means nothing more arrives: a second look must not have grown.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(query(&pipe_a).map(|r| ours(&r)), Ok(want_a), "table a changed after settling");
@@ -374,7 +480,7 @@ fn xdp_run(conf: &str, ready: &str) -> Option<XdpRun> {
     let mut ip_frames = 0u64;
     for f in &flows {
         for _ in 0..f.count {
-            tx.sendpacket(build(&f.spec).as_slice()).expect("inject frame");
+            tx.sendpacket(f.frame().as_slice()).expect("inject frame");
             ip_frames += 1;
         }
     }
@@ -471,9 +577,13 @@ fn xdp_hands_each_streams_first_packets_up_for_classification() {
         );
         settle(&run.pipe, &want, Duration::from_secs(20));
         // Per stream min(3, packets): the first flow and its reply are one stream of 9.
-        let mut streams: Vec<u64> = run.flows.iter().map(|f| f.count).collect();
+        // Frames under more labels than the kernel walks go up whole, not for classification.
+        let deep = |f: &Flow| matches!(f.encap, Encap::Mpls(l) if l.len() > 4);
+        let mut streams: Vec<u64> = run.flows.iter().map(|f| if deep(f) { 0 } else { f.count }).collect();
         streams[0] += 4;
         let classify: u64 = streams.iter().map(|&n| n.min(3)).sum();
+        let up: u64 = run.flows.iter().filter(|f| deep(f)).map(|f| f.count).sum();
+        assert!(up > 0, "the test needs a deep MPLS flow");
         let ip_frames = run.ip_frames + 4;
         let log = run.daemon.terminate();
         let line = log
@@ -484,14 +594,14 @@ fn xdp_hands_each_streams_first_packets_up_for_classification() {
         eprintln!("classify: {line}");
         let n = |k: &str| counter(line, k).unwrap_or_else(|| panic!("no '{k}' counter in: {line}"));
         assert_eq!(n("xdp_to_classify"), classify, "{line}");
-        assert_eq!(n("xdp_redirected"), classify, "{line}");
-        assert_eq!(n("xdp_aggregated"), ip_frames - classify, "{line}");
+        assert_eq!(n("xdp_redirected"), classify + up, "{line}");
+        assert_eq!(n("xdp_aggregated"), ip_frames - classify - up, "{line}");
         // And the AF_XDP source received exactly those packets.
         let afxdp = log
             .lines()
             .rev()
             .find(|l| l.contains("source AF_XDP") && l.contains("received"))
             .unwrap_or_else(|| panic!("no AF_XDP source counters in the log:\n{log}"));
-        assert_eq!(counter(afxdp, "received"), Some(classify), "{afxdp}");
+        assert_eq!(counter(afxdp, "received"), Some(classify + up), "{afxdp}");
     });
 }

@@ -46,8 +46,9 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use xacct_ebpf_common::{self as common, maps, TableSlot};
 pub use xacct_ebpf_common::{
-    FlowKey, FlowKey4, FlowSlot, FlowSlot4, FlowValue, XdpConfig, XdpCounter, FRAG_TIMEOUT_NS, KEEP_ALL, KEEP_DST_ADDR,
-    KEEP_DST_MAC, KEEP_DST_PORT, KEEP_ETHERTYPE, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT,
+    FlowKey, FlowKey4, FlowSlot, FlowSlot4, FlowValue, XdpConfig, XdpCounter, ENCAP_MPLS_MULTICAST, ENCAP_PPPOE,
+    FRAG_TIMEOUT_NS, KEEP_ALL, KEEP_DST_ADDR, KEEP_DST_MAC, KEEP_DST_PORT, KEEP_ENCAP, KEEP_ETHERTYPE,
+    KEEP_MPLS_BOTTOM, KEEP_MPLS_DEPTH, KEEP_MPLS_TOP, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_MAC, KEEP_SRC_PORT,
     KEEP_TCP_FLAGS, KEEP_TOS, KEEP_VLAN, PROGRAM_NAME, XDP_COUNTERS,
 };
 
@@ -222,7 +223,7 @@ pub struct XdpProgram {
 impl XdpProgram {
     /// Loads and verifies the program with `opts`; it is not attached yet.
     pub fn load(opts: Options) -> Result<XdpProgram, XdpError> {
-        let compact = opts.key_fields & (common::KEEP_SRC_MAC | common::KEEP_DST_MAC) == 0;
+        let compact = opts.key_fields & common::KEEP_FULL_KEY_ONLY == 0;
         let compact_entries = if compact { opts.flow_entries.max(1) } else { 1 };
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(_, source)| XdpError::Syscall { what: "reading /sys/devices/system/cpu/possible", source })?;

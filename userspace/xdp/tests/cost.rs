@@ -52,6 +52,20 @@ fn cost_per_packet() {
         ("ipv4/udp frag1", frag1, true),
         ("ipv4/udp frag2", frag2, true),
         ("arp", arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]), false),
+        (
+            "pppoe/ipv4/udp",
+            xacct_perf::traffic::pppoe(&build(&spec(vec![], v4, L4::Udp { sport: 1234, dport: 53 }, 64)), 0, 7),
+            true,
+        ),
+        (
+            "mpls3/ipv4/tcp",
+            xacct_perf::traffic::mpls(
+                &build(&spec(vec![], v4, L4::Tcp { sport: 1234, dport: 80, flags: 0x10 }, 1400)),
+                0,
+                &[16, 17, 18],
+            ),
+            true,
+        ),
     ];
     let repeat: u32 = std::env::var("XDP_COST_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let floor = load_verdict(XDP_PASS).unwrap_or_else(|e| panic!("loading the empty program: {e}"));
@@ -59,8 +73,10 @@ fn cost_per_packet() {
     // field the kernel can keep, MACs included (every flow under the 56-byte key).
     let five_tuple = KEEP_SRC_ADDR | KEEP_DST_ADDR | KEEP_SRC_PORT | KEEP_DST_PORT | KEEP_PROTO;
     for (label, key_fields) in [("5-tuple key", five_tuple), ("all key fields (MACs too)", KEEP_ALL)] {
+        let loading = std::time::Instant::now();
         let p =
             XdpProgram::load(Options { key_fields, ..Options::default() }).unwrap_or_else(|e| panic!("load: {e:#}"));
+        println!("load and verification: {:.0} ms", loading.elapsed().as_secs_f64() * 1e3);
         let mut ip_runs = 0u64;
         let (mut total, mut total_floor) = (0.0, 0.0);
         println!("{label}:");

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use xacct_perf::traffic::{arp, build, FrameSpec, L3, L4};
 use xacct_xdp::{
-    Action, FlowKey, FlowValue, Mode, Options, Rules, XdpCounter, XdpProgram, KEEP_DST_ADDR, KEEP_DST_PORT, KEEP_PROTO,
-    KEEP_SRC_ADDR, KEEP_SRC_PORT,
+    Action, FlowKey, FlowValue, Mode, Options, Rules, XdpCounter, XdpProgram, ENCAP_PPPOE, KEEP_DST_ADDR,
+    KEEP_DST_PORT, KEEP_PROTO, KEEP_SRC_ADDR, KEEP_SRC_PORT,
 };
 
 const TX: &str = "xx0";
@@ -76,15 +76,54 @@ fn spec(vlans: Vec<u16>, l3: L3, l4: L4, payload: usize) -> FrameSpec {
     FrameSpec { src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], vlans, l3, l4, payload }
 }
 
+/// What a flow's frames are wrapped in between their VLAN tags and the IP packet.
+#[derive(Clone, Copy)]
+enum Encap {
+    None,
+    Pppoe(u16),
+    Mpls(&'static [u32]),
+}
+
 /// A flow to send: its frame, how many times, and its IP length (what is counted as bytes).
 struct Flow {
     spec: FrameSpec,
+    encap: Encap,
     count: u64,
     ip_len: u64,
 }
 
+impl Flow {
+    fn frame(&self) -> Vec<u8> {
+        let f = build(&self.spec);
+        match self.encap {
+            Encap::None => f,
+            Encap::Pppoe(session) => xacct_perf::traffic::pppoe(&f, self.spec.vlans.len(), session),
+            Encap::Mpls(labels) => xacct_perf::traffic::mpls(&f, self.spec.vlans.len(), labels),
+        }
+    }
+
+    /// [`key_of`] with the encapsulation's fields.
+    fn key(&self) -> FlowKey {
+        let mut k = key_of(&self.spec);
+        match self.encap {
+            Encap::None => {}
+            Encap::Pppoe(session) => {
+                k.pppoe_session = session.to_be_bytes();
+                k.encap = ENCAP_PPPOE;
+            }
+            Encap::Mpls(labels) => {
+                k.mpls_top = labels[0].to_be_bytes();
+                k.mpls_bottom = labels[labels.len() - 1].to_be_bytes();
+                k.mpls_depth = labels.len() as u8;
+            }
+        }
+        k
+    }
+}
+
 fn flows() -> Vec<Flow> {
-    let f = |spec, count, ip_len| Flow { spec, count, ip_len };
+    let f = |spec, count, ip_len| Flow { spec, encap: Encap::None, count, ip_len };
+    let e = |encap, spec, count, ip_len| Flow { spec, encap, count, ip_len };
     vec![
         f(
             spec(vec![], v4([198, 18, 1, 1], [198, 18, 2, 1]), L4::Tcp { sport: 40001, dport: 80, flags: 0x18 }, 100),
@@ -103,6 +142,26 @@ fn flows() -> Vec<Flow> {
         f(spec(vec![], v4([198, 18, 1, 4], [198, 18, 2, 6]), L4::Icmp { ty: 8, code: 0 }, 20), 2, 48),
         f(spec(vec![], v6(1, 2), L4::Udp { sport: 40005, dport: 123 }, 20), 6, 68),
         f(spec(vec![43], v6(3, 4), L4::Tcp { sport: 40006, dport: 22, flags: 0x02 }, 0), 2, 60),
+        // PPPoE and MPLS, also behind VLAN tags: parsed in the kernel.
+        e(
+            Encap::Pppoe(0x1234),
+            spec(vec![], v4([198, 18, 5, 1], [198, 18, 2, 7]), L4::Udp { sport: 40008, dport: 53 }, 12),
+            3,
+            40,
+        ),
+        e(Encap::Pppoe(5), spec(vec![46], v6(5, 6), L4::Tcp { sport: 40009, dport: 80, flags: 0x10 }, 8), 2, 68),
+        e(
+            Encap::Mpls(&[100]),
+            spec(vec![], v4([198, 18, 5, 2], [198, 18, 2, 8]), L4::Tcp { sport: 40010, dport: 179, flags: 0x02 }, 0),
+            4,
+            40,
+        ),
+        e(
+            Encap::Mpls(&[16, 17, 1_048_575]),
+            spec(vec![47], v6(7, 8), L4::Udp { sport: 40011, dport: 4000 }, 20),
+            3,
+            68,
+        ),
     ]
 }
 
@@ -110,6 +169,7 @@ fn flows() -> Vec<Flow> {
 fn key_of(s: &FrameSpec) -> FlowKey {
     let mut k = FlowKey { src_mac: s.src_mac, dst_mac: s.dst_mac, ..FlowKey::default() };
     k.vlan = s.vlans.first().copied().unwrap_or(0).to_be_bytes();
+    k.vlan_depth = s.vlans.len() as u8;
     match s.l3 {
         L3::V4 { src, dst, tos } => {
             k.family = 4;
@@ -161,7 +221,7 @@ fn sender() -> pcap::Capture<pcap::Active> {
 
 /// Sends the flows interleaved, as on a real link; returns the frames sent.
 fn send(flows: &[Flow], tx: &mut pcap::Capture<pcap::Active>) -> u64 {
-    let frames: Vec<Vec<u8>> = flows.iter().map(|f| build(&f.spec)).collect();
+    let frames: Vec<Vec<u8>> = flows.iter().map(Flow::frame).collect();
     let mut sent = 0;
     for round in 0..flows.iter().map(|f| f.count).max().unwrap_or(0) {
         for (f, fr) in flows.iter().zip(&frames) {
@@ -206,10 +266,15 @@ fn exact_flows() {
     for _ in 0..2 {
         tx.sendpacket(arp([2, 0, 0, 0, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1]).as_slice()).expect("inject arp");
     }
+    // PPPoE carrying LCP: not IP, like ARP.
+    let mut lcp =
+        [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0x64, 0x11, 0, 0, 1, 0, 6, 0xc0, 0x21, 9, 1, 0, 4].to_vec();
+    lcp.resize(60, 0);
+    tx.sendpacket(lcp.as_slice()).expect("inject LCP");
     let mut got: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
     harvest_until(&mut p, &mut got, |t| total(t) >= n);
     let want: BTreeMap<FlowKey, (u64, u64, u64)> =
-        flows.iter().map(|f| (key_of(&f.spec), (f.count, f.count * f.ip_len, u64::from(tcp_flags(&f.spec))))).collect();
+        flows.iter().map(|f| (f.key(), (f.count, f.count * f.ip_len, u64::from(tcp_flags(&f.spec))))).collect();
     let got_cmp: BTreeMap<FlowKey, (u64, u64, u64)> =
         got.iter().map(|(k, v)| (*k, (v.packets, v.bytes, v.tcp_flags))).collect();
     assert_eq!(got_cmp, want);
@@ -219,9 +284,9 @@ fn exact_flows() {
     let c = p.counters().expect("counters");
     eprintln!("counters: {c:?}");
     assert_eq!(c.get(XdpCounter::Aggregated), n);
-    assert_eq!(c.get(XdpCounter::NonIp), 2);
+    assert_eq!(c.get(XdpCounter::NonIp), 3);
     assert_eq!(c.get(XdpCounter::Malformed), 0);
-    assert_eq!(c.get(XdpCounter::Seen), n + 2);
+    assert_eq!(c.get(XdpCounter::Seen), n + 3);
 }
 
 fn prefilter_drops_what_no_rule_wants() {
@@ -246,7 +311,7 @@ fn prefilter_drops_what_no_rule_wants() {
     assert_eq!(admitted.len(), 5, "the test's own expectation");
     let mut got: BTreeMap<FlowKey, FlowValue> = BTreeMap::new();
     harvest_until(&mut p, &mut got, |t| total(t) >= n_in);
-    let want: BTreeMap<FlowKey, u64> = admitted.iter().map(|f| (key_of(&f.spec), f.count)).collect();
+    let want: BTreeMap<FlowKey, u64> = admitted.iter().map(|f| (f.key(), f.count)).collect();
     let got: BTreeMap<FlowKey, u64> = got.iter().map(|(k, v)| (*k, v.packets)).collect();
     assert_eq!(got, want);
     let c = p.counters().expect("counters");
@@ -284,6 +349,7 @@ fn continuous_harvest_is_exact() {
     for i in 0..50u8 {
         let vl = if i % 3 == 0 { vec![7] } else { vec![] };
         flows.push(Flow {
+            encap: Encap::None,
             spec: spec(vl, v4([198, 18, 1, i], [198, 18, 2, 1]), L4::Udp { sport: 1000 + u16::from(i), dport: 9 }, 10),
             count: per_flow,
             ip_len: 38,
@@ -321,6 +387,7 @@ fn tiny_map_overflow_is_counted() {
     let mut flows = Vec::new();
     for i in 0..10u8 {
         flows.push(Flow {
+            encap: Encap::None,
             spec: spec(vec![], v4([198, 18, 1, i], [198, 18, 2, 1]), L4::Udp { sport: 5000, dport: 9 }, 10),
             count: 3,
             ip_len: 38,
@@ -362,7 +429,22 @@ fn exact_flows_compact_key() {
     harvest_until(&mut p, &mut got, |t| total(t) >= n);
     let mut want: BTreeMap<FlowKey, (u64, u64)> = BTreeMap::new();
     for f in &flows {
-        let k = key_of(&f.spec);
+        let k = f.key();
+        // IPv4 flows take the compact key; the full key (IPv6) keeps the encapsulation's
+        // fields whatever is kept (the workers' projection merges them; see project()).
+        let encap = if k.family == 6 {
+            FlowKey {
+                mpls_top: k.mpls_top,
+                mpls_bottom: k.mpls_bottom,
+                mpls_depth: k.mpls_depth,
+                pppoe_session: k.pppoe_session,
+                vlan_depth: k.vlan_depth,
+                encap: k.encap,
+                ..FlowKey::default()
+            }
+        } else {
+            FlowKey::default()
+        };
         let k = FlowKey {
             src_addr: k.src_addr,
             dst_addr: k.dst_addr,
@@ -370,7 +452,7 @@ fn exact_flows_compact_key() {
             dst_port: k.dst_port,
             proto: k.proto,
             family: k.family,
-            ..FlowKey::default()
+            ..encap
         };
         let e = want.entry(k).or_default();
         e.0 += f.count;

@@ -5,8 +5,17 @@
 use libfuzzer_sys::fuzz_target;
 use xacct_wire::{decode, LinkType, L3};
 
-const LINKS: [LinkType; 6] =
-    [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Raw, LinkType::Ipv4, LinkType::Ipv6];
+const LINKS: [LinkType; 9] = [
+    LinkType::Ethernet,
+    LinkType::LinuxSll,
+    LinkType::LinuxSll2,
+    LinkType::Raw,
+    LinkType::Ipv4,
+    LinkType::Ipv6,
+    LinkType::Null,
+    LinkType::Ppp,
+    LinkType::Ieee80211,
+];
 
 fuzz_target!(|data: &[u8]| {
     // The first four bytes pick the wire length, so that cut captures are covered too.
@@ -32,6 +41,16 @@ fuzz_target!(|data: &[u8]| {
         }
         if !p.is_fragment {
             assert_eq!(p.frag_id, 0);
+        }
+        assert!(p.mpls_top < 1 << 20 && p.mpls_bottom < 1 << 20);
+        if p.mpls_depth == 0 {
+            assert_eq!((p.mpls_top, p.mpls_bottom), (0, 0));
+        }
+        if p.mpls_depth > 0 {
+            assert!(matches!(p.link_etype, 0x8847 | 0x8848), "{:#06x}", p.link_etype);
+        }
+        if p.pppoe_session != 0 {
+            assert_eq!(p.link_etype, 0x8864);
         }
         match p.l3 {
             L3::None => {
