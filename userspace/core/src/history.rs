@@ -15,6 +15,9 @@
 //!   `M` to January 1st), and bins step by the bin length from that anchor. E.g. `5m` + `m` at
 //!   18:37 gives the bin 18:35; `1h` + `m` gives 18:00.
 //!
+//! - `*_history_offset` shifts every bin by that many seconds: with `30m` bins and an offset of
+//!   900 they start at 10:15, 10:45, … (the alignment above is applied to `ts - offset`).
+//!
 //! Deliberate differences from pmacct, both documented here once:
 //! - Time is UTC. pmacct rounds in local time unless `timestamps_utc` is set; the probe boxes
 //!   and this project's machines run UTC, where both agree.
@@ -60,6 +63,8 @@ pub struct History {
     unit: Unit,
     count: u32,
     roundoff: u8,
+    /// `*_history_offset` in seconds.
+    offset: i64,
 }
 
 impl History {
@@ -105,7 +110,28 @@ impl History {
         if unit == Unit::Months && roundoff & R_WEEK != 0 {
             return Err("roundoff 'w' cannot align monthly bins (they start on the 1st)".to_string());
         }
-        Ok(History { unit, count, roundoff })
+        Ok(History { unit, count, roundoff, offset: 0 })
+    }
+
+    /// The same bins shifted by `secs` seconds (`*_history_offset`), which must be shorter
+    /// than a bin (the shortest month for monthly bins): an offset of a whole bin or more would
+    /// only rename bins.
+    pub fn with_offset(mut self, secs: &str) -> Result<History, String> {
+        let secs: i64 = secs.trim().parse().map_err(|_| format!("'{secs}' is not a number of seconds"))?;
+        let shortest = match self.unit.seconds() {
+            Some(unit) => unit * i64::from(self.count),
+            None => 28 * 86_400 * i64::from(self.count),
+        };
+        if secs <= 0 || secs >= shortest {
+            return Err(format!("the offset must be from 1 to {} seconds (shorter than a bin)", shortest - 1));
+        }
+        self.offset = secs;
+        Ok(self)
+    }
+
+    /// `*_history_offset` in seconds (0 without one).
+    pub fn offset(&self) -> i64 {
+        self.offset
     }
 
     pub fn unit(&self) -> Unit {
@@ -118,6 +144,10 @@ impl History {
 
     /// Start (epoch seconds, UTC) of the bin holding `ts`. See the module doc for alignment.
     pub fn bin_start(&self, ts: i64) -> i64 {
+        self.unshifted_bin_start(ts - self.offset) + self.offset
+    }
+
+    fn unshifted_bin_start(&self, ts: i64) -> i64 {
         match self.unit.seconds() {
             Some(unit) => {
                 let len = unit * i64::from(self.count);
@@ -133,9 +163,10 @@ impl History {
         match self.unit.seconds() {
             Some(unit) => unit * i64::from(self.count),
             None => {
-                let next = to_naive(bin_start).and_then(|d| d.checked_add_months(Months::new(self.count)));
+                let start = bin_start - self.offset;
+                let next = to_naive(start).and_then(|d| d.checked_add_months(Months::new(self.count)));
                 match next {
-                    Some(n) => n.and_utc().timestamp() - bin_start,
+                    Some(n) => n.and_utc().timestamp() - start,
                     // Outside chrono's range (year ±262143): an average month is close enough.
                     None => i64::from(self.count) * 2_629_746,
                 }
@@ -314,6 +345,27 @@ mod tests {
                 let s = h.bin_start(ts);
                 let _ = h.bin_len(s);
             }
+        }
+    }
+
+    #[test]
+    fn offset_shifts_every_bin() {
+        // CONFIG-KEYS' example: 30-minute bins with a 900 s offset start at :15 and :45.
+        let h = History::parse("30m", None).unwrap().with_offset("900").unwrap();
+        assert_eq!(h.bin_start(t("2024-05-06 10:20:00")), t("2024-05-06 10:15:00"));
+        assert_eq!(h.bin_start(t("2024-05-06 10:14:59")), t("2024-05-06 09:45:00"));
+        assert_eq!(h.bin_start(t("2024-05-06 10:45:00")), t("2024-05-06 10:45:00"));
+        assert_eq!(h.bin_len(t("2024-05-06 10:15:00")), 1800);
+        // With roundoff: hourly bins from midnight, shifted by 10 minutes.
+        let h = History::parse("1h", Some("d")).unwrap().with_offset("600").unwrap();
+        assert_eq!(h.bin_start(t("2024-05-06 00:05:00")), t("2024-05-05 23:10:00"));
+        assert_eq!(h.bin_start(t("2024-05-06 13:11:00")), t("2024-05-06 13:10:00"));
+        // Monthly bins shifted by a day start on the 2nd, and last their month.
+        let h = History::parse("1M", None).unwrap().with_offset("86400").unwrap();
+        assert_eq!(h.bin_start(t("2024-03-01 12:00:00")), t("2024-02-02 00:00:00"));
+        assert_eq!(h.bin_len(t("2024-02-02 00:00:00")), 29 * 86_400);
+        for bad in ["0", "-5", "1800", "x", ""] {
+            assert!(History::parse("30m", None).unwrap().with_offset(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -165,8 +165,34 @@ fn bad_values_name_file_line_and_key() {
         ("plugins: pgsql\nsql_preprocess_type: some\n", "/etc/x.conf:2: sql_preprocess_type: bad value 'some'"),
         ("plugins: pgsql\nsql_table_type: bgp\n", "/etc/x.conf:2: sql_table_type: not supported yet"),
         ("plugins: pgsql\nsql_multi_values: lots\n", "/etc/x.conf:2: sql_multi_values: bad value 'lots'"),
+        (
+            "plugins: pgsql\nsql_history: 5m\nsql_history_offset: 300\n",
+            "/etc/x.conf:3: sql_history_offset: bad value '300': the offset must be from 1 to 299 seconds",
+        ),
+        (
+            "plugins: pgsql\nsql_history_offset: 60\n",
+            "/etc/x.conf:2: sql_history_offset: bad value '60': sql_history_offset needs sql_history",
+        ),
+        (
+            "plugins: print\nprint_history_offset: 60\n",
+            "/etc/x.conf:2: print_history_offset: bad value '60': print_history_offset needs print_history",
+        ),
     ] {
         let e = err(text);
         assert!(e.starts_with(want), "{text:?}: {e}");
     }
+}
+
+#[test]
+fn history_offsets_shift_the_bins() {
+    let c = Config::parse_str(
+        "plugins: pgsql[s], print[p]\nsql_history[s]: 30m\nsql_history_offset[s]: 900\nprint_history[p]: 1h\nprint_history_offset[p]: 60\n",
+        "/etc/x.conf",
+        &[],
+    )
+    .expect("config");
+    let s = c.plugin("s").and_then(|p| p.history()).expect("sql history");
+    assert_eq!((s.offset(), s.bin_start(1_800 + 900 + 5)), (900, 1_800 + 900));
+    let p = c.plugin("p").and_then(|p| p.history()).expect("print history");
+    assert_eq!((p.offset(), p.bin_start(30)), (60, 60 - 3_600));
 }

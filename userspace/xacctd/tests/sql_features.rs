@@ -50,9 +50,9 @@ fn history(db: &Db, dir: &Path) {
     let pcap = dir.join("h.pcap");
     let frames = history_frames();
     xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
-    let (th, te) = (clean.table("hist"), clean.table("epoch"));
-    let mut body = format!("plugins: {p}[h], {p}[e]\naggregate: src_host\nsql_table_version: 9\nsql_table_autocreate: true\nsql_history: 5m\nsql_history_roundoff: m\nsql_refresh_time: 3600\nsql_table[h]: {th}\nsql_table[e]: {te}\nsql_history_since_epoch[e]: true\n", p = db.plugin());
-    for p in ["h", "e"] {
+    let (th, te, to) = (clean.table("hist"), clean.table("epoch"), clean.table("offset"));
+    let mut body = format!("plugins: {p}[h], {p}[e], {p}[o]\naggregate: src_host\nsql_table_version: 9\nsql_table_autocreate: true\nsql_history: 5m\nsql_history_roundoff: m\nsql_refresh_time: 3600\nsql_table[h]: {th}\nsql_table[e]: {te}\nsql_history_since_epoch[e]: true\nsql_table[o]: {to}\nsql_history_offset[o]: 120\n", p = db.plugin());
+    for p in ["h", "e", "o"] {
         let spool = dir.join(format!("spool_{p}"));
         clean.markers(&spool);
         body.push_str(&format!("sql_spool_dir[{p}]: {}\n{}", spool.display(), db.conf(p)));
@@ -61,10 +61,15 @@ fn history(db: &Db, dir: &Path) {
     savefile_conf(&conf, &pcap, &format!("daemonize: false\n{body}"));
     let log = Daemon::start(&conf, &dir.join("h.log")).wait_exit(Duration::from_secs(60));
     assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
-    let want = expected_bins(&History::parse("5m", Some("m")).expect("history"), &frames);
-    // 20 minutes from 22:13:20: bins 22:10, 22:15, 22:20, 22:25, 22:30.
-    assert_eq!(want.keys().map(|(_, b)| *b).collect::<std::collections::BTreeSet<_>>().len(), 5);
-    for (t, epoch) in [(&th, false), (&te, true)] {
+    let five = History::parse("5m", Some("m")).expect("history");
+    let want = expected_bins(&five, &frames);
+    // 20 minutes from 22:13:20: bins 22:10, 22:15, 22:20, 22:25, 22:30; with the offset of
+    // 2 minutes 22:12, 22:17, … 22:32.
+    let bins = |w: &BTreeMap<(String, i64), u64>| w.keys().map(|(_, b)| *b).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(bins(&want).len(), 5);
+    let want_offset = expected_bins(&five.with_offset("120").expect("offset"), &frames);
+    assert_eq!(bins(&want_offset).iter().map(|b| b - 120).collect::<std::collections::BTreeSet<_>>(), bins(&want));
+    for (t, epoch, want) in [(&th, false, &want), (&te, true, &want), (&to, false, &want_offset)] {
         let rows = db.rows(&format!("SELECT ip_src, stamp_inserted, packets, bytes, stamp_updated FROM {t}"));
         let mut got = BTreeMap::new();
         for r in &rows {
@@ -82,7 +87,7 @@ fn history(db: &Db, dir: &Path) {
             }
             got.insert((r[0].clone(), bin), r[2].parse::<u64>().expect("packets"));
         }
-        assert_eq!(got, want, "{t} (epoch stamps: {epoch})");
+        assert_eq!(&got, want, "{t} (epoch stamps: {epoch})");
     }
     // The datetime form is UTC text.
     let first = want.keys().next().expect("a bin");

@@ -164,7 +164,6 @@ const PIPES: &str =
 const STITCHING: &str = "stitching (timestamp_min/max of aggregates): not built";
 const EXT_SAMPLING: &str = "external sampling rates (and the sampling_rate primitive): not built";
 const PEER_AS: &str = "peer AS primitives (peer_src_as, peer_dst_as): not built";
-const OFFSET: &str = "time-bin offsets: not built yet";
 const CHECKS: &str =
     "xacct always counts sequence gaps per exporter and domain (xacct -t, SIGUSR1) and logs none of them";
 
@@ -515,6 +514,7 @@ static GROUPS: &[Group] = &[
             "print_refresh_time",
             "print_history",
             "print_history_roundoff",
+            "print_history_offset",
             "print_markers",
             "print_output_file_append",
             "print_latest_file",
@@ -533,7 +533,6 @@ static GROUPS: &[Group] = &[
         "each refresh writes to stdout under stdout's lock: outputs of several print plugins never interleave",
         &["print_output_lock_file"],
     ),
-    refuse(Print, OFFSET, &["print_history_offset"]),
     refuse(Print, "print plugin triggers: not built", &["print_trigger_exec"]),
     refuse(Print, "print plugin pre-processing: not built", &["print_preprocess", "print_preprocess_type"]),
     refuse(Print, "custom output libraries: not built", &["print_output_custom_lib", "print_output_custom_cfg_file"]),
@@ -555,6 +554,7 @@ static GROUPS: &[Group] = &[
             "sql_refresh_time",
             "sql_history",
             "sql_history_roundoff",
+            "sql_history_offset",
             "sql_startup_delay",
             "sql_cache_entries",
             "sql_dont_try_update",
@@ -591,7 +591,6 @@ static GROUPS: &[Group] = &[
     ),
     refuse(Sql, "TLS connections to the database: not built yet", &["sql_conn_ca_file"]),
     refuse(Sql, "numeric address columns (INET_ATON): not built", &["sql_num_hosts"]),
-    refuse(Sql, OFFSET, &["sql_history_offset"]),
     refuse(Sql, CLASSIFY, &["sql_aggressive_classification"]),
     // ---------------------------------------------------------------- tagging
     refuse(

@@ -71,6 +71,7 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
         "print_refresh_time" => p.print_refresh_time = parse_count(d, u64::from(u32::MAX))?,
         "print_history" => pend.history = Some((v.to_string(), d.origin.clone())),
         "print_history_roundoff" => pend.roundoff = Some((v.to_string(), d.origin.clone())),
+        "print_history_offset" => pend.offset = Some((v.to_string(), d.origin.clone())),
         "print_markers" => p.print_markers = parse_bool(d)?,
         "print_output_file_append" => p.print_output_file_append = parse_bool(d)?,
         "print_latest_file" => {
@@ -116,8 +117,11 @@ pub(super) fn finish_plugin(
                 // Blame the roundoff line for a roundoff that is wrong on its own.
                 History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
             }
-            p.print_history =
-                Some(History::parse(h, r.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?);
+            let mut history = History::parse(h, r.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?;
+            if let Some((ov, oo)) = &pend.offset {
+                history = history.with_offset(ov).map_err(|e| bad_at(oo, ov, e))?;
+            }
+            p.print_history = Some(history);
         }
         (None, Some((rv, ro))) => {
             History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
@@ -129,6 +133,9 @@ pub(super) fn finish_plugin(
             });
         }
         (None, None) => {}
+    }
+    if let (None, Some((ov, oo))) = (&pend.history, &pend.offset) {
+        return Err(bad_at(oo, ov, "print_history_offset needs print_history (it shifts its time bins)"));
     }
     if let (Some(o), None) = (&pend.print_latest_file, &p.print_output_file) {
         return Err(bad_at(

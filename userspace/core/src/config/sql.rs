@@ -369,6 +369,7 @@ pub(super) fn apply_sql(s: &mut SqlConfig, pend: &mut Pending, d: &Directive) ->
         "sql_refresh_time" => s.refresh_time = parse_count(d, u64::from(u32::MAX))?,
         "sql_history" => pend.sql_history = Some((v.to_string(), d.origin.clone())),
         "sql_history_roundoff" => pend.sql_roundoff = Some((v.to_string(), d.origin.clone())),
+        "sql_history_offset" => pend.sql_offset = Some((v.to_string(), d.origin.clone())),
         "sql_history_since_epoch" | "timestamps_since_epoch" => s.since_epoch = parse_bool(d)?,
         "sql_startup_delay" => {
             s.startup_delay = v
@@ -433,9 +434,15 @@ pub(super) fn finish_sql(
         History::parse("1h", Some(rv)).map_err(|e| bad_at(ro, rv, e))?;
     }
     if let Some((h, ho)) = &pend.sql_history {
-        s.history =
-            Some(History::parse(h, pend.sql_roundoff.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?);
+        let mut history =
+            History::parse(h, pend.sql_roundoff.as_ref().map(|(v, _)| v.as_str())).map_err(|e| bad_at(ho, h, e))?;
+        if let Some((ov, oo)) = &pend.sql_offset {
+            history = history.with_offset(ov).map_err(|e| bad_at(oo, ov, e))?;
+        }
+        s.history = Some(history);
         s.history_text = h.clone();
+    } else if let Some((ov, oo)) = &pend.sql_offset {
+        return Err(bad_at(oo, ov, "sql_history_offset needs sql_history (it shifts its time bins)".into()));
     }
     if let Some((t, to)) = &pend.sql_trigger_time {
         History::parse(t, None).map_err(|e| bad_at(to, t, e))?;
