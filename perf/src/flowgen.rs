@@ -188,22 +188,12 @@ pub fn make(proto: Proto, records: usize, flows: u64, seed: u64, marker: bool) -
                 for (j, &k) in keys.iter().enumerate() {
                     let frame = sample_frame(key(k, true, marker), &mut rng);
                     let header = frame.get(..frame.len().min(128)).unwrap_or(&frame);
+                    let sequence = (done + j) as u32;
                     b.flow_sample(&FlowSampleSpec {
-                        sequence: (done + j) as u32,
-                        source_id_type: 0,
-                        source_id_index: 1,
                         sampling_rate: 1000,
-                        sample_pool: ((done + j) as u32).wrapping_mul(1000),
-                        drops: 0,
-                        input: 1,
-                        output: 2,
-                        header_protocol: 1,
+                        sample_pool: sequence.wrapping_mul(1000),
                         frame_length: frame.len() as u32 + 4,
-                        stripped: 4,
-                        header,
-                        switch: None,
-                        router: None,
-                        gateway: None,
+                        ..FlowSampleSpec::ethernet(sequence, header)
                     });
                 }
                 seq = seq.wrapping_add(1);

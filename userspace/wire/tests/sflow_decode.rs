@@ -352,23 +352,7 @@ fn malformed_datagrams_give_typed_errors() {
     // A raw header the packet decoder rejects is reported on the sample, not as a datagram error.
     let mut b = DatagramBuilder::new("192.0.2.1".parse().unwrap(), 0, 1, 1);
     let hdr = [0u8; 10];
-    b.flow_sample(&FlowSampleSpec {
-        sequence: 1,
-        source_id_type: 0,
-        source_id_index: 1,
-        sampling_rate: 1,
-        sample_pool: 1,
-        drops: 0,
-        input: 1,
-        output: 2,
-        header_protocol: 1,
-        frame_length: 64,
-        stripped: 4,
-        header: &hdr,
-        switch: None,
-        router: None,
-        gateway: None,
-    });
+    b.flow_sample(&FlowSampleSpec { frame_length: 64, ..FlowSampleSpec::ethernet(1, &hdr) });
     let (_, _, s) = decode_all(&b.finish()).unwrap();
     assert_eq!((s[0].packet, s[0].header_error), (None, Some(DecodeError::TruncatedLink)));
     for e in SflowError::ALL {

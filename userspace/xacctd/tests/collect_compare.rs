@@ -16,8 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::collect::{
-    collect_tables, column_total, compare_collectors, compare_tables, fan_out, have, packets_total, softflowd,
-    wait_exit, Setup,
+    collect_tables, column_total, compare_collectors, compare_tables, fan_out, have, softflowd, wait_exit, Setup,
 };
 
 /// `flows` counts records: one per NetFlow/IPFIX record (or a v8 aggregate's count), one per
@@ -253,23 +252,7 @@ fn sflow_samples_each_one_flow_decoded_alone_as_sfacctd() {
         .map(|(i, frames)| {
             let mut b = DatagramBuilder::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 0, i as u32 + 1, 1000);
             for (j, f) in frames.iter().enumerate() {
-                b.flow_sample(&FlowSampleSpec {
-                    sequence: (i * 10 + j) as u32,
-                    source_id_type: 0,
-                    source_id_index: 1,
-                    sampling_rate: 1,
-                    sample_pool: 100,
-                    drops: 0,
-                    input: 1,
-                    output: 2,
-                    header_protocol: 1,
-                    frame_length: f.len() as u32 + 4,
-                    stripped: 4,
-                    header: f,
-                    switch: None,
-                    router: None,
-                    gateway: None,
-                });
+                b.flow_sample(&FlowSampleSpec::ethernet((i * 10 + j) as u32, f));
             }
             b.finish()
         })
@@ -348,21 +331,10 @@ fn sflow_renormalised_samples_stay_one_flow_each_as_sfacctd() {
             payload: 100,
         });
         b.flow_sample(&FlowSampleSpec {
-            sequence,
-            source_id_type: 0,
             source_id_index: source,
             sampling_rate: rate,
             sample_pool: sequence * rate,
-            drops: 0,
-            input: 1,
-            output: 2,
-            header_protocol: 1,
-            frame_length: f.len() as u32 + 4,
-            stripped: 4,
-            header: &f,
-            switch: None,
-            router: None,
-            gateway: None,
+            ..FlowSampleSpec::ethernet(sequence, &f)
         });
     }
     let datagram = b.finish();

@@ -138,24 +138,7 @@ fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: usize)
 }
 
 fn sample(seq: u32, frame: &[u8], rate: u32) -> FlowSampleSpec<'_> {
-    FlowSampleSpec {
-        sequence: seq,
-        source_id_type: 0,
-        source_id_index: 1,
-        sampling_rate: rate,
-        sample_pool: 0,
-        drops: 0,
-        input: 1,
-        output: 2,
-        header_protocol: 1,
-        // The original frame plus its 4-byte FCS, as agents report it.
-        frame_length: frame.len() as u32 + 4,
-        stripped: 4,
-        header: frame,
-        switch: None,
-        router: None,
-        gateway: None,
-    }
+    FlowSampleSpec { sampling_rate: rate, sample_pool: 0, ..FlowSampleSpec::ethernet(seq, frame) }
 }
 
 #[test]

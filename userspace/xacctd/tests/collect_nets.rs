@@ -211,19 +211,6 @@ fn sflow_datagrams() -> Vec<Vec<u8>> {
                 payload: 20,
             });
             d.flow_sample(&FlowSampleSpec {
-                sequence: (k * 7 + j) as u32,
-                source_id_type: 0,
-                source_id_index: 1,
-                sampling_rate: 1,
-                sample_pool: 1,
-                drops: 0,
-                input: 1,
-                output: 2,
-                header_protocol: 1,
-                frame_length: frame.len() as u32 + 4,
-                stripped: 4,
-                header: &frame,
-                switch: None,
                 router: Some(ExtRouter {
                     next_hop: ip("10.9.9.9"),
                     src_mask: r.src_mask.into(),
@@ -237,6 +224,7 @@ fn sflow_datagrams() -> Vec<Vec<u8>> {
                     dst_peer_as: r.dst_as,
                     dst_as: r.dst_as,
                 }),
+                ..FlowSampleSpec::ethernet((k * 7 + j) as u32, &frame)
             });
         }
         out.push(d.finish());

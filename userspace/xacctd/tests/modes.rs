@@ -34,23 +34,7 @@ fn sflow() -> Vec<u8> {
         10,
     ));
     let mut d = xacct_wire::sflow::DatagramBuilder::new("127.0.0.1".parse().expect("ip"), 0, 1, 1000);
-    d.flow_sample(&xacct_wire::sflow::FlowSampleSpec {
-        sequence: 1,
-        source_id_type: 0,
-        source_id_index: 1,
-        sampling_rate: 1,
-        sample_pool: 1,
-        drops: 0,
-        input: 1,
-        output: 2,
-        header_protocol: 1,
-        frame_length: frame.len() as u32 + 4,
-        stripped: 4,
-        header: &frame,
-        switch: None,
-        router: None,
-        gateway: None,
-    });
+    d.flow_sample(&xacct_wire::sflow::FlowSampleSpec::ethernet(1, &frame));
     d.finish()
 }
 

@@ -30,6 +30,32 @@ pub struct FlowSampleSpec<'a> {
     pub gateway: Option<ExtGateway>,
 }
 
+impl<'a> FlowSampleSpec<'a> {
+    /// A sample of the whole Ethernet `frame` as an agent sends it: the raw header is the frame,
+    /// `frame_length` adds the 4-byte FCS the agent stripped; sampling rate 1, data source
+    /// ifIndex 1, in 1, out 2, no extended records. Tests and generators set what they vary
+    /// with struct update syntax.
+    pub fn ethernet(sequence: u32, frame: &'a [u8]) -> Self {
+        FlowSampleSpec {
+            sequence,
+            source_id_type: 0,
+            source_id_index: 1,
+            sampling_rate: 1,
+            sample_pool: sequence,
+            drops: 0,
+            input: 1,
+            output: 2,
+            header_protocol: 1,
+            frame_length: frame.len() as u32 + 4,
+            stripped: 4,
+            header: frame,
+            switch: None,
+            router: None,
+            gateway: None,
+        }
+    }
+}
+
 /// Generic interface counters (v5 counter record format 1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IfCounters {
