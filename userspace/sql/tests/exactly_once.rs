@@ -75,18 +75,28 @@ fn batch(l: &Layout, id: u64, table: &str, packets: u64) -> Batch {
     }
 }
 
+/// A session of the test's own to the PostgreSQL target.
+fn pg_client(t: &Target) -> Result<postgres::Client, postgres::Error> {
+    postgres::Config::new().host(&t.host).port(5432).user(&t.user).dbname(&t.db).connect(postgres::NoTls)
+}
+
+/// A session of the test's own to MariaDB's `test` database.
+fn my_conn() -> Result<mysql::Conn, mysql::Error> {
+    mysql::Conn::new(
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .user(Some("root"))
+            .pass(Some(""))
+            .db_name(Some("test")),
+    )
+}
+
 /// (rows, packets) of `table`, read over a connection of the test's own.
 fn sums(b: Backend, t: &Target, table: &str) -> (u64, u64) {
     let q = format!("SELECT COUNT(*), COALESCE(SUM(packets), 0) FROM {}", b.quote(table));
     match b {
         Backend::Pgsql => {
-            let mut cl = postgres::Config::new()
-                .host(&t.host)
-                .port(5432)
-                .user(&t.user)
-                .dbname(&t.db)
-                .connect(postgres::NoTls)
-                .expect("pg");
+            let mut cl = pg_client(t).expect("pg");
             let r = cl
                 .query_one(
                     &format!("SELECT COUNT(*)::bigint, COALESCE(SUM(packets), 0)::bigint FROM {}", b.quote(table)),
@@ -97,14 +107,7 @@ fn sums(b: Backend, t: &Target, table: &str) -> (u64, u64) {
         }
         Backend::Mysql => {
             use mysql::prelude::Queryable;
-            let mut cl = mysql::Conn::new(
-                mysql::OptsBuilder::new()
-                    .ip_or_hostname(Some("127.0.0.1"))
-                    .user(Some("root"))
-                    .pass(Some(""))
-                    .db_name(Some("test")),
-            )
-            .expect("mysql");
+            let mut cl = my_conn().expect("mysql");
             let r: Option<(u64, u64)> = cl.query_first(&q).expect("sum");
             r.expect("row")
         }
@@ -120,22 +123,14 @@ fn drop_table(b: Backend, t: &Target, table: &str) {
     let spool = format!("DELETE FROM xacct_batches WHERE spool LIKE 'test-{}-%'", std::process::id());
     match b {
         Backend::Pgsql => {
-            if let Ok(mut cl) =
-                postgres::Config::new().host(&t.host).port(5432).user(&t.user).dbname(&t.db).connect(postgres::NoTls)
-            {
+            if let Ok(mut cl) = pg_client(t) {
                 let _ = cl.batch_execute(&q);
                 let _ = cl.batch_execute(&spool);
             }
         }
         Backend::Mysql => {
             use mysql::prelude::Queryable;
-            if let Ok(mut cl) = mysql::Conn::new(
-                mysql::OptsBuilder::new()
-                    .ip_or_hostname(Some("127.0.0.1"))
-                    .user(Some("root"))
-                    .pass(Some(""))
-                    .db_name(Some("test")),
-            ) {
+            if let Ok(mut cl) = my_conn() {
                 let _ = cl.query_drop(&q);
                 let _ = cl.query_drop(&spool);
             }
@@ -148,25 +143,12 @@ fn markers(b: Backend, t: &Target, spool: &str) -> u64 {
     let q = format!("SELECT COUNT(*) FROM xacct_batches WHERE spool = '{spool}'");
     match b {
         Backend::Pgsql => {
-            let mut cl = postgres::Config::new()
-                .host(&t.host)
-                .port(5432)
-                .user(&t.user)
-                .dbname(&t.db)
-                .connect(postgres::NoTls)
-                .expect("pg");
+            let mut cl = pg_client(t).expect("pg");
             cl.query_one(&q, &[]).expect("markers").get::<_, i64>(0) as u64
         }
         Backend::Mysql => {
             use mysql::prelude::Queryable;
-            let mut cl = mysql::Conn::new(
-                mysql::OptsBuilder::new()
-                    .ip_or_hostname(Some("127.0.0.1"))
-                    .user(Some("root"))
-                    .pass(Some(""))
-                    .db_name(Some("test")),
-            )
-            .expect("mysql");
+            let mut cl = my_conn().expect("mysql");
             cl.query_first::<u64, _>(&q).expect("markers").expect("row")
         }
         Backend::Sqlite => {
@@ -270,13 +252,7 @@ fn pgsql_table_of_another_shape_is_named_and_retried() {
     let good = l.create_table(&Backend::Pgsql.quote(&table));
     let bad = good.replace("class_id CHAR(16)", "class_id INT").replace("DEFAULT ' '", "DEFAULT 0");
     assert_ne!(good, bad, "{good}");
-    let mut admin = postgres::Config::new()
-        .host(&t.host)
-        .port(5432)
-        .user(&t.user)
-        .dbname(&t.db)
-        .connect(postgres::NoTls)
-        .expect("pg");
+    let mut admin = pg_client(&t).expect("pg");
     admin.batch_execute(&bad).expect("create the odd table");
     let spool = format!("test-{}-shape", std::process::id());
     let b = batch(&l, 20, &table, 2);
@@ -302,25 +278,8 @@ enum Admin {
 impl Admin {
     fn open(b: Backend, t: &Target) -> Admin {
         match b {
-            Backend::Pgsql => Admin::Pg(
-                postgres::Config::new()
-                    .host(&t.host)
-                    .port(5432)
-                    .user(&t.user)
-                    .dbname(&t.db)
-                    .connect(postgres::NoTls)
-                    .expect("pg"),
-            ),
-            _ => Admin::My(
-                mysql::Conn::new(
-                    mysql::OptsBuilder::new()
-                        .ip_or_hostname(Some("127.0.0.1"))
-                        .user(Some("root"))
-                        .pass(Some(""))
-                        .db_name(Some("test")),
-                )
-                .expect("mysql"),
-            ),
+            Backend::Pgsql => Admin::Pg(pg_client(t).expect("pg")),
+            _ => Admin::My(my_conn().expect("mysql")),
         }
     }
 
