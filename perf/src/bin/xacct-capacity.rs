@@ -66,6 +66,7 @@ fn main() -> Result<()> {
             capture_methods: xacct_core::maps::Methods::PMACCTD,
             ports: None,
             stats: Arc::new(PluginStats::default()),
+            shard_limit: usize::MAX,
         };
         let specs = Arc::new(vec![spec]);
         let start = Instant::now();

@@ -84,6 +84,7 @@ fn decode_and_aggregate(dgrams: &[Vec<u8>], passes: usize, agg: &Aggregate) -> (
         capture_methods: xacct_core::maps::Methods::PMACCTD,
         ports: None,
         stats: Arc::new(PluginStats::default()),
+        shard_limit: usize::MAX,
     };
     let sources = Arc::new(vec![Arc::new(SourceStats::default())]);
     let mut w = Worker::new(Arc::new(vec![spec]), sources, Sampling::default());

@@ -476,8 +476,7 @@ impl Reply {
         for _ in 0..*entries {
             self.reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
             let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
-            let (r, bin) = proj.unpack(&key[..words]);
-            tw.row(out, &r, &c, bin)?;
+            tw.row_of(out, &proj, &key[..words], &c)?;
         }
         if trailer {
             tw.trailer(out, *entries)?;

@@ -188,6 +188,8 @@ impl Server {
                     }
                     match &patterns {
                         None => true,
+                        // The overflow entry has no key for a pattern to match.
+                        Some(_) if proj.is_overflow(k) => false,
                         Some(ps) => {
                             let r = proj.unpack(k).0;
                             ps.iter().any(|p| p.matches(&r))
@@ -247,6 +249,9 @@ impl Server {
                 let mut results = vec![QueryCounters::default(); patterns.len()];
                 let proj = &self.projector;
                 self.table.for_each(|k, c| {
+                    if proj.is_overflow(k) {
+                        return;
+                    }
                     let r = proj.unpack(k).0;
                     for (p, q) in patterns.iter().zip(results.iter_mut()) {
                         if p.matches(&r) {
@@ -281,6 +286,9 @@ impl Server {
     fn reset_matching(&mut self, patterns: &[imt::Pattern]) {
         let proj = &self.projector;
         self.table.retain(|k, _| {
+            if proj.is_overflow(k) {
+                return true;
+            }
             let r = proj.unpack(k).0;
             !patterns.iter().any(|p| p.matches(&r))
         });

@@ -4,6 +4,7 @@
 //! senders → workers drain every queued batch → plugins are told to stop and do their last
 //! harvest → workers exit when the last harvest handle is dropped.
 
+use xacct_core::budget::{Budget, BudgetSource};
 use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, unbounded, Sender};
@@ -87,10 +88,10 @@ impl Drop for PidFile {
 type Maps<T> = HashMap<PathBuf, Arc<T>>;
 
 /// The worker-side specs of every plugin (filters, projections, maps).
-fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<PluginSpec>> {
+fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget]) -> Result<Vec<PluginSpec>> {
     let (nets, ports) = load_maps(config)?;
     let mut specs = Vec::new();
-    for (p, stats) in config.plugins.iter().zip(stats) {
+    for ((p, stats), budget) in config.plugins.iter().zip(stats).zip(budgets) {
         let projector = Projector::new(&p.aggregate, p.history().is_some());
         let filter = match &p.aggregate_filter {
             Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
@@ -105,9 +106,25 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<Plugi
             capture_methods: config.global.capture_methods,
             ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
             stats: stats.clone(),
+            shard_limit: budget.shard_entries,
         });
     }
     Ok(specs)
+}
+
+/// Every plugin's memory budget (see [`xacct_core::budget`]); plugins without a key of their own
+/// share a quarter of the machine's memory.
+fn plugin_budgets(config: &Config, workers: usize) -> Vec<Budget> {
+    let total = xacct_core::budget::machine_memory().unwrap_or(4 << 30);
+    let plugins = config.plugins.len().max(1);
+    config
+        .plugins
+        .iter()
+        .map(|p| {
+            let words = Projector::new(&p.aggregate, p.history().is_some()).words();
+            p.budget(words, workers, BudgetSource::Default { total, plugins })
+        })
+        .collect()
 }
 
 fn net_resolver(p: &PluginConfig, nets: &Maps<Networks>) -> NetResolver {
@@ -546,19 +563,20 @@ pub fn run(config: Config) -> Result<()> {
 
     // Plugins' worker-side specs.
     let plugin_stats: Vec<Arc<PluginStats>> = config.plugins.iter().map(|_| Arc::new(PluginStats::default())).collect();
-    let specs = Arc::new(plugin_specs(&config, &plugin_stats)?);
-    for p in &config.plugins {
-        tracing::info!("plugin {}/{}: aggregate {}", p.name, p.kind.name(), p.aggregate);
-    }
-    let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
-    let stamp = capture_stamp(&config, capture_iface.as_deref());
-
     // Workers, pinned one per core.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     // Each libpcap source thread needs a core of its own (it reads and copies every frame),
     // so by default the workers take the rest: on 2 cores one source + one worker beat one
     // source + two workers that keep preempting it (measured with perf/capacity.sh).
     let nworkers = g.workers.unwrap_or(cores.len().saturating_sub(sources.len()).max(1));
+    let budgets = plugin_budgets(&config, nworkers);
+    let specs = Arc::new(plugin_specs(&config, &plugin_stats, &budgets)?);
+    for (p, b) in config.plugins.iter().zip(&budgets) {
+        tracing::info!("plugin {}/{}: aggregate {}; memory budget: {}", p.name, p.kind.name(), p.aggregate, b.describe());
+    }
+    let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
+    let stamp = capture_stamp(&config, capture_iface.as_deref());
+
     let shared_sources = Arc::new(source_stats.clone());
     let (recycle_tx, recycle_rx) = bounded(WORKER_QUEUE_BATCHES * nworkers * 2);
     let mut data_txs = Vec::new();
@@ -597,7 +615,7 @@ pub fn run(config: Config) -> Result<()> {
         let ctx = PluginContext {
             config: p.clone(),
             projector: specs[i].projector.clone(),
-            harvest: Box::new(ShardHarvest::new(i, specs[i].projector.words(), ctl_txs.clone())),
+            harvest: Box::new(ShardHarvest::new(i, &specs[i], budgets[i].clone(), ctl_txs.clone())),
             stats: plugin_stats[i].clone(),
             sources: named_sources.clone(),
             peers: peers.clone(),
@@ -672,7 +690,7 @@ pub fn run(config: Config) -> Result<()> {
             }
             Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
-                reload_maps(&config, &plugin_stats, &ctl_txs, &allows)
+                reload_maps(&config, &plugin_stats, &budgets, &ctl_txs, &allows)
             }
             Event::PluginDone { name, failed } => {
                 live_plugins -= 1;
@@ -751,6 +769,7 @@ pub fn run(config: Config) -> Result<()> {
 fn reload_maps(
     config: &Config,
     stats: &[Arc<PluginStats>],
+    budgets: &[Budget],
     workers: &[Sender<Ctl>],
     allows: &[Arc<xacct_collect::Allow>],
 ) {
@@ -772,7 +791,7 @@ fn reload_maps(
     if !maps {
         return;
     }
-    match plugin_specs(config, stats) {
+    match plugin_specs(config, stats, budgets) {
         Ok(specs) => {
             let specs = Arc::new(specs);
             for w in workers {

@@ -390,6 +390,10 @@ pub(super) fn plugin_defaults(name: &str, kind: PluginKind, origin: &Origin, agg
         proc_priority: None,
         files_uid: None,
         files_gid: None,
+        max_entries: None,
+        memory_budget: None,
+        imt_mem_pools_number: None,
+        imt_mem_pools_size: None,
         sql: kind.is_sql().then(|| Box::new(super::sql::SqlConfig::new(name, kind == PluginKind::Sqlite3))),
         origin: origin.clone(),
     }
