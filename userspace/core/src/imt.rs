@@ -298,6 +298,10 @@ pub struct SourceStatus {
     pub fragment_orphans: u64,
     /// AF_XDP socket counters (zero for other sources).
     #[serde(default)]
+    pub fragments_untracked: u64,
+    #[serde(default)]
+    pub flows_untracked: u64,
+    #[serde(default)]
     pub xsk_rx_ring_full: u64,
     #[serde(default)]
     pub xsk_fill_ring_empty: u64,
@@ -336,6 +340,10 @@ impl Status {
             writeln!(w, "  non-IP: {}", s.non_ip)?;
             writeln!(w, "  queue dropped: {}", s.queue_dropped)?;
             writeln!(w, "  fragment orphans: {}", s.fragment_orphans)?;
+            if s.fragments_untracked + s.flows_untracked > 0 {
+                writeln!(w, "  fragments untracked (table full): {}", s.fragments_untracked)?;
+                writeln!(w, "  flows untracked (table full): {}", s.flows_untracked)?;
+            }
             let xsk = [s.xsk_rx_ring_full, s.xsk_fill_ring_empty, s.xsk_rx_dropped, s.xsk_rx_invalid_descs];
             if s.name.contains("AF_XDP") || xsk.iter().any(|n| *n > 0) {
                 writeln!(w, "  AF_XDP rx ring full: {}", s.xsk_rx_ring_full)?;

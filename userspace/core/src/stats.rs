@@ -19,6 +19,10 @@ pub struct SourceStats {
     pub queue_dropped: AtomicU64,
     /// Later IP fragments whose first fragment never came (accounted with ports 0).
     pub fragment_orphans: AtomicU64,
+    /// Fragments not followed and flows not tracked because their bounded tables were full
+    /// (the fragment is accounted without ports at once; the flow's packets count as starts).
+    pub fragments_untracked: AtomicU64,
+    pub flows_untracked: AtomicU64,
     /// Records that reached the workers.
     pub processed: AtomicU64,
     /// AF_XDP: frames the kernel could not put on the socket's rx ring because it was full

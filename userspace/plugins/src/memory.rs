@@ -317,6 +317,8 @@ impl Server {
                     processed: s.processed.load(Relaxed),
                     finished: s.finished.load(Relaxed),
                     fragment_orphans: s.fragment_orphans.load(Relaxed),
+                    fragments_untracked: s.fragments_untracked.load(Relaxed),
+                    flows_untracked: s.flows_untracked.load(Relaxed),
                     xsk_rx_ring_full: s.xsk_rx_ring_full.load(Relaxed),
                     xsk_fill_ring_empty: s.xsk_fill_ring_empty.load(Relaxed),
                     xsk_rx_dropped: s.xsk_rx_dropped.load(Relaxed),

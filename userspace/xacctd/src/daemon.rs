@@ -7,7 +7,7 @@
 use xacct_core::budget::{Budget, BudgetSource};
 use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::{bounded, Sender};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -509,7 +509,9 @@ pub fn run(config: Config) -> Result<()> {
     };
 
     // Signals first, so a TERM during start-up is not lost.
-    let (ev_tx, ev_rx) = unbounded::<Event>();
+    // Signals, sources and plugins ending: a few events a second at most; a sender that finds
+    // it full waits for the control loop.
+    let (ev_tx, ev_rx) = bounded::<Event>(256);
     {
         use signal_hook::consts::*;
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])
@@ -587,7 +589,9 @@ pub fn run(config: Config) -> Result<()> {
     let shared = crate::pipeline::Shared::with_flows(nworkers, tracker);
     for i in 0..nworkers {
         let (dtx, drx) = bounded(WORKER_QUEUE_BATCHES);
-        let (ctx, crx) = unbounded();
+        // At most one harvest per plugin is outstanding (each waits for its answers) and one
+        // map reload: the queue never holds more.
+        let (ctx, crx) = bounded(config.plugins.len() + 2);
         data_txs.push(dtx);
         ctl_txs.push(ctx);
         let mut w = Worker::with_shared(specs.clone(), shared_sources.clone(), sampling, shared.clone());
@@ -821,7 +825,7 @@ fn capture_stamp(config: &Config, iface: Option<&str>) -> CaptureStamp {
 fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginKind, Arc<PluginStats>)]) {
     for (name, s) in sources {
         tracing::info!(
-            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
+            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} fragments_untracked {} flows_untracked {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
             s.received.load(Relaxed),
             s.processed.load(Relaxed),
             s.kernel_dropped.load(Relaxed),
@@ -830,6 +834,8 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginK
             s.malformed_by_reason(),
             s.non_ip.load(Relaxed),
             s.fragment_orphans.load(Relaxed),
+            s.fragments_untracked.load(Relaxed),
+            s.flows_untracked.load(Relaxed),
             s.xsk_rx_ring_full.load(Relaxed),
             s.xsk_fill_ring_empty.load(Relaxed),
             s.xsk_rx_dropped.load(Relaxed),

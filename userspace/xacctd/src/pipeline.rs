@@ -219,7 +219,9 @@ impl Worker {
                 self.fragment(&p, r, &src);
             } else {
                 if let Some(f) = &self.frags.flows {
-                    f.track(&mut r);
+                    if !f.track(&mut r) {
+                        src.flows_untracked.fetch_add(1, Relaxed);
+                    }
                 }
                 self.account(&r);
             }
@@ -287,7 +289,7 @@ impl Worker {
         let mut orphans = std::mem::take(&mut self.orphans);
         let released = {
             let mut t = self.frags.frags.lock().unwrap_or_else(|e| e.into_inner());
-            if p.is_later_fragment {
+            let released = if p.is_later_fragment {
                 match t.later(key, &r, &mut orphans) {
                     Some((sp, dp)) => {
                         r.src_port = sp;
@@ -299,12 +301,19 @@ impl Worker {
             } else {
                 // A datagram's first fragment is the packet that can start a flow.
                 if let Some(f) = &self.frags.flows {
-                    f.track(&mut r);
+                    if !f.track(&mut r) {
+                        src.flows_untracked.fetch_add(1, Relaxed);
+                    }
                 }
                 let mut v = t.first(key, &r, &mut orphans);
                 v.push(r);
                 v
+            };
+            let untracked = t.take_untracked();
+            if untracked > 0 {
+                src.fragments_untracked.fetch_add(untracked, Relaxed);
             }
+            released
         };
         for q in &released {
             self.account(q);
