@@ -240,3 +240,42 @@ fn spoofed_sources_from_a_netflow_exporter_overflow_with_exact_totals() {
     assert!((distinct / want - 1.0).abs() < 0.05, "distinct refused {distinct}, in fact {want}: {m:?}");
     d.terminate();
 }
+
+/// An SQL plugin's cache is bounded like any table: 5,000 new keys into a SQLite table through
+/// a plugin allowed 1,000 entries give 1,000 rows of their own and one overflow row, whose key
+/// columns hold their zero values ('0.0.0.0', port 0, protocol 0: SQL has no marker column, so
+/// this is the documented form), and the table's total is every packet.
+#[test]
+fn an_sql_plugin_writes_its_overflow_entry_as_the_zero_key_row() {
+    const KEYS: usize = 5_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("k.pcap");
+    traffic::write_small64_pcap(&pcap, KEYS, 0, 2).expect("pcap");
+    let db = dir.path().join("s.db");
+    let conf = dir.path().join("s.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\nplugins: sqlite3[s]\naggregate: {FIVE_TUPLE}\nmax_entries[s]: 1000\n\
+             sql_db[s]: {}\nsql_table_version[s]: 9\nsql_table_autocreate[s]: true\nsql_refresh_time[s]: 3600\n",
+            pcap.display(),
+            db.display()
+        ),
+    )
+    .expect("write config");
+    let log = Daemon::start(&conf, &dir.path().join("s.log")).wait_exit(Duration::from_secs(120));
+    assert!(log.contains("plugin s: memory budget reached"), "{log}");
+    let c = rusqlite::Connection::open(&db).expect("open db");
+    let (rows, packets): (i64, i64) =
+        c.query_row("SELECT COUNT(*), SUM(packets) FROM acct_v9", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("sum");
+    let over: i64 = c
+        .query_row(
+            "SELECT packets FROM acct_v9 WHERE ip_src = '0.0.0.0' AND ip_dst = '0.0.0.0' AND port_src = 0 AND port_dst = 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the overflow row");
+    assert_eq!(packets, KEYS as i64);
+    assert!(rows == 1001 || rows == 1000, "{rows}");
+    assert_eq!(over, KEYS as i64 - (rows - 1));
+}
