@@ -57,6 +57,6 @@ for n in "${KEYS[@]}"; do
     # pmacctd keeps reading after the file ends only with savefile_wait; without it the memory
     # plugin exits with the core, after its peak.
     kib=$(/usr/bin/time -f "%M" -o "$OUT/time.txt" timeout 600 pmacctd -f "$OUT/pm.conf" >/dev/null 2>&1; cat "$OUT/time.txt")
-    printf '%10s  %-22s  %14s  %16s  %12s\n' "$n" "pmacctd 1.7.7 memory" "$((kib / 1024))" "-" "(silent cap)"
+    printf '%10s  %-22s  %14s  %16s  %12s\n' "$n" "pmacctd 1.7.7 memory" "$((kib / 1024))" "-" "(no counter)"
   fi
 done

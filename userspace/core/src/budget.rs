@@ -55,7 +55,9 @@ impl Budget {
         let half = bytes / 2;
         // hashbrown holds up to 7/8 of its buckets; growing from P/2 to P buckets holds both.
         let p = pow2_at_most(half as f64 / (1.5 * Table::bucket_bytes(words) as f64));
-        let table_entries = (p / 8 * 7).max(MIN_ENTRIES);
+        // Overflow entries (one per time bin) are admitted past the limit: a thirty-second of
+        // the buckets is kept for them, or the first one would double the table.
+        let table_entries = (p / 8 * 7 - p / 32).max(MIN_ENTRIES);
         // Shards hold up to 3/4 of their slots; per worker: the filling one (P/2 and P slots
         // while it grows) and a spare of P.
         let per_worker = half / workers.max(1) as u64;
@@ -68,7 +70,9 @@ impl Budget {
 
     /// Worst-case bytes of the table and shards under these limits (what the budget promises).
     pub fn worst_case_bytes(&self, words: usize, workers: usize) -> u64 {
-        let table = 1.5 * (self.table_entries as f64 * 8.0 / 7.0).ceil().max(1.0).log2().ceil().exp2();
+        // The limit plus the overflow entries' room, as `bytes` reserves it.
+        let entries = self.table_entries as f64 * 28.0 / 27.0;
+        let table = 1.5 * (entries * 8.0 / 7.0).ceil().max(1.0).log2().ceil().exp2();
         let shard = 2.5 * ((self.shard_entries + 16) as f64 * 4.0 / 3.0).ceil().max(1.0).log2().ceil().exp2();
         (table * Table::bucket_bytes(words) as f64 + workers as f64 * shard * ShardTable::slot_bytes(words) as f64)
             as u64

@@ -176,6 +176,8 @@ pub struct PluginStats {
     /// Whether the plugin is refusing keys now (from the first refusal until the table has
     /// room again and a minute passed without one).
     pub degraded: std::sync::atomic::AtomicBool,
+    /// Set by a worker whose shard of this plugin is half full: the plugin harvests early.
+    pub harvest_wanted: std::sync::atomic::AtomicBool,
 }
 
 impl PluginStats {

@@ -16,7 +16,17 @@ pub trait Harvest: Send {
     /// Folds every worker's current shard for this plugin into `into`, emptying the shards.
     /// Blocks until every live worker has answered.
     fn harvest_into(&mut self, into: &mut Table);
+
+    /// Whether a worker's shard is filling up and asks for a harvest before the plugin's next
+    /// regular one (a flood of new keys fills a shard within a second). Plugins poll it every
+    /// [`POLL`].
+    fn wanted(&self) -> bool {
+        false
+    }
 }
+
+/// How often a plugin checks [`Harvest::wanted`] between its regular harvests.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Everything a plugin thread gets from the daemon.
 pub struct PluginContext {

@@ -95,10 +95,12 @@ pub fn run_memory(mut ctx: PluginContext) -> Result<(), PluginError> {
                 ctx.stats.entries_written.store(server.table.len() as u64, Relaxed);
                 send_answer(stream, answer);
             }
-            default(wait) => {
-                server.harvest(&mut ctx);
-                ctx.stats.entries_written.store(server.table.len() as u64, Relaxed);
-                next_harvest = Instant::now() + HARVEST_EVERY;
+            default(wait.min(crate::POLL)) => {
+                if Instant::now() >= next_harvest || ctx.harvest.wanted() {
+                    server.harvest(&mut ctx);
+                    ctx.stats.entries_written.store(server.table.len() as u64, Relaxed);
+                    next_harvest = Instant::now() + HARVEST_EVERY;
+                }
             }
         }
     }

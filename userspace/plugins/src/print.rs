@@ -28,17 +28,31 @@ use xacct_core::aggregate::Table;
 use xacct_core::config::OutputFormat;
 use xacct_core::format::{FormatOptions, TableWriter, TimeStyle};
 
+/// How often the workers' shards are folded into the table between two refreshes.
+const HARVEST_EVERY: Duration = Duration::from_secs(1);
+
 pub fn run_print(mut ctx: PluginContext) -> Result<(), PluginError> {
     let refresh = Duration::from_secs(ctx.config.print_refresh_time.max(1));
     let mut table = Table::with_words(ctx.projector.words());
     let mut next = Instant::now() + refresh + Duration::from_secs(ctx.config.print_startup_delay);
+    let mut next_harvest = Instant::now() + HARVEST_EVERY;
     loop {
-        let wait = next.saturating_duration_since(Instant::now());
+        // The workers' shards are folded in every second, not only at the refresh: so they
+        // hold a second of new keys rather than a whole interval, and the plugin's table, not
+        // the shards, is what its memory budget bounds.
+        let wait = next.min(next_harvest).saturating_duration_since(Instant::now());
         let stopping = crossbeam_channel::select! {
             recv(ctx.shutdown) -> _ => true,
-            default(wait) => false,
+            default(wait.min(crate::POLL)) => false,
         };
-        ctx.harvest.harvest_into(&mut table);
+        let now = Instant::now();
+        if stopping || now >= next_harvest || ctx.harvest.wanted() {
+            ctx.harvest.harvest_into(&mut table);
+            next_harvest = now + HARVEST_EVERY;
+        }
+        if !stopping && now < next {
+            continue;
+        }
         ctx.stats.refreshes.fetch_add(1, Relaxed);
         match flush(&ctx, &table, chrono::Utc::now().timestamp()) {
             Ok(n) => {
@@ -140,15 +154,22 @@ fn flush(ctx: &PluginContext, table: &Table, now: i64) -> Result<u64, PluginErro
             Ok(n)
         }
         Some(pattern) => {
-            // Entries grouped by destination file (one per bin with print_history).
+            // One file per bin with print_history. Entries are written straight from the
+            // table, one pass per file: a copy of the table grouped by file would double the
+            // plugin's memory at every refresh, outside its budget.
             let binned = cfg.print_history.is_some();
-            let mut files: BTreeMap<String, Vec<(Vec<u64>, xacct_core::Counters)>> = BTreeMap::new();
-            table.for_each(|k, c| {
-                let ts = if binned { proj.unpack(k).1 } else { now };
-                files.entry(expand_path(pattern, ts, cfg.timestamps_utc)).or_default().push((k.to_vec(), *c));
-            });
+            let mut files: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            {
+                let mut bins = std::collections::BTreeSet::new();
+                table.for_each(|k, _| {
+                    bins.insert(if binned { proj.unpack(k).1 } else { now });
+                });
+                for ts in bins {
+                    files.entry(expand_path(pattern, ts, cfg.timestamps_utc)).or_default().push(ts);
+                }
+            }
             let mut n = 0;
-            for (path, entries) in &files {
+            for (path, bins) in &files {
                 let mut o = std::fs::OpenOptions::new();
                 o.create(true).write(true);
                 if cfg.print_output_file_append {
@@ -165,12 +186,18 @@ fn flush(ctx: &PluginContext, table: &Table, now: i64) -> Result<u64, PluginErro
                 if fresh {
                     tw.header(&mut out).map_err(err(format!("writing {path}")))?;
                 }
-                for (k, c) in entries {
-                    tw.row_of(&mut out, proj, k, c).map_err(err(format!("writing {path}")))?;
-                }
-                markers.end(&mut out, entries.len() as u64).map_err(err(format!("writing {path}")))?;
+                let mut written = 0u64;
+                let mut res = Ok(());
+                table.for_each(|k, c| {
+                    if res.is_ok() && (!binned || bins.contains(&proj.unpack(k).1)) {
+                        res = tw.row_of(&mut out, proj, k, c);
+                        written += 1;
+                    }
+                });
+                res.map_err(err(format!("writing {path}")))?;
+                markers.end(&mut out, written).map_err(err(format!("writing {path}")))?;
                 out.flush().map_err(err(format!("writing {path}")))?;
-                n += entries.len() as u64;
+                n += written;
             }
             if let Some(last) = files.keys().next_back() {
                 update_latest(cfg, last).map_err(err("updating print_latest_file".into()))?;

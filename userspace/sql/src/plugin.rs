@@ -838,13 +838,13 @@ pub fn run_sql(ctx: PluginContext) -> Result<(), PluginError> {
                 if let Ok(d) = d { s.completed(d, chrono::Utc::now().timestamp()); }
                 false
             }
-            default(wait) => false,
+            default(wait.min(xacct_plugins::POLL)) => false,
         };
         if stop {
             break;
         }
         let now = Instant::now();
-        if now >= next_harvest {
+        if now >= next_harvest || s.ctx.harvest.wanted() {
             s.ctx.harvest.harvest_into(&mut table);
             next_harvest = now + HARVEST_EVERY;
             if now >= start && (now >= next_refresh || table.len() > cfg.cache_entries) {

@@ -262,6 +262,13 @@ impl Worker {
                 }
                 p.keys.clear();
                 p.counters.clear();
+                if shard.len() >= shard.limit() / 2 {
+                    let want = &self.specs[i].stats.harvest_wanted;
+                    // Read first: the flag's cache line is shared with the plugin's thread.
+                    if !want.load(Relaxed) {
+                        want.store(true, Relaxed);
+                    }
+                }
             }
         }
     }
@@ -531,7 +538,12 @@ impl ShardHarvest {
 }
 
 impl xacct_plugins::Harvest for ShardHarvest {
+    fn wanted(&self) -> bool {
+        self.stats.harvest_wanted.load(Relaxed)
+    }
+
     fn harvest_into(&mut self, into: &mut Table) {
+        self.stats.harvest_wanted.store(false, Relaxed);
         let (tx, rx) = bounded(self.workers.len());
         let mut asked = 0;
         for w in &self.workers {
