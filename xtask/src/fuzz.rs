@@ -35,6 +35,9 @@ struct Outcome {
     log: PathBuf,
 }
 
+/// Above this many bytes a merged corpus is merged again on edge coverage alone.
+const CORPUS_MAX: u64 = 256 << 10;
+
 /// Linux reports /proc times in USER_HZ, which is 100 on every architecture it runs on.
 const USER_HZ: f64 = 100.0;
 
@@ -153,39 +156,78 @@ fn fuzz_one(target: &str, budget: Budget, logs: &Path) -> Result<Outcome> {
         std::fs::create_dir_all(d)?;
     }
     let before = listing(&artifacts);
-    let log = logs.join(format!("{target}.log"));
-    let max_total = match budget {
-        Budget::Wall(s) => s,
-        // A backstop only: the CPU budget is what stops it.
-        Budget::Cpu(s) => s.saturating_mul(20).max(60),
-    };
-    let mut cmd = fuzz_cmd(&bin, &log)?;
-    cmd.arg(&work)
-        .arg(&corpus)
-        .arg(format!("-max_total_time={max_total}"))
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .args(["-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048", "-max_len=4096"]);
-    eprintln!("fuzz: {target}: {budget:?}, log {}", log.display());
     let t = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("start {}", bin.display()))?;
-    let cpu = supervise(&mut child, budget)?;
+    let (mut cpu, mut execs, mut session) = (0.0f64, None::<u64>, 0u32);
+    let log_of = |session: u32| {
+        logs.join(if session <= 1 { format!("{target}.log") } else { format!("{target}.{session}.log") })
+    };
+    // libFuzzer stops at its first finding: start it again (from the grown corpus) until the
+    // budget is spent, so one finding does not cost the rest of the run. A few restarts only,
+    // so that a finding hit at once every time does not spin.
+    loop {
+        let remaining = match budget {
+            Budget::Wall(s) => Budget::Wall(s.saturating_sub(t.elapsed().as_secs())),
+            Budget::Cpu(s) => Budget::Cpu(s.saturating_sub(cpu as u64)),
+        };
+        let left = match remaining {
+            Budget::Wall(s) | Budget::Cpu(s) => s,
+        };
+        if session > 0 && (left < 5 || session >= 8) {
+            break;
+        }
+        session += 1;
+        let max_total = match remaining {
+            Budget::Wall(s) => s.max(1),
+            // A backstop only: the CPU budget is what stops it.
+            Budget::Cpu(s) => s.saturating_mul(20).max(60),
+        };
+        let log = log_of(session);
+        let mut cmd = fuzz_cmd(&bin, &log)?;
+        cmd.arg(&work)
+            .arg(&corpus)
+            .arg(format!("-max_total_time={max_total}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .args(["-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048", "-max_len=4096"]);
+        eprintln!("fuzz: {target}: {remaining:?}, log {}", log.display());
+        let found_before = listing(&artifacts).len();
+        let mut child = cmd.spawn().with_context(|| format!("start {}", bin.display()))?;
+        cpu += supervise(&mut child, remaining)?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(n) = parse_execs(&text) {
+            execs = Some(execs.unwrap_or(0) + n);
+        }
+        if listing(&artifacts).len() == found_before {
+            break;
+        }
+        eprintln!("fuzz: {target}: finding (see {}); going on", log.display());
+    }
     let wall = t.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let execs = parse_execs(&text);
+    let log = log_of(session);
     let findings: Vec<PathBuf> = listing(&artifacts).into_iter().filter(|p| !before.contains(p)).collect();
 
-    // Merge the repo corpus and the new inputs into a fresh directory: libFuzzer keeps the
-    // smallest inputs that together reach all the coverage, so the corpus stays small.
-    let merge_log = logs.join(format!("{target}.merge.log"));
-    let st = fuzz_cmd(&bin, &merge_log)?
-        .arg("-merge=1")
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .args(["-timeout=10", "-rss_limit_mb=2048", "-max_len=4096"])
-        .arg(&merged)
-        .arg(&corpus)
-        .arg(&work)
-        .status()?;
-    if st.success() && dir_stats(&merged).0 > 0 {
+    // Merge the repo corpus and the new inputs into a fresh directory: libFuzzer keeps a small
+    // set of inputs that together reach all the coverage (greedy set cover). With hit counters
+    // as features that set can still be large for the datagram decoders; above CORPUS_MAX it
+    // is merged again on edges alone, so the repo keeps seeds, not every path count.
+    let merge = |features: &str, from: &[&Path], log: &str| -> Result<bool> {
+        let _ = std::fs::remove_dir_all(&merged);
+        std::fs::create_dir_all(&merged)?;
+        let st = fuzz_cmd(&bin, &logs.join(log))?
+            .args(["-set_cover_merge=1", features, "-timeout=10", "-rss_limit_mb=2048", "-max_len=4096"])
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg(&merged)
+            .args(from)
+            .status()?;
+        Ok(st.success() && dir_stats(&merged).0 > 0)
+    };
+    let mut ok = merge("-use_counters=1", &[&corpus, &work], &format!("{target}.merge.log"))?;
+    if ok && dir_stats(&merged).1 > CORPUS_MAX {
+        let counted = fuzz.join("target/corpus-counted").join(target);
+        let _ = std::fs::remove_dir_all(&counted);
+        std::fs::rename(&merged, &counted)?;
+        ok = merge("-use_counters=0", &[&counted], &format!("{target}.merge-edges.log"))?;
+    }
+    if ok {
         for p in listing(&corpus) {
             std::fs::remove_file(p)?;
         }
@@ -193,7 +235,7 @@ fn fuzz_one(target: &str, budget: Budget, logs: &Path) -> Result<Outcome> {
             std::fs::copy(&p, corpus.join(p.file_name().expect("a file")))?;
         }
     } else {
-        eprintln!("fuzz: {target}: merge failed ({st}), corpus left as it was; see {}", merge_log.display());
+        eprintln!("fuzz: {target}: merge failed, corpus left as it was; see {}/{target}.merge*.log", logs.display());
     }
     let (corpus_files, corpus_bytes) = dir_stats(&corpus);
     Ok(Outcome { target: target.to_string(), cpu_secs: cpu, wall_secs: wall, execs, corpus_files, corpus_bytes, findings, log })
@@ -241,7 +283,11 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     std::thread::scope(|s| {
         for _ in 0..jobs.min(targets.len()) {
             s.spawn(|| {
-                while let Some(t) = queue.lock().expect("queue").pop() {
+                // The lock is released before the target runs (a `while let` on the lock
+                // would hold it for the loop body and run the targets one at a time).
+                loop {
+                    let next = queue.lock().expect("queue").pop();
+                    let Some(t) = next else { break };
                     let r = fuzz_one(&t, budget, &logs);
                     if let Ok(o) = &r {
                         eprintln!("fuzz: {}: done, {:.0} CPU s, {:?} runs, {} findings", o.target, o.cpu_secs, o.execs, o.findings.len());

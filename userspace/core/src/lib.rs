@@ -11,6 +11,8 @@ pub mod aggregate;
 pub mod config;
 pub mod filter;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod imt;
 pub mod maps;

@@ -61,13 +61,14 @@ pub fn decode_packet(data: &[u8]) {
     if p.mpls_depth == 0 {
         assert_eq!((p.mpls_top, p.mpls_bottom), (0, 0));
     }
+    // MPLS and PPPoE right after the link header, or behind a Cisco FabricPath/VN-Tag header,
+    // whose EtherType is then the one libpcap compares.
+    const CISCO: [u16; 2] = [0x8903, 0x8926];
     if p.mpls_depth > 0 {
-        // MPLS right after the link header, or behind a Cisco FabricPath/VN-Tag header, whose
-        // EtherType is then the one libpcap compares.
-        assert!(matches!(p.link_etype, 0x8847 | 0x8848 | 0x8903 | 0x8926), "{:#06x}", p.link_etype);
+        assert!(matches!(p.link_etype, 0x8847 | 0x8848) || CISCO.contains(&p.link_etype), "{:#06x}", p.link_etype);
     }
     if p.pppoe_session != 0 {
-        assert_eq!(p.link_etype, 0x8864);
+        assert!(p.link_etype == 0x8864 || CISCO.contains(&p.link_etype), "{:#06x}", p.link_etype);
     }
     match p.l3 {
         L3::None => {
