@@ -74,7 +74,8 @@ fn dir_stats(dir: &Path) -> (usize, u64) {
 }
 
 fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -238,7 +239,16 @@ fn fuzz_one(target: &str, budget: Budget, logs: &Path) -> Result<Outcome> {
         eprintln!("fuzz: {target}: merge failed, corpus left as it was; see {}/{target}.merge*.log", logs.display());
     }
     let (corpus_files, corpus_bytes) = dir_stats(&corpus);
-    Ok(Outcome { target: target.to_string(), cpu_secs: cpu, wall_secs: wall, execs, corpus_files, corpus_bytes, findings, log })
+    Ok(Outcome {
+        target: target.to_string(),
+        cpu_secs: cpu,
+        wall_secs: wall,
+        execs,
+        corpus_files,
+        corpus_bytes,
+        findings,
+        log,
+    })
 }
 
 pub fn fuzz(args: &[String]) -> Result<()> {
@@ -248,7 +258,9 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     let mut targets = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut num = || -> Result<u64> { it.next().and_then(|v| v.parse().ok()).with_context(|| format!("{a} needs a number; {usage}")) };
+        let mut num = || -> Result<u64> {
+            it.next().and_then(|v| v.parse().ok()).with_context(|| format!("{a} needs a number; {usage}"))
+        };
         match a.as_str() {
             "--seconds" => budget = Budget::Wall(num()?),
             "--cpu-seconds" => budget = Budget::Cpu(num()?),
@@ -290,7 +302,13 @@ pub fn fuzz(args: &[String]) -> Result<()> {
                     let Some(t) = next else { break };
                     let r = fuzz_one(&t, budget, &logs);
                     if let Ok(o) = &r {
-                        eprintln!("fuzz: {}: done, {:.0} CPU s, {:?} runs, {} findings", o.target, o.cpu_secs, o.execs, o.findings.len());
+                        eprintln!(
+                            "fuzz: {}: done, {:.0} CPU s, {:?} runs, {} findings",
+                            o.target,
+                            o.cpu_secs,
+                            o.execs,
+                            o.findings.len()
+                        );
                     }
                     results.lock().expect("results").push((t, r));
                 }
@@ -310,7 +328,8 @@ pub fn fuzz(args: &[String]) -> Result<()> {
                     "0".to_string()
                 } else {
                     failed = true;
-                    let names: Vec<String> = o.findings.iter().map(|p| p.strip_prefix(&fuzz).unwrap_or(p).display().to_string()).collect();
+                    let names: Vec<String> =
+                        o.findings.iter().map(|p| p.strip_prefix(&fuzz).unwrap_or(p).display().to_string()).collect();
                     format!("{} ({}; log {})", o.findings.len(), names.join(", "), o.log.display())
                 };
                 let execs = o.execs.map_or("?".to_string(), |n| n.to_string());

@@ -532,7 +532,11 @@ mod tests {
     fn table_renders_from_any_stream_and_a_short_one_is_an_error() {
         let agg = Aggregate::parse("src_host,dst_port").unwrap();
         let proj = Projector::new(&agg, false);
-        let r = Record { src_ip: Addr::from("10.0.0.1".parse::<std::net::IpAddr>().unwrap()), dst_port: 80, ..Record::default() };
+        let r = Record {
+            src_ip: Addr::from("10.0.0.1".parse::<std::net::IpAddr>().unwrap()),
+            dst_port: 80,
+            ..Record::default()
+        };
         let (mut k, mut k2) = ([0u64; MAX_KEY_WORDS], [0u64; MAX_KEY_WORDS]);
         proj.pack(&r, 0, &mut k, &mut k2);
         let mut stream = Vec::new();

@@ -6,8 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::netflow::{
-    decode_fixed, Decoder, DomainState, FlowRecord, Limits, NetflowHeader, SamplingInfo, TemplateField,
-    TemplateState,
+    decode_fixed, Decoder, DomainState, FlowRecord, Limits, NetflowHeader, SamplingInfo, TemplateField, TemplateState,
 };
 use crate::pcapfile::{self, FILE_HEADER_LEN};
 use crate::sflow::decode_datagram;
