@@ -225,6 +225,7 @@ fn fuzz_one(target: &str, budget: Budget, logs: &Path) -> Result<Outcome> {
     if ok && dir_stats(&merged).1 > CORPUS_MAX {
         let counted = fuzz.join("target/corpus-counted").join(target);
         let _ = std::fs::remove_dir_all(&counted);
+        std::fs::create_dir_all(counted.parent().expect("under fuzz/target"))?;
         std::fs::rename(&merged, &counted)?;
         ok = merge("-use_counters=0", &[&counted], &format!("{target}.merge-edges.log"))?;
     }
