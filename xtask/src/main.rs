@@ -10,6 +10,10 @@
 //!   (NetFlow/IPFIX/sFlow collectors beside nfacctd/sfacctd), perf/sql_capacity.sh (SQL writes
 //!   beside pmacct's SQL plugins) and perf/veth_capacity.sh (live capture methods, root);
 //!   `perf packets|collect|sql|veth` runs one of them.
+//! - `fuzz`:  runs every fuzz target of `fuzz/` for a set time each, keeping the corpora in the
+//!   repo minimised, and prints executions and findings (see fuzz.rs).
+
+mod fuzz;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -222,6 +226,7 @@ fn main() -> Result<()> {
         "demo" => demo(),
         "ci" => ci(),
         "perf" => perf(std::env::args().nth(2).as_deref()),
-        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [packets|collect|sql|veth]>"),
+        "fuzz" => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
+        _ => bail!("usage: cargo xtask <setup|demo|ci|perf [packets|collect|sql|veth]|fuzz [--seconds N | --cpu-seconds N] [--jobs N] [TARGET…]>"),
     }
 }

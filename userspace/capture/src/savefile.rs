@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use xacct_wire::pcapfile::{self, FileHeader, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use xacct_wire::pcapfile::{self, FileHeader, Frame, FrameError, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 
 /// Read block size; also bounds the largest record we accept.
 const BLOCK: usize = 4 << 20;
@@ -75,17 +75,24 @@ impl SavefileReader {
         if self.start == self.end {
             return Ok(None);
         }
-        let Some(rh) = pcapfile::parse_record_header(&self.header, &self.buf[self.start..self.end]) else {
-            return Err(SavefileError::Truncated);
+        // The framing itself is pcapfile::frame (pure, fuzzed); this only refills the block.
+        let rh = loop {
+            match pcapfile::frame(&self.header, &self.buf[self.start..self.end], BLOCK - RECORD_HEADER_LEN) {
+                Ok(Frame::Whole(rh)) => break rh,
+                Ok(Frame::Short { need }) => {
+                    if self.eof {
+                        return Err(SavefileError::Truncated);
+                    }
+                    self.fill(need)?;
+                    if self.end - self.start < need {
+                        return Err(SavefileError::Truncated);
+                    }
+                }
+                Err(FrameError::BogusLength(n)) => return Err(SavefileError::BogusLength(n)),
+                Err(FrameError::Truncated) => return Err(SavefileError::Truncated),
+            }
         };
         let caplen = rh.caplen as usize;
-        if caplen > BLOCK - RECORD_HEADER_LEN {
-            return Err(SavefileError::BogusLength(rh.caplen));
-        }
-        self.fill(RECORD_HEADER_LEN + caplen)?;
-        if self.end - self.start < RECORD_HEADER_LEN + caplen {
-            return Err(SavefileError::Truncated);
-        }
         let data_at = self.start + RECORD_HEADER_LEN;
         self.start = data_at + caplen;
         Ok(Some((rh, &self.buf[data_at..data_at + caplen])))

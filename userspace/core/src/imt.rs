@@ -469,28 +469,41 @@ impl Reply {
         mk_writer: impl FnOnce(&Aggregate) -> TableWriter,
         trailer: bool,
     ) -> Result<u64, ImtError> {
-        let Response::Table { aggregate, with_bin, entries } = &self.response else {
-            return Err(ImtError::Protocol("expected a table".into()));
-        };
-        let agg =
-            Aggregate::parse(aggregate).map_err(|e| ImtError::Protocol(format!("aggregate '{aggregate}': {e}")))?;
-        let proj = Projector::new(&agg, *with_bin);
-        let words = proj.words();
-        let mut tw = mk_writer(&agg);
-        tw.header(out)?;
-        let size = entry_size(words);
-        let mut buf = vec![0u8; size];
-        let mut key = [0u64; MAX_KEY_WORDS];
-        for _ in 0..*entries {
-            self.reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
-            let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
-            tw.row_of(out, &proj, &key[..words], &c)?;
-        }
-        if trailer {
-            tw.trailer(out, *entries)?;
-        }
-        Ok(*entries)
+        render_table(&self.response, &mut self.reader, out, mk_writer, trailer)
     }
+}
+
+/// [`Reply::render_table`] over any byte stream (the entries after the answer line), so that
+/// the decoding is testable and fuzzed without a socket. The entry count comes from the
+/// server: entries are read one at a time, so a count larger than the stream only ends in
+/// an error.
+pub fn render_table(
+    response: &Response,
+    reader: &mut impl Read,
+    out: &mut impl Write,
+    mk_writer: impl FnOnce(&Aggregate) -> TableWriter,
+    trailer: bool,
+) -> Result<u64, ImtError> {
+    let Response::Table { aggregate, with_bin, entries } = response else {
+        return Err(ImtError::Protocol("expected a table".into()));
+    };
+    let agg = Aggregate::parse(aggregate).map_err(|e| ImtError::Protocol(format!("aggregate '{aggregate}': {e}")))?;
+    let proj = Projector::new(&agg, *with_bin);
+    let words = proj.words();
+    let mut tw = mk_writer(&agg);
+    tw.header(out)?;
+    let size = entry_size(words);
+    let mut buf = vec![0u8; size];
+    let mut key = [0u64; MAX_KEY_WORDS];
+    for _ in 0..*entries {
+        reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
+        let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
+        tw.row_of(out, &proj, &key[..words], &c)?;
+    }
+    if trailer {
+        tw.trailer(out, *entries)?;
+    }
+    Ok(*entries)
 }
 
 #[cfg(test)]
@@ -520,6 +533,34 @@ mod tests {
         let mut key = [0u64; 3];
         assert!(decode_entry(&[1, 2, 3], &mut key).is_none());
         assert!(decode_entry(&[0; 48], &mut key).is_none());
+    }
+
+    #[test]
+    fn table_renders_from_any_stream_and_a_short_one_is_an_error() {
+        let agg = Aggregate::parse("src_host,dst_port").unwrap();
+        let proj = Projector::new(&agg, false);
+        let r = Record {
+            src_ip: Addr::from("10.0.0.1".parse::<std::net::IpAddr>().unwrap()),
+            dst_port: 80,
+            ..Record::default()
+        };
+        let (mut k, mut k2) = ([0u64; MAX_KEY_WORDS], [0u64; MAX_KEY_WORDS]);
+        proj.pack(&r, 0, &mut k, &mut k2);
+        let mut stream = Vec::new();
+        for _ in 0..2 {
+            encode_entry(&mut stream, &k[..proj.words()], &Counters { packets: 1, bytes: 60, flows: 0, tcp_flags: 0 });
+        }
+        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: 2 };
+        let opts = crate::format::FormatOptions { format: crate::config::OutputFormat::Csv, ..Default::default() };
+        let mut out = Vec::new();
+        let n = render_table(&resp, &mut &stream[..], &mut out, |a| TableWriter::new(a, opts.clone()), false).unwrap();
+        assert_eq!(n, 2);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().filter(|l| l.contains("10.0.0.1") && l.contains("80")).count(), 2, "{text}");
+        // A server claiming more entries than it sends: an error, not a hang or a huge buffer.
+        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: u64::MAX };
+        let err = render_table(&resp, &mut &stream[..], &mut Vec::new(), |a| TableWriter::new(a, opts), false);
+        assert!(matches!(err, Err(ImtError::Protocol(m)) if m.contains("truncated")));
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod budget;
 pub mod config;
 pub mod filter;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod hll;
 pub mod imt;

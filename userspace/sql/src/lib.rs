@@ -8,6 +8,8 @@
 
 pub mod batch;
 pub mod db;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plugin;
 pub mod preprocess;
 pub mod schema;

@@ -330,11 +330,8 @@ impl Spool {
             let path = self.dir.join(entry_name(id, ENTRY_EXT));
             let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(&path, "read"))?;
-            let why = match unframe(id, &data) {
-                Ok(payload) => match serde_json::from_slice(payload) {
-                    Ok(item) => return Ok(Some((id, item))),
-                    Err(e) => format!("payload does not decode: {e}"),
-                },
+            let why = match decode_entry(id, &data) {
+                Ok(item) => return Ok(Some((id, item))),
                 Err(why) => why,
             };
             self.keep_last_id_before_removing_front()?;
@@ -461,8 +458,20 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf, u64)>, SpoolError> {
 /// Reads and checks one entry file listed by [`list`]; the error says why it is unreadable.
 pub fn read_entry<T: DeserializeOwned>(path: &Path, id: u64) -> Result<T, String> {
     let data = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let payload = unframe(id, &data)?;
+    decode_entry(id, &data)
+}
+
+/// Checks and decodes the bytes of the entry file for `id`: the frame, then its JSON payload.
+/// What [`Spool::front`] and [`read_entry`] do once the file is read; pure, so it is fuzzed.
+pub fn decode_entry<T: DeserializeOwned>(id: u64, data: &[u8]) -> Result<T, String> {
+    let payload = unframe(id, data)?;
     serde_json::from_slice(payload).map_err(|e| format!("payload does not decode: {e}"))
+}
+
+/// The bytes of the entry file for `id` holding `payload` (for tests and the fuzz target).
+#[doc(hidden)]
+pub fn encode_frame(id: u64, payload: &[u8]) -> Vec<u8> {
+    frame(id, payload)
 }
 
 /// The highest id the spool directory `dir` ever held, without opening it (its state file,
@@ -528,6 +537,14 @@ mod tests {
         assert_eq!(parse_name("00000000000000000001.tmp", ENTRY_EXT), None);
         assert_eq!(parse_name("1.entry", ENTRY_EXT), None);
         assert_eq!(parse_name("0000000000000000000x.entry", ENTRY_EXT), None);
+    }
+
+    #[test]
+    fn decode_entry_is_unframe_then_json() {
+        let f = encode_frame(5, b"[1,2]");
+        assert_eq!(decode_entry::<Vec<u8>>(5, &f), Ok(vec![1, 2]));
+        assert!(decode_entry::<Vec<u8>>(6, &f).unwrap_err().contains("id"));
+        assert!(decode_entry::<String>(5, &f).unwrap_err().contains("does not decode"));
     }
 
     #[test]

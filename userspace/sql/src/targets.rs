@@ -126,7 +126,7 @@ pub fn key(t: &TargetId) -> String {
 
 /// Rows and target of a spooled batch, read without building its rows.
 #[derive(Deserialize)]
-struct Summary {
+pub(crate) struct Summary {
     table: String,
     #[serde(default)]
     target: Option<TargetId>,

@@ -5,6 +5,8 @@
 //! a reason that the daemon counts, so malformed input is always visible to the operator.
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod netflow;
 pub mod packet;
 pub mod pcapfile;

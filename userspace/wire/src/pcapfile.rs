@@ -93,6 +93,63 @@ pub fn parse_record_header(h: &FileHeader, b: &[u8]) -> Option<RecordHeader> {
     })
 }
 
+/// What the front of a savefile's record area holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole record: its header and then `caplen` captured bytes, all present.
+    Whole(RecordHeader),
+    /// The record is not all there yet: `need` bytes from the front are required.
+    Short { need: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("bogus record length {0} (a corrupt file?)")]
+    BogusLength(u32),
+    #[error("truncated dump file: the last record is cut short")]
+    Truncated,
+}
+
+/// Frames the record at the front of `buf` (the bytes after the file header, or after the
+/// records already taken). A caplen above `max_caplen` is refused before anything is read for
+/// it, so a corrupt length never sizes a buffer.
+pub fn frame(h: &FileHeader, buf: &[u8], max_caplen: usize) -> Result<Frame, FrameError> {
+    let Some(rh) = parse_record_header(h, buf) else {
+        return Ok(Frame::Short { need: RECORD_HEADER_LEN });
+    };
+    if rh.caplen as usize > max_caplen {
+        return Err(FrameError::BogusLength(rh.caplen));
+    }
+    let need = RECORD_HEADER_LEN + rh.caplen as usize;
+    Ok(if buf.len() < need { Frame::Short { need } } else { Frame::Whole(rh) })
+}
+
+/// Every record of a savefile held whole in memory, `body` being the bytes after the file
+/// header. A cut last record or a bogus length ends the walk with its error.
+pub fn records<'a>(
+    h: &'a FileHeader,
+    mut body: &'a [u8],
+    max_caplen: usize,
+) -> impl Iterator<Item = Result<(RecordHeader, &'a [u8]), FrameError>> + 'a {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done || body.is_empty() {
+            return None;
+        }
+        let item = match frame(h, body, max_caplen) {
+            Ok(Frame::Whole(rh)) => {
+                let (rec, rest) = body.split_at(RECORD_HEADER_LEN + rh.caplen as usize);
+                body = rest;
+                return Some(Ok((rh, &rec[RECORD_HEADER_LEN..])));
+            }
+            Ok(Frame::Short { .. }) => Err(FrameError::Truncated),
+            Err(e) => Err(e),
+        };
+        done = true;
+        Some(item)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +180,27 @@ mod tests {
         }
         assert_eq!(parse_record_header(&be, &rec), Some(RecordHeader { ts_sec: 7, ts_frac: 8, caplen: 60, len: 64 }));
         assert_eq!(parse_record_header(&be, &rec[..15]), None);
+    }
+
+    #[test]
+    fn framing_takes_whole_records_and_reports_cut_or_bogus_ones() {
+        let h = parse_file_header(&header([0xd4, 0xc3, 0xb2, 0xa1], false)).unwrap();
+        let mut body = Vec::new();
+        for (i, len) in [3u32, 0, 5].into_iter().enumerate() {
+            for x in [i as u32, 0, len, len + 1] {
+                body.extend_from_slice(&x.to_le_bytes());
+            }
+            body.extend(std::iter::repeat_n(i as u8, len as usize));
+        }
+        let got: Vec<_> = records(&h, &body, 64).map(|r| r.map(|(rh, d)| (rh.len, d.to_vec()))).collect();
+        assert_eq!(got, vec![Ok((4, vec![0; 3])), Ok((1, vec![])), Ok((6, vec![2; 5]))]);
+        assert_eq!(frame(&h, &body[..10], 64), Ok(Frame::Short { need: RECORD_HEADER_LEN }));
+        assert_eq!(frame(&h, &body[..17], 64), Ok(Frame::Short { need: RECORD_HEADER_LEN + 3 }));
+        let cut: Vec<_> = records(&h, &body[..body.len() - 1], 64).collect();
+        assert_eq!(cut.last(), Some(&Err(FrameError::Truncated)));
+        assert_eq!(cut.len(), 3);
+        assert_eq!(frame(&h, &body, 2), Err(FrameError::BogusLength(3)));
+        assert_eq!(records(&h, &body, 2).count(), 1);
     }
 
     #[test]
