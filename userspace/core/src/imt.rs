@@ -163,6 +163,8 @@ impl Pattern {
                     let h = v.trim_start_matches("0x");
                     Want::Num(u16::from_str_radix(h, 16).map_err(|_| bad("ethertype"))?.into())
                 }
+                // Labels no record carried yet match nothing (u32::MAX is never interned).
+                Primitive::Label => Want::Num(crate::tag::labels().get(v).map_or(u64::MAX, u64::from)),
                 Primitive::TcpFlags | Primitive::Flows | Primitive::None => {
                     return Err(ImtError::Query(format!("{p} cannot be matched")));
                 }
@@ -189,6 +191,7 @@ impl Pattern {
                 n == match p {
                     Primitive::Tag => r.tag,
                     Primitive::Tag2 => r.tag2,
+                    Primitive::Label => r.label.into(),
                     Primitive::Vlan => r.vlan.into(),
                     Primitive::SrcAs | Primitive::SumAs => r.src_as.into(),
                     Primitive::DstAs => r.dst_as.into(),
@@ -368,6 +371,10 @@ pub enum Response {
         aggregate: String,
         with_bin: bool,
         entries: u64,
+        /// The server's label names by id, when the aggregate has `label` (ids are the
+        /// daemon's; the client maps them to names).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        labels: Vec<String>,
     },
     Counters {
         results: Vec<QueryCounters>,
@@ -461,7 +468,7 @@ impl Reply {
         mk_writer: impl FnOnce(&Aggregate) -> TableWriter,
         trailer: bool,
     ) -> Result<u64, ImtError> {
-        let Response::Table { aggregate, with_bin, entries } = &self.response else {
+        let Response::Table { aggregate, with_bin, entries, labels } = &self.response else {
             return Err(ImtError::Protocol("expected a table".into()));
         };
         let agg =
@@ -476,7 +483,11 @@ impl Reply {
         for _ in 0..*entries {
             self.reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
             let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
-            let (r, bin) = proj.unpack(&key[..words]);
+            let (mut r, bin) = proj.unpack(&key[..words]);
+            if r.label != 0 {
+                let name = labels.get(r.label as usize).map_or("", String::as_str);
+                r.label = crate::tag::labels().intern(name);
+            }
             tw.row(out, &r, &c, bin)?;
         }
         if trailer {

@@ -117,6 +117,10 @@ pub struct PluginStats {
     pub accounted: AtomicU64,
     /// Records rejected by the plugin's `aggregate_filter`.
     pub filtered: AtomicU64,
+    /// SIGUSR2 reloads of this plugin's maps (pre_tag_map, networks_file, ports_file) that
+    /// took effect, and those refused (a map failed to load: the old ones stayed).
+    pub maps_reloaded: AtomicU64,
+    pub maps_reload_failed: AtomicU64,
     /// Entries written out (print) or currently held (memory).
     pub entries_written: AtomicU64,
     /// Refreshes (shard swaps) completed.
@@ -171,6 +175,8 @@ impl PluginStats {
             ("refreshes".to_string(), self.refreshes.load(Relaxed)),
             ("entries_written".to_string(), self.entries_written.load(Relaxed)),
             ("write_errors".to_string(), self.write_errors.load(Relaxed)),
+            ("maps_reloaded".to_string(), self.maps_reloaded.load(Relaxed)),
+            ("maps_reload_failed".to_string(), self.maps_reload_failed.load(Relaxed)),
         ];
         if sql {
             for (k, c) in [

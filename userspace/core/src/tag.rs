@@ -96,6 +96,11 @@ impl Labels {
         r.names.get(id as usize).cloned().unwrap_or_else(|| Arc::from(""))
     }
 
+    /// Every label by id (for clients of another process).
+    pub fn all(&self) -> Vec<String> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).names.iter().map(|n| n.to_string()).collect()
+    }
+
     /// pmacct appends a later `set_label` to the earlier one with a comma.
     pub fn join(&self, a: u32, b: u32) -> u32 {
         if a == 0 {
