@@ -123,7 +123,10 @@ impl Labels {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SampleType {
     /// sFlow `<enterprise>:<format>`.
-    Sflow { enterprise: u32, format: u32 },
+    Sflow {
+        enterprise: u32,
+        format: u32,
+    },
     /// NetFlow/IPFIX: any flow data record.
     Flow,
     FlowV4,
@@ -343,7 +346,9 @@ impl Test {
     /// The prefix length an index must mask the record's address with, for address keys.
     fn mask_len(&self) -> u8 {
         match self {
-            Test::Ip(_, l) | Test::Nexthop(_, l) | Test::BgpNexthop(_, l) | Test::SrcNet(_, l) | Test::DstNet(_, l) => *l,
+            Test::Ip(_, l) | Test::Nexthop(_, l) | Test::BgpNexthop(_, l) | Test::SrcNet(_, l) | Test::DstNet(_, l) => {
+                *l
+            }
             _ => 0,
         }
     }
@@ -575,7 +580,8 @@ pub struct TagMap {
 impl TagMap {
     pub fn load(path: &Path, opts: &MapOptions) -> Result<TagMap, TagError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| TagError::Io { file: file.clone(), why: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| TagError::Io { file: file.clone(), why: e.to_string() })?;
         parse_map_with(&text, &file, opts)
     }
 
@@ -809,7 +815,9 @@ pub fn parse_map_with(text: &str, file: &str, opts: &MapOptions) -> Result<TagMa
             } else {
                 match names.iter().position(|n| n.as_deref() == Some(target.as_str())) {
                     Some(j) if j > i => j,
-                    Some(_) => return Err(err(format!("jeq={target}: label is not after this rule (jumps go forward)"))),
+                    Some(_) => {
+                        return Err(err(format!("jeq={target}: label is not after this rule (jumps go forward)")))
+                    }
                     None => return Err(err(format!("jeq={target}: no rule has label={target}"))),
                 }
             };
@@ -865,13 +873,6 @@ fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, S
             Some(rest) => (true, rest),
             None => (false, v),
         };
-        let no_neg = |what: &str| -> Result<(), String> {
-            if neg {
-                Err(format!("{what}: negation is not allowed"))
-            } else {
-                Ok(())
-            }
-        };
         let test = match canon.as_str() {
             "set_tag" => {
                 tag = Some(parse_set(v)?);
@@ -911,52 +912,10 @@ fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, S
                 };
                 continue;
             }
-            "ip" => {
-                no_neg("ip")?;
-                let (a, l) = parse_prefix(val)?;
-                Test::Ip(a, l)
-            }
-            "filter" => {
-                no_neg("filter")?;
-                Test::Filter(Box::new(Filter::parse(v).map_err(|e| format!("filter: {e}"))?))
-            }
-            "in" => Test::In(num(val, u64::from(u32::MAX))?),
-            "out" => Test::Out(num(val, u64::from(u32::MAX))?),
-            "engine_type" => Test::EngineType(num(val, 255)?),
-            "engine_id" | "source_id" => Test::EngineId(num(val, u64::from(u32::MAX))?),
-            "agent_id" => Test::AgentId(num(val, u64::from(u32::MAX))?),
-            "nexthop" => {
-                let (a, l) = parse_prefix(val)?;
-                Test::Nexthop(a, l)
-            }
-            "bgp_nexthop" => {
-                let (a, l) = parse_prefix(val)?;
-                Test::BgpNexthop(a, l)
-            }
-            "src_as" => Test::SrcAs(num(val, u64::from(u32::MAX))?),
-            "dst_as" => Test::DstAs(num(val, u64::from(u32::MAX))?),
-            "src_mac" => Test::SrcMac(parse_mac(val)?),
-            "dst_mac" => Test::DstMac(parse_mac(val)?),
-            "vlan" => Test::Vlan(num(val, 4096)?),
-            "cvlan" => Test::Cvlan(num(val, 4096)?),
-            "src_net" => {
-                let (a, l) = parse_prefix(val)?;
-                Test::SrcNet(a, l)
-            }
-            "dst_net" => {
-                let (a, l) = parse_prefix(val)?;
-                Test::DstNet(a, l)
-            }
-            "ip_proto" => Test::IpProto(parse_proto(val)?),
-            "src_port" => Test::SrcPort(num(val, 65535)?),
-            "dst_port" => Test::DstPort(num(val, 65535)?),
-            "tcp_flags" => Test::TcpFlags(num(val, 255)?),
-            "sample_type" => Test::SampleType(
-                SampleType::parse(val).ok_or_else(|| format!("sample_type: '{val}' is not a sample type"))?,
-            ),
-            "direction" => Test::Direction(num(val, 1)?),
-            "is_multicast" => Test::IsMulticast(parse_bool(val)?),
-            _ => return Err(format!("unknown key '{key}'")),
+            _ => match parse_test(&canon, val, v, neg).map_err(|e| format!("{key}={v}: {e}"))? {
+                Some(t) => t,
+                None => return Err(format!("unknown key '{key}'")),
+            },
         };
         if !opts.fills.fills(test.field()) {
             return Err(format!("key '{key}': no source of this daemon fills it"));
@@ -978,6 +937,59 @@ fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, S
         rule.ret = false;
     }
     Ok(RawRule { rule, jeq })
+}
+
+/// One match key's value (`val` without its negation, `raw` as written).
+fn parse_test(key: &str, val: &str, raw: &str, neg: bool) -> Result<Option<Test>, String> {
+    let no_neg = || if neg { Err("negation is not allowed".to_string()) } else { Ok(()) };
+    Ok(Some(match key {
+        "ip" => {
+            no_neg()?;
+            let (a, l) = parse_prefix(val)?;
+            Test::Ip(a, l)
+        }
+        "filter" => {
+            no_neg()?;
+            Test::Filter(Box::new(Filter::parse(raw).map_err(|e| e.to_string())?))
+        }
+        "in" => Test::In(num(val, u64::from(u32::MAX))?),
+        "out" => Test::Out(num(val, u64::from(u32::MAX))?),
+        "engine_type" => Test::EngineType(num(val, 255)?),
+        "engine_id" | "source_id" => Test::EngineId(num(val, u64::from(u32::MAX))?),
+        "agent_id" => Test::AgentId(num(val, u64::from(u32::MAX))?),
+        "nexthop" => {
+            let (a, l) = parse_prefix(val)?;
+            Test::Nexthop(a, l)
+        }
+        "bgp_nexthop" => {
+            let (a, l) = parse_prefix(val)?;
+            Test::BgpNexthop(a, l)
+        }
+        "src_as" => Test::SrcAs(num(val, u64::from(u32::MAX))?),
+        "dst_as" => Test::DstAs(num(val, u64::from(u32::MAX))?),
+        "src_mac" => Test::SrcMac(parse_mac(val)?),
+        "dst_mac" => Test::DstMac(parse_mac(val)?),
+        "vlan" => Test::Vlan(num(val, 4096)?),
+        "cvlan" => Test::Cvlan(num(val, 4096)?),
+        "src_net" => {
+            let (a, l) = parse_prefix(val)?;
+            Test::SrcNet(a, l)
+        }
+        "dst_net" => {
+            let (a, l) = parse_prefix(val)?;
+            Test::DstNet(a, l)
+        }
+        "ip_proto" => Test::IpProto(parse_proto(val)?),
+        "src_port" => Test::SrcPort(num(val, 65535)?),
+        "dst_port" => Test::DstPort(num(val, 65535)?),
+        "tcp_flags" => Test::TcpFlags(num(val, 255)?),
+        "sample_type" => {
+            Test::SampleType(SampleType::parse(val).ok_or_else(|| format!("'{val}' is not a sample type"))?)
+        }
+        "direction" => Test::Direction(num(val, 1)?),
+        "is_multicast" => Test::IsMulticast(parse_bool(val)?),
+        _ => return Ok(None),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1004,9 +1016,7 @@ impl TagFilter {
                 Some(b) => (true, b),
                 None => (false, e),
             };
-            let n = |x: &str| {
-                x.parse::<u64>().map_err(|_| TagFilterError(format!("'{e}' is not N, -N, A-B or -A-B")))
-            };
+            let n = |x: &str| x.parse::<u64>().map_err(|_| TagFilterError(format!("'{e}' is not N, -N, A-B or -A-B")));
             let (a, b) = match body.split_once('-') {
                 Some((a, b)) => {
                     let (a, b) = (n(a)?, n(b)?);
@@ -1164,8 +1174,10 @@ mod tests {
 
     #[test]
     fn stack_sum_and_or_and_labels() {
-        let m = parse_map("id=10 in=1 jeq=a\nid=5 label=a stack=sum jeq=b\nset_label=x label=b jeq=c\nset_label=y label=c\n")
-            .unwrap();
+        let m = parse_map(
+            "id=10 in=1 jeq=a\nid=5 label=a stack=sum jeq=b\nset_label=x label=b jeq=c\nset_label=y label=c\n",
+        )
+        .unwrap();
         let r = all(&m, &rec("10.0.0.1", 1, 0));
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].tag, 15);
@@ -1176,7 +1188,8 @@ mod tests {
 
     #[test]
     fn filter_and_engine_rules() {
-        let m = parse_map("id=3000 filter='net 10.0.0.0/8'\nid=1000 ip=192.168.1.1 engine_type=100 engine_id=1\n").unwrap();
+        let m =
+            parse_map("id=3000 filter='net 10.0.0.0/8'\nid=1000 ip=192.168.1.1 engine_type=100 engine_id=1\n").unwrap();
         let mut r = rec("192.168.1.1", 0, 0);
         r.src_ip = Addr::V4([10, 1, 2, 3]);
         r.dst_ip = Addr::V4([192, 0, 2, 1]);
@@ -1222,7 +1235,8 @@ mod tests {
         assert!(parse_map("id=1 ip=-10.0.0.1\n").is_err());
         assert!(parse_map("id=1 vlan=4097\n").is_err());
         assert!(parse_map("id=1 filter='net 10.0.0.0/33'\n").is_err());
-        let capture = MapOptions { fills: Fills { capture: true, netflow: false, sflow: false }, ..MapOptions::default() };
+        let capture =
+            MapOptions { fills: Fills { capture: true, netflow: false, sflow: false }, ..MapOptions::default() };
         let e = parse_map_with("id=1\nid=2 ip=10.0.0.1\n", "/m", &capture).unwrap_err();
         assert_eq!(e.to_string(), "/m:2: key 'ip': no source of this daemon fills it");
         let lim = MapOptions { max_entries: Some(1), ..MapOptions::default() };

@@ -543,7 +543,10 @@ fn tagging_keys() {
     assert_eq!((b.post_tag, b.post_tag2, a.post_tag), (Some(7), Some(8), None));
     // A bad map is refused at its line, through the key that names it.
     let e = err(&format!("{pcap}pre_tag_map: {}\n", bad.display()));
-    assert_eq!(e.to_string(), format!("/etc/x.conf:2: pre_tag_map: bad value '{b}': {b}:2: 'x' is not a number", b = bad.display()));
+    assert_eq!(
+        e.to_string(),
+        format!("/etc/x.conf:2: pre_tag_map: bad value '{b}': {b}:2: in=x: 'x' is not a number", b = bad.display())
+    );
     let e = err(&format!("{pcap}plugins: memory[a]\npre_tag_map[a]: {}\n", bad.display()));
     assert!(e.to_string().starts_with("/etc/x.conf:3: pre_tag_map[a]: bad value"), "{e}");
     // pmacctd has no exporter: `ip` is refused there, taken by nfacctd.
@@ -557,7 +560,10 @@ fn tagging_keys() {
     assert!(e.to_string().contains(":2: more rules than maps_entries (1)"), "{e}");
     // Tag filters: per plugin only, pmacct's syntax.
     let e = err("plugins: memory[a]\npre_tag_filter: 10\n");
-    assert!(e.to_string().starts_with("/etc/x.conf:2: pre_tag_filter: bad value '10': a tag filter cannot be global"), "{e}");
+    assert!(
+        e.to_string().starts_with("/etc/x.conf:2: pre_tag_filter: bad value '10': a tag filter cannot be global"),
+        "{e}"
+    );
     let e = err("plugins: memory[a]\npre_tag_filter[a]: 9-3\n");
     assert!(e.to_string().contains("range start must be below its end"), "{e}");
     let e = err("plugins: memory[a]\npost_tag[a]: -1\n");

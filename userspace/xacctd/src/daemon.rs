@@ -104,8 +104,7 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<Plugi
             None => global_map.clone(),
         };
         // AS keys in the map need the plugin's networks_file even if its aggregate does not.
-        let map_needs_nets =
-            tag_map.as_ref().is_some_and(|m| m.uses(TagField::SrcAs) || m.uses(TagField::DstAs));
+        let map_needs_nets = tag_map.as_ref().is_some_and(|m| m.uses(TagField::SrcAs) || m.uses(TagField::DstAs));
         let projector = Projector::new(&p.aggregate, p.history().is_some());
         let filter = match &p.aggregate_filter {
             Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
@@ -778,7 +777,10 @@ fn reload_maps(
     allows: &[Arc<xacct_collect::Allow>],
 ) {
     let maps = config.global.pre_tag_map.is_some()
-        || config.plugins.iter().any(|p| p.networks_file.is_some() || p.ports_file.is_some() || p.pre_tag_map.is_some());
+        || config
+            .plugins
+            .iter()
+            .any(|p| p.networks_file.is_some() || p.ports_file.is_some() || p.pre_tag_map.is_some());
     if !maps && allows.is_empty() {
         tracing::info!("SIGUSR2: no maps configured");
         return;

@@ -104,9 +104,7 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
             let f = &mut p.tag_filters;
             match d.key.as_str() {
                 "pre_tag_filter" => f.tag = Some(crate::tag::TagFilter::parse(v).map_err(|e| bad(d, e.to_string()))?),
-                "pre_tag2_filter" => {
-                    f.tag2 = Some(crate::tag::TagFilter::parse(v).map_err(|e| bad(d, e.to_string()))?)
-                }
+                "pre_tag2_filter" => f.tag2 = Some(crate::tag::TagFilter::parse(v).map_err(|e| bad(d, e.to_string()))?),
                 _ => f.label = Some(crate::tag::LabelFilter::parse(v).map_err(|e| bad(d, e.to_string()))?),
             }
         }
