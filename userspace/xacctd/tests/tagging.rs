@@ -208,3 +208,222 @@ fn bad_map_on_reload_keeps_the_old_one() {
     assert_eq!(counter(&status, "maps_reloaded"), Some(0), "{status}");
     x.terminate();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Collectors: the seed's flow-control map on NetFlow and sFlow, exporter by exporter.
+
+const SEED_MAP: &str = "\
+id=8000 ip=192.168.1.1 in=10 jeq=eval_out return=true
+id=8001 ip=192.168.1.1 in=20 jeq=eval_out return=true
+id=9000 ip=192.168.1.1 out=1 label=eval_out
+id=9001 ip=192.168.1.1 out=2
+";
+
+const ENGINE_MAP: &str = "\
+id=1000 ip=192.168.1.1 engine_type=100 engine_id=1
+id=3000 filter='net 10.0.0.0/8'
+";
+
+/// The tags each emission of a record from 192.168.1.1 gets under SEED_MAP (§1.3: a matching
+/// `return=true` rule hands a copy to the plugins, then evaluation goes on at the label with
+/// cleared tags; a record is then accounted once per emission).
+fn seed_tags(inp: u32, out: u32) -> Vec<u64> {
+    let tail = match out {
+        1 => 9000,
+        2 => 9001,
+        _ => 0,
+    };
+    match inp {
+        10 => vec![8000, tail],
+        20 => vec![8001, tail],
+        _ => vec![tail],
+    }
+}
+
+const COMBOS: [(u32, u32); 8] = [(10, 1), (10, 2), (10, 3), (20, 1), (20, 2), (30, 1), (30, 2), (30, 3)];
+
+/// `(src, [(tag, ...)])` expected rows of a `tag,src_host` table, built from the untagged
+/// `src_host` table's counters and the tags each source's record gets.
+fn tagged_rows(plain: &str, tags_of: &dyn Fn(&str) -> Vec<u64>, keep: &dyn Fn(u64) -> bool) -> Vec<String> {
+    let mut v = Vec::new();
+    for row in plain.lines().skip(1).filter(|l| !l.is_empty()) {
+        let (src, counters) = row.split_once(',').expect("src_host row");
+        for t in tags_of(src) {
+            if keep(t) {
+                v.push(format!("{t},{src},{counters}"));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn collector_conf(dir: &Path, listen: &str, engine: bool) -> std::path::PathBuf {
+    let seed = dir.join("seed.map");
+    std::fs::write(&seed, SEED_MAP).expect("seed map");
+    let eng = dir.join("engine.map");
+    std::fs::write(&eng, ENGINE_MAP).expect("engine map");
+    // `return=true` hands every plugin a copy, so the reference table gets a map of its own
+    // (an empty one: every record once, untagged).
+    let empty = dir.join("empty.map");
+    std::fs::write(&empty, "! nothing\n").expect("empty map");
+    let pipe = |n: &str| dir.join(format!("{n}.pipe")).display().to_string();
+    let mut c = format!(
+        "daemonize: false\n{listen}pre_tag_map: {}\nplugins: memory[plain], memory[all], memory[ret], memory[rest]{}\n\
+         aggregate: tag,src_host\naggregate[plain]: src_host\n\
+         pre_tag_filter[ret]: 8000-8001\npre_tag_filter[rest]: -8000-8001\n",
+        seed.display(),
+        if engine { ", memory[eng]" } else { "" }
+    );
+    c.push_str(&format!("pre_tag_map[plain]: {}\n", empty.display()));
+    for n in ["plain", "all", "ret", "rest", "eng"].into_iter().filter(|n| engine || *n != "eng") {
+        c.push_str(&format!("imt_path[{n}]: {}\n", pipe(n)));
+    }
+    if engine {
+        c.push_str(&format!("pre_tag_map[eng]: {}\n", eng.display()));
+    }
+    let conf = dir.join("c.conf");
+    std::fs::write(&conf, c).expect("conf");
+    conf
+}
+
+/// Waits until the plain table has `rows` rows and stopped changing; returns it.
+fn settle(pipe: &Path, rows: usize) -> String {
+    let t = std::time::Instant::now();
+    loop {
+        let s = query_csv(pipe);
+        if sorted_rows(&s).len() >= rows {
+            std::thread::sleep(Duration::from_millis(300));
+            let again = query_csv(pipe);
+            if again == s {
+                return s;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Checks the all/ret/rest tables against the plain one: `tags_of` gives each source's tags.
+fn check_seed_tables(dir: &Path, sources: usize, tags_of: &dyn Fn(&str) -> Vec<u64>) {
+    let pipe = |n: &str| dir.join(format!("{n}.pipe"));
+    let plain = settle(&pipe("plain"), sources);
+    assert_eq!(sorted_rows(&plain).len(), sources, "{plain}");
+    let all = settle(&pipe("all"), 1);
+    assert_eq!(sorted_rows(&all), tagged_rows(&plain, tags_of, &|_| true));
+    assert_eq!(sorted_rows(&query_csv(&pipe("ret"))), tagged_rows(&plain, tags_of, &|t| (8000..=8001).contains(&t)));
+    assert_eq!(sorted_rows(&query_csv(&pipe("rest"))), tagged_rows(&plain, tags_of, &|t| !(8000..=8001).contains(&t)));
+}
+
+#[test]
+fn netflow_seed_map_every_path_and_engine_rules() {
+    use support::netns::{in_own_namespace, sh};
+    use xacct_wire::netflow::{encode_v5, FlowRecord, NetflowHeader};
+    in_own_namespace(|| {
+        sh(&["ip", "link", "set", "lo", "up"]);
+        sh(&["ip", "addr", "add", "192.168.1.1/32", "dev", "lo"]);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let port = support::free_udp_port();
+        let conf = collector_conf(dir, &format!("nfacctd_port: {port}\nnfacctd_ip: 0.0.0.0\n"), true);
+        let mut d = Daemon::start(&conf, &dir.join("c.log"));
+        d.wait_log("listening:", Duration::from_secs(20));
+        let flow = |src: [u8; 4], inp: u32, out: u32, n: u64| FlowRecord {
+            src_addr: std::net::Ipv4Addr::from(src).into(),
+            dst_addr: "192.0.2.1".parse().unwrap(),
+            input: inp,
+            output: out,
+            packets: n,
+            bytes: 100 * n,
+            ..FlowRecord::default()
+        };
+        let header = |engine_id: u8| NetflowHeader {
+            version: 5,
+            unix_secs: 1_700_000_000,
+            engine_type: 100,
+            engine_id,
+            ..NetflowHeader::default()
+        };
+        // From 192.168.1.1: one flow per (in, out) path of the seed map, sources 172.16.0.i;
+        // engine 100/1 for the first half, 100/2 for the rest.
+        let mine: Vec<FlowRecord> = COMBOS
+            .iter()
+            .enumerate()
+            .map(|(i, (a, b))| flow([172, 16, 0, i as u8 + 1], *a, *b, i as u64 + 1))
+            .collect();
+        // A 10/8 source (id=3000 of the engine map) with engine 100/2.
+        let ten = flow([10, 1, 1, 1], 10, 1, 9);
+        let from_us = std::net::UdpSocket::bind("192.168.1.1:0").expect("bind 192.168.1.1");
+        from_us.send_to(&encode_v5(&header(1), &mine[..4]), ("127.0.0.1", port)).expect("send");
+        from_us.send_to(&encode_v5(&header(2), &mine[4..]), ("127.0.0.1", port)).expect("send");
+        from_us.send_to(&encode_v5(&header(2), &[ten]), ("127.0.0.1", port)).expect("send");
+        // Another exporter: the seed's rules all need ip=192.168.1.1.
+        let other = flow([172, 17, 0, 1], 10, 1, 3);
+        support::send_udp(port, &[encode_v5(&header(1), &[other])]);
+
+        let seed = |src: &str| -> Vec<u64> {
+            match src.parse::<std::net::Ipv4Addr>().expect("v4").octets() {
+                [172, 16, 0, i] => {
+                    let (a, b) = COMBOS[usize::from(i) - 1];
+                    seed_tags(a, b)
+                }
+                [10, 1, 1, 1] => seed_tags(10, 1),
+                _ => vec![0],
+            }
+        };
+        check_seed_tables(dir, COMBOS.len() + 2, &seed);
+        // The per-plugin engine map replaces the global one for its plugin.
+        let eng = |src: &str| -> Vec<u64> {
+            match src.parse::<std::net::Ipv4Addr>().expect("v4").octets() {
+                [172, 16, 0, i] if i <= 4 => vec![1000],
+                [10, ..] => vec![3000],
+                _ => vec![0],
+            }
+        };
+        let plain = query_csv(&dir.join("plain.pipe"));
+        assert_eq!(sorted_rows(&query_csv(&dir.join("eng.pipe"))), tagged_rows(&plain, &eng, &|_| true));
+        d.terminate();
+    });
+}
+
+#[test]
+fn sflow_seed_map_every_path() {
+    use xacct_wire::sflow::{DatagramBuilder, FlowSampleSpec};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let port = support::free_udp_port();
+    let conf = collector_conf(dir, &format!("sfacctd_port: {port}\nsfacctd_ip: 127.0.0.1\n"), false);
+    let mut d = Daemon::start(&conf, &dir.join("c.log"));
+    d.wait_log("listening:", Duration::from_secs(20));
+    let frames: Vec<Vec<u8>> = (0..=COMBOS.len())
+        .map(|i| {
+            let l3 = L3::V4 { src: [172, 16, 0, i as u8 + 1], dst: [192, 0, 2, 1], tos: 0 };
+            build(&support::spec(vec![], l3, L4::Udp { sport: 1, dport: 2 }, 10))
+        })
+        .collect();
+    let mut dgrams = Vec::new();
+    for (agent, range) in [("192.168.1.1", 0..COMBOS.len()), ("192.168.1.2", COMBOS.len()..COMBOS.len() + 1)] {
+        let mut b = DatagramBuilder::new(agent.parse().unwrap(), 0, 1, 1000);
+        for i in range {
+            let (inp, out) = COMBOS.get(i).copied().unwrap_or((10, 1));
+            b.flow_sample(&FlowSampleSpec {
+                input: inp,
+                output: out,
+                ..FlowSampleSpec::ethernet(i as u32 + 1, &frames[i])
+            });
+        }
+        dgrams.push(b.finish());
+    }
+    support::send_udp(port, &dgrams);
+    let seed = |src: &str| -> Vec<u64> {
+        match src.parse::<std::net::Ipv4Addr>().expect("v4").octets() {
+            [172, 16, 0, i] if usize::from(i) <= COMBOS.len() => {
+                let (a, b) = COMBOS[usize::from(i) - 1];
+                seed_tags(a, b)
+            }
+            _ => vec![0],
+        }
+    };
+    check_seed_tables(dir, COMBOS.len() + 1, &seed);
+    d.terminate();
+}
