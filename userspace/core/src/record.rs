@@ -127,6 +127,9 @@ pub struct Record {
     pub cvlan: u16,
     /// See [`crate::tag::SampleType::code`]; 0 unknown.
     pub sample_type: u32,
+    /// A non-first IP fragment: its ports (if any) come from the datagram's first fragment,
+    /// which pre_tag_map does not see (pmacctd's filters run on the packet, which has none).
+    pub later_fragment: bool,
     /// Whether `src_net`..`dst_as` have been resolved (done lazily, once per record).
     pub nets_resolved: bool,
     /// How nets/masks and ASes are to be resolved (`nfacctd_net`/`nfacctd_as` … of the source
@@ -165,6 +168,7 @@ impl Record {
             proto: p.proto,
             tos: p.tos,
             tcp_flags: p.tcp_flags,
+            later_fragment: p.is_later_fragment,
             packets: 1,
             bytes: p.ip_len as u64,
             ts,

@@ -624,6 +624,11 @@ impl TagMap {
     /// there and goes on with cleared tags). An unmatched record is emitted untagged.
     #[inline]
     pub fn eval(&self, r: &Record, mut emit: impl FnMut(Tags)) {
+        if r.later_fragment && (r.src_port != 0 || r.dst_port != 0) {
+            // The packet itself carries no transport header: match it as it came.
+            let q = Record { src_port: 0, dst_port: 0, tcp_flags: 0, ..*r };
+            return self.eval(&q, emit);
+        }
         let mut t = Tags::default();
         let mut from = 0;
         while let Some(i) = self.first(r, from) {
@@ -1212,6 +1217,21 @@ mod tests {
         let m = parse_map("id=7 id2=8\n").unwrap();
         assert_eq!(m.eval_one(&Record::default()), t(7));
         assert!(parse_map("id=1 id2=2 set_label=x\n").is_err());
+    }
+
+    #[test]
+    fn later_fragments_are_matched_without_ports() {
+        let m = parse_map("id=1 filter='udp and dst port 53'\nid=2 dst_port=53\nid=3 filter='udp'\n").unwrap();
+        let mut r = Record {
+            proto: 17,
+            dst_port: 53,
+            src_ip: Addr::V4([1, 1, 1, 1]),
+            dst_ip: Addr::V4([2, 2, 2, 2]),
+            ..Record::default()
+        };
+        assert_eq!(m.eval_one(&r).tag, 1);
+        r.later_fragment = true;
+        assert_eq!(m.eval_one(&r).tag, 3);
     }
 
     #[test]

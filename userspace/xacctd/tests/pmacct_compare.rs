@@ -398,3 +398,45 @@ fn deliberate_link_differences_from_pmacctd() {
         }
     }
 }
+
+/// pre_tag_map with every key and flow-control feature pmacctd 1.7.7 applies to packets
+/// (filter, in with negation, jeq, stack sum/or, set_tag2) and per-plugin tag filters with
+/// ranges, negation and 0 (compat-wave2.md §1, §7), against pmacctd on the same pcap.
+#[test]
+fn pre_tag_map_and_tag_filters_match_pmacctd() {
+    if !have_pmacct() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(20_000, 2_000, 17)).expect("pcap");
+    let map = dir.path().join("pretag.map");
+    std::fs::write(
+        &map,
+        "! UDP jumps to the stacking rules\n\
+         id=10 filter='udp' jeq=more\n\
+         id=20 filter='tcp and dst port 80'\n\
+         set_tag2=5 filter='icmp'\n\
+         id=30 filter='net 10.0.0.0/16'\n\
+         id=1 label=more stack=sum filter='src net 10.0.0.0/16'\n\
+         id=4 stack=or filter='dst port 53'\n\
+         id=99 in=-5\n",
+    )
+    .expect("map");
+    let extra = format!(
+        "pre_tag_map: {}\npre_tag_filter[t2]: -11,10-30\npre_tag_filter[t3]: 10-20\npre_tag_filter[t4]: 0\npre_tag2_filter[t4]: 5\n",
+        map.display()
+    );
+    compare(
+        &pcap,
+        dir.path(),
+        &[
+            ("t1", "tag,tag2,src_host,dst_host,proto"),
+            ("t2", "tag,src_host"),
+            ("t3", "tag,proto"),
+            ("t4", "tag,tag2,dst_host"),
+        ],
+        &extra,
+        &extra,
+    );
+}
