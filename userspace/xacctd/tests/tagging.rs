@@ -427,3 +427,139 @@ fn sflow_seed_map_every_path() {
     check_seed_tables(dir, COMBOS.len() + 1, &seed);
     d.terminate();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live capture: every method gives the same tagged tables; reloads under traffic lose and
+// double nothing.
+
+fn live_conf(dir: &Path, method: &str, map: &Path, extra: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pipe = dir.join(format!("{method}.pipe"));
+    let conf = dir.join(format!("{method}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_interface: tg1\ncapture_method: {method}\nworkers: 2\npre_tag_map: {}\n{extra}\
+             aggregate: tag,tag2,label,src_host\nimt_path: {}\n",
+            map.display(),
+            pipe.display()
+        ),
+    )
+    .expect("conf");
+    (conf, pipe)
+}
+
+fn capture_source(method: &str) -> &'static str {
+    match method {
+        "pcap" => "capturing from interface tg1",
+        "afxdp" => "capturing from AF_XDP tg1",
+        _ => "capturing from XDP tg1",
+    }
+}
+
+/// Polls the memory table until its rows are `want`.
+fn wait_table(pipe: &Path, want: &[String], what: &str) {
+    let t = std::time::Instant::now();
+    loop {
+        let got = std::panic::catch_unwind(|| sorted_rows(&query_csv(pipe))).unwrap_or_default();
+        if got == want {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{what}: table {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_capture_method_gives_the_same_tagged_table() {
+    use support::netns::{in_own_namespace, veth};
+    in_own_namespace(|| {
+        veth("tg0", "tg1");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let map = dir.join("pretag.map");
+        std::fs::write(&map, MAP).expect("map");
+        let cases = cases();
+        let want = rows(&cases, |_| true, None);
+        for method in ["pcap", "afxdp", "xdp"] {
+            let (conf, pipe) = live_conf(dir, method, &map, "");
+            let mut d = Daemon::start(&conf, &dir.join(format!("{method}.log")));
+            d.wait_log(capture_source(method), Duration::from_secs(20));
+            let mut tx = pcap::Capture::from_device("tg0").and_then(|c| c.open()).expect("open tg0");
+            for c in &cases {
+                let f = build(&c.spec);
+                for _ in 0..c.count {
+                    tx.sendpacket(f.as_slice()).expect("inject");
+                }
+            }
+            wait_table(&pipe, &want, method);
+            d.terminate();
+        }
+    });
+}
+
+/// A known stream over the veth while SIGUSR2 swaps two maps many times: every packet is
+/// counted once, under the tag of one map or the other.
+#[test]
+fn reload_under_traffic_loses_and_doubles_nothing() {
+    use support::netns::{in_own_namespace, veth};
+    in_own_namespace(|| {
+        veth("tg0", "tg1");
+        for method in ["pcap", "xdp"] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path();
+            let map = dir.join("pretag.map");
+            let (a, b) = ("id=1 filter='udp'\nid=9\n", "id=2 ip_proto=udp\nid=9\n");
+            std::fs::write(&map, a).expect("map");
+            // Frequent harvests, so that XDP's records meet both maps too.
+            let extra = if method == "xdp" { "xdp_harvest_interval: 0.05\n" } else { "" };
+            let (conf, pipe) = live_conf(dir, method, &map, extra);
+            let mut d = Daemon::start(&conf, &dir.join(format!("{method}.log")));
+            d.wait_log(capture_source(method), Duration::from_secs(20));
+            let l3 = L3::V4 { src: [198, 18, 0, 1], dst: [198, 18, 0, 2], tos: 0 };
+            let frame = build(&support::spec(vec![], l3, L4::Udp { sport: 5, dport: 6 }, 50));
+            let ip_len = (frame.len() - 14) as u64;
+            const SENT: u64 = 20_000;
+            let sender = std::thread::spawn(move || {
+                let mut tx = pcap::Capture::from_device("tg0").and_then(|c| c.open()).expect("open tg0");
+                for i in 0..SENT {
+                    tx.sendpacket(frame.as_slice()).expect("inject");
+                    if i % 500 == 0 {
+                        // Spread the stream over the reloads.
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            });
+            let mut reloads = 0u64;
+            while !sender.is_finished() {
+                reloads += 1;
+                std::fs::write(&map, if reloads % 2 == 1 { b } else { a }).expect("map");
+                support::signal(d.pid(), nix::sys::signal::Signal::SIGUSR2);
+                support::wait_counter(&pipe, "maps_reloaded", reloads);
+            }
+            sender.join().expect("sender");
+            assert!(reloads >= 5, "only {reloads} reloads during the stream");
+            // Settled: the two tags together hold every packet once.
+            let t = std::time::Instant::now();
+            let (packets, rows) = loop {
+                let csv = query_csv(&pipe);
+                let rows = sorted_rows(&csv);
+                let mut packets = 0;
+                for r in &rows {
+                    let f: Vec<&str> = r.split(',').collect();
+                    assert!(matches!(f[0], "1" | "2"), "{method}: a packet tagged by neither map: {r}");
+                    assert_eq!(f[4].parse::<u64>().unwrap() * ip_len, f[5].parse::<u64>().unwrap(), "{r}");
+                    packets += f[4].parse::<u64>().unwrap();
+                }
+                if packets >= SENT || t.elapsed() > Duration::from_secs(20) {
+                    break (packets, rows);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            assert_eq!(packets, SENT, "{method}: {rows:?}");
+            let status = client(&xacct_bin(), &pipe, &["-t"]);
+            assert_eq!(counter(&status, "maps_reload_failed"), Some(0), "{status}");
+            eprintln!("{method}: {SENT} packets over {reloads} reloads: {rows:?}");
+            d.terminate();
+        }
+    });
+}
