@@ -612,6 +612,31 @@ mod tests {
     }
 
     #[test]
+    fn tag_columns_by_version_and_label_values() {
+        let agg = Aggregate::parse("tag,tag2,label,src_host").unwrap();
+        let cols = |v: u8| -> Vec<&'static str> {
+            Layout::new(Backend::Sqlite, v, &agg, true, true, false, false)
+                .unwrap()
+                .table
+                .iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        // pmacct: the tag is agent_id before v9, tag from v9; tag2 and label are extra columns.
+        for (v, tag) in [(2, "agent_id"), (8, "agent_id"), (9, "tag")] {
+            let c = cols(v);
+            assert!(c.contains(&tag) && c.contains(&"tag2") && c.contains(&"label"), "v{v}: {c:?}");
+            assert!(!c.contains(&if tag == "tag" { "agent_id" } else { "tag" }), "v{v}: {c:?}");
+        }
+        let l = Layout::new(Backend::Sqlite, 9, &agg, true, true, false, false).unwrap();
+        assert_eq!(sql_type(Field::Label, Backend::Pgsql, false).0, "VARCHAR(255)");
+        let r = Record { tag: 7, tag2: 8, label: xacct_core::tag::labels().intern("a,b"), ..Record::default() };
+        let vals = l.key_values(&r);
+        let text = format!("{vals:?}");
+        assert!(text.contains("Int(7)") && text.contains("Int(8)") && text.contains("\"a,b\""), "{text}");
+    }
+
+    #[test]
     fn versions_follow_pmacct_scripts() {
         assert_eq!(
             names(Backend::Mysql, 1),
