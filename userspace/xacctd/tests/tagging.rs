@@ -2,6 +2,7 @@
 //! tag filters (redirection), post_tag2, the label primitive in memory and print tables, the
 //! client's `-c tag -N`; and a map that fails to reload keeps the old one.
 
+mod sqlsupport;
 mod support;
 
 use std::path::Path;
@@ -562,4 +563,47 @@ fn reload_under_traffic_loses_and_doubles_nothing() {
             d.terminate();
         }
     });
+}
+
+/// SQL: the tags and labels the map gives land in pmacct's columns (`tag` at version 9,
+/// `tag2` and `label` extra columns), and `$tag`/`$tag2` in sql_table name tables by the
+/// real values.
+#[test]
+fn sql_tables_by_tag_with_tag2_and_label_columns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let cases = cases();
+    let pcap = d.join("t.pcap");
+    write_frames(&pcap, &cases);
+    let map = d.join("pretag.map");
+    std::fs::write(&map, MAP).expect("map");
+    let db = sqlsupport::Db::sqlite(&d.join("t.db"));
+    let conf = d.join("s.conf");
+    savefile_conf(
+        &conf,
+        &pcap,
+        &format!(
+            "daemonize: false\npre_tag_map: {}\nplugins: sqlite3[s]\naggregate[s]: tag,tag2,label,src_host\n\
+             sql_table_version[s]: 9\nsql_table_autocreate[s]: true\nsql_table[s]: tg_$tag_$tag2\n\
+             sql_refresh_time[s]: 3600\nsql_spool_dir[s]: {}\n{}",
+            map.display(),
+            d.join("spool").display(),
+            db.conf("s")
+        ),
+    );
+    let log = Daemon::start(&conf, &d.join("s.log")).wait_exit(Duration::from_secs(60));
+    assert!(!log.contains("ERROR") && !log.contains("WARN"), "{log}");
+    for c in &cases {
+        let (t, t2, l) = c.tags;
+        let rows =
+            db.rows(&format!("SELECT tag, tag2, label, packets, bytes FROM tg_{t}_{t2} WHERE ip_src = '{}'", src(c)));
+        let want = vec![vec![
+            t.to_string(),
+            t2.to_string(),
+            l.to_string(),
+            c.count.to_string(),
+            (c.count as u64 * ip_len(c)).to_string(),
+        ]];
+        assert_eq!(rows, want, "tg_{t}_{t2} for {}", src(c));
+    }
 }
