@@ -319,24 +319,54 @@ fn mixed_with(n: usize, seed: u64, mut pick: impl FnMut(&mut Rng) -> u64) -> Vec
 /// drawn at random; `flows == 0` gives every packet a 5-tuple of its own.
 pub fn small64(n: usize, flows: u64, seed: u64) -> Vec<Frame> {
     let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|i| {
-            let f = if flows == 0 { i as u32 } else { rng.below(flows) as u32 };
-            let spec = FrameSpec {
-                src_mac: mac(1),
-                dst_mac: mac(2),
-                vlans: vec![],
-                l3: L3::V4 {
-                    src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(),
-                    dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(),
-                    tos: 0,
-                },
-                l4: L4::Tcp { sport: 1024 + (f % 50000) as u16, dport: 80, flags: 0x10 },
-                payload: 0,
-            };
-            Frame { ts_sec: 1_700_000_000 + (i / 10_000) as i64, ts_usec: (i % 1_000_000) as i64, data: build(&spec) }
-        })
-        .collect()
+    (0..n).map(|i| small64_frame(i, small64_flow(i, flows, &mut rng))).collect()
+}
+
+fn small64_flow(i: usize, flows: u64, rng: &mut Rng) -> u32 {
+    if flows == 0 {
+        i as u32
+    } else {
+        rng.below(flows) as u32
+    }
+}
+
+/// Packet `i` of [`small64`], of 5-tuple number `f` (distinct for every `f` below 2^32).
+pub fn small64_frame(i: usize, f: u32) -> Frame {
+    let spec = FrameSpec {
+        src_mac: mac(1),
+        dst_mac: mac(2),
+        vlans: vec![],
+        l3: L3::V4 { src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(), dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(), tos: 0 },
+        l4: L4::Tcp { sport: 1024 + (f % 50000) as u16, dport: 80, flags: 0x10 },
+        payload: 0,
+    };
+    Frame { ts_sec: 1_700_000_000 + (i / 10_000) as i64, ts_usec: (i % 1_000_000) as i64, data: build(&spec) }
+}
+
+/// Writes the frames of [`small64`] straight to a pcap file, one at a time: a file of tens of
+/// millions of distinct keys (the flood of a memory-budget test) without holding it in memory.
+pub fn write_small64_pcap(path: &Path, n: usize, flows: u64, seed: u64) -> Result<()> {
+    use std::io::Write;
+    let f = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+    // pcap's file header: magic, version 2.4, zone and accuracy 0, snaplen, LINKTYPE_ETHERNET.
+    let mut hdr = Vec::with_capacity(24);
+    for w in [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0], [0; 4], [0; 4], 65535u32.to_le_bytes(), 1u32.to_le_bytes()] {
+        hdr.extend_from_slice(&w);
+    }
+    out.write_all(&hdr)?;
+    let mut rng = Rng::new(seed);
+    for i in 0..n {
+        let fr = small64_frame(i, small64_flow(i, flows, &mut rng));
+        let len = fr.data.len() as u32;
+        out.write_all(&(fr.ts_sec as u32).to_le_bytes())?;
+        out.write_all(&(fr.ts_usec as u32).to_le_bytes())?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(&fr.data)?;
+    }
+    out.flush().with_context(|| format!("write {}", path.display()))?;
+    Ok(())
 }
 
 /// Writes Ethernet frames to a pcap file through libpcap.

@@ -70,6 +70,7 @@ fn main() -> Result<()> {
             post_tag: None,
             post_tag2: None,
             stats: Arc::new(PluginStats::default()),
+            shard_limit: usize::MAX,
         };
         let specs = Arc::new(vec![spec]);
         let start = Instant::now();

@@ -23,7 +23,12 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let frames = match a.kind.as_str() {
         "mixed" => xacct_perf::traffic::mixed(a.packets, a.flows, a.seed),
-        "small64" => xacct_perf::traffic::small64(a.packets, a.flows, a.seed),
+        "small64" => {
+            // Streamed: tens of millions of packets do not fit in memory as frames.
+            xacct_perf::traffic::write_small64_pcap(&a.out, a.packets, a.flows, a.seed)?;
+            println!("wrote {} frames to {}", a.packets, a.out.display());
+            return Ok(());
+        }
         k => anyhow::bail!("unknown --kind {k} (mixed|small64)"),
     };
     xacct_perf::traffic::write_pcap(&a.out, &frames)?;

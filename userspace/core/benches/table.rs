@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
                             keys.extend_from_slice(&k[..stride]);
                             ctrs.push(p.counters(r));
                         }
-                        t.add_batch(&keys, &ctrs, &mut hashes);
+                        t.add_batch(&keys, &ctrs, &mut hashes, &mut Vec::new());
                     }
                 },
                 BatchSize::LargeInput,

@@ -300,6 +300,8 @@ enum Field {
     MplsBottom,
     MplsDepth,
     Bin,
+    /// 1 in the overflow entry (see [`Projector::overflow_of`]), 0 in every other key.
+    Overflow,
 }
 
 impl Field {
@@ -307,7 +309,7 @@ impl Field {
         match self {
             // One family byte (0 none, 4, 6) then 16 address bytes.
             Field::SrcIp | Field::DstIp | Field::SrcNet | Field::DstNet => 17,
-            Field::SrcMask | Field::DstMask | Field::Proto | Field::Tos | Field::MplsDepth => 1,
+            Field::SrcMask | Field::DstMask | Field::Proto | Field::Tos | Field::MplsDepth | Field::Overflow => 1,
             Field::SrcPort | Field::DstPort | Field::Etype | Field::Vlan => 2,
             Field::SrcAs
             | Field::DstAs
@@ -344,6 +346,20 @@ fn get_addr(buf: &[u8]) -> Addr {
     }
 }
 
+/// Byte `i` of a key laid out as [`Projector::pack_one`] writes it (native-endian words).
+#[inline]
+fn get_byte(key: &[u64], i: usize) -> u8 {
+    key.get(i / 8).map_or(0, |w| w.to_ne_bytes()[i % 8])
+}
+
+fn set_byte(key: &mut [u64], i: usize, v: u8) {
+    if let Some(w) = key.get_mut(i / 8) {
+        let mut b = w.to_ne_bytes();
+        b[i % 8] = v;
+        *w = u64::from_ne_bytes(b);
+    }
+}
+
 /// Packs the primitives of one aggregate into keys, and unpacks keys for output.
 #[derive(Debug, Clone)]
 pub struct Projector {
@@ -351,6 +367,9 @@ pub struct Projector {
     fields: Vec<(Field, usize)>,
     words: usize,
     with_flags: bool,
+    /// Byte offsets of the overflow marker and of the time bin (if any) in the key.
+    overflow_at: usize,
+    bin_at: Option<usize>,
 }
 
 impl Projector {
@@ -394,6 +413,7 @@ impl Projector {
         if with_bin {
             fields.push(Field::Bin);
         }
+        fields.push(Field::Overflow);
         // Widest fields first keeps the key compact without alignment padding games.
         fields.sort_by_key(|f| std::cmp::Reverse(f.width()));
         let mut off = 0;
@@ -407,7 +427,38 @@ impl Projector {
             .collect();
         let words = off.div_ceil(8).max(1);
         assert!(words <= MAX_KEY_WORDS, "key layout exceeds MAX_KEY_WORDS");
-        Projector { aggregate: aggregate.clone(), fields, words, with_flags: aggregate.has(Primitive::TcpFlags) }
+        let at = |want: Field| fields.iter().find(|(f, _)| *f == want).map(|(_, o)| *o);
+        let overflow_at = at(Field::Overflow).expect("every layout has the overflow marker");
+        let bin_at = at(Field::Bin);
+        Projector {
+            aggregate: aggregate.clone(),
+            fields,
+            words,
+            with_flags: aggregate.has(Primitive::TcpFlags),
+            overflow_at,
+            bin_at,
+        }
+    }
+
+    /// The overflow entry that takes the place of `key` once a table is full: every primitive
+    /// zero, the marker set, the time bin kept, so a full history table still has one exact
+    /// total per bin. The marker makes it distinct from any real key, the all-zero one
+    /// included.
+    pub fn overflow_of(&self, key: &[u64]) -> KeyBuf {
+        let mut out: KeyBuf = [0; MAX_KEY_WORDS];
+        if let Some(b) = self.bin_at {
+            for i in b..b + 8 {
+                set_byte(&mut out, i, get_byte(key, i));
+            }
+        }
+        set_byte(&mut out, self.overflow_at, 1);
+        out
+    }
+
+    /// Whether `key` is an overflow entry.
+    #[inline]
+    pub fn is_overflow(&self, key: &[u64]) -> bool {
+        get_byte(key, self.overflow_at) != 0
     }
 
     pub fn aggregate(&self) -> &Aggregate {
@@ -468,6 +519,7 @@ impl Projector {
                 Field::MplsBottom => b.copy_from_slice(&r.mpls_bottom.to_ne_bytes()),
                 Field::MplsDepth => b[0] = r.mpls_depth,
                 Field::Bin => b.copy_from_slice(&bin.to_ne_bytes()),
+                Field::Overflow => b[0] = 0,
             }
         }
         for (w, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)).take(self.words) {
@@ -514,9 +566,41 @@ impl Projector {
                 Field::MplsBottom => r.mpls_bottom = u32_(),
                 Field::MplsDepth => r.mpls_depth = b[0],
                 Field::Bin => bin = u64_() as i64,
+                Field::Overflow => {}
             }
         }
         (r, bin)
+    }
+}
+
+/// What a bounded merge or insert turned away: keys refused (with repeats), their counters,
+/// and an estimate of how many distinct keys they were.
+#[derive(Debug, Default, Clone)]
+pub struct Refused {
+    pub keys: u64,
+    pub counters: Counters,
+    pub distinct: crate::hll::HyperLogLog,
+}
+
+impl Refused {
+    #[inline]
+    pub fn note(&mut self, hash: u64, c: &Counters) {
+        self.keys += 1;
+        self.counters.add(c);
+        self.distinct.add_hash(hash);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+
+    /// Empties it for reuse (the counter's registers stay allocated).
+    pub fn clear(&mut self) {
+        if self.keys > 0 {
+            self.keys = 0;
+            self.counters = Counters::default();
+            self.distinct.clear();
+        }
     }
 }
 
@@ -595,6 +679,50 @@ macro_rules! tables {
                 }
             }
 
+            /// Like [`Table::merge_shard`], but a key not yet in the table is admitted only
+            /// while it holds fewer than `limit` entries; the counters of the others go to
+            /// their overflow entry (`proj.overflow_of`), which is always admitted.
+            pub fn merge_shard_bounded(
+                &mut self,
+                shard: &crate::shard::ShardTable,
+                limit: usize,
+                proj: &Projector,
+                refused: &mut Refused,
+            ) {
+                use std::hash::BuildHasher;
+                match self {
+                    $(Table::$v(a) => {
+                        let room = limit.saturating_sub(a.len());
+                        a.reserve(shard.len().min(room).saturating_sub(a.capacity() - a.len()));
+                        shard.for_each(|k, c| {
+                            let k: [u64; $w] = k.try_into().expect("shard width equals table width");
+                            let full = a.len() >= limit;
+                            match a.entry(k) {
+                                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().add(c),
+                                hashbrown::hash_map::Entry::Vacant(v) => {
+                                    if !full || proj.is_overflow(&k) {
+                                        v.insert(*c);
+                                    } else {
+                                        let h = v.into_key();
+                                        refused.note(a.hasher().hash_one(&h), c);
+                                        let o = proj.overflow_of(&h);
+                                        let o: [u64; $w] = o[..$w].try_into().expect("width fits KeyBuf");
+                                        a.entry(o).and_modify(|e| e.add(c)).or_insert(*c);
+                                    }
+                                }
+                            }
+                        });
+                    })*
+                }
+            }
+
+            /// Bytes one bucket of a table for `words`-word keys takes (key, counters and
+            /// its control byte), for sizing tables to a memory budget.
+            pub fn bucket_bytes(words: usize) -> usize {
+                $(if words <= $w { return std::mem::size_of::<([u64; $w], Counters)>() + 1; })*
+                panic!("key of {words} words exceeds MAX_KEY_WORDS")
+            }
+
             /// Visits every entry.
             pub fn for_each(&self, mut f: impl FnMut(&[u64], &Counters)) {
                 match self { $(Table::$v(m) => for (k, c) in m { f(&k[..], c) },)* }
@@ -642,7 +770,7 @@ mod tests {
     fn pack_unpack_roundtrip_five_tuple() {
         let agg = Aggregate::parse("src_host,dst_host,src_port,dst_port,proto").unwrap();
         let p = Projector::new(&agg, true);
-        assert_eq!(p.words(), 6); // 17+17+8(bin)+2+2+1 = 47 bytes
+        assert_eq!(p.words(), 6); // 17+17+8(bin)+2+2+1+1(overflow marker) = 48 bytes
         let r = rec([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80);
         let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
         assert_eq!(p.pack(&r, 3600, &mut k, &mut k2), 1);
@@ -727,6 +855,57 @@ mod tests {
             Primitive::ALL.iter().filter(|(_, p)| !p.is_sum() && *p != Primitive::None).map(|(n, _)| *n).collect();
         let every = Aggregate::parse(&all.join(",")).unwrap();
         assert!(Projector::new(&every, true).words() <= MAX_KEY_WORDS);
+    }
+
+    #[test]
+    fn overflow_entry_keeps_the_bin_only_and_differs_from_every_real_key() {
+        for (agg, with_bin) in [("src_host,dst_host,src_port,dst_port,proto", true), ("tag", false), ("proto", true)] {
+            let p = Projector::new(&Aggregate::parse(agg).unwrap(), with_bin);
+            let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
+            // The all-zero record is a real key; its overflow entry is not.
+            p.pack(&Record::default(), 7200, &mut k, &mut k2);
+            assert!(!p.is_overflow(&k[..p.words()]), "{agg}");
+            let o = p.overflow_of(&k[..p.words()]);
+            assert!(p.is_overflow(&o[..p.words()]), "{agg}");
+            assert_ne!(o[..p.words()], k[..p.words()], "{agg}");
+            assert_eq!(p.unpack(&o[..p.words()]).1, if with_bin { 7200 } else { 0 }, "{agg}");
+            // Every key of one bin has the same overflow entry.
+            p.pack(&rec([9, 9, 9, 9], [8, 8, 8, 8], 1, 2), 7200, &mut k2, &mut k);
+            assert_eq!(p.overflow_of(&k2[..p.words()]), o, "{agg}");
+        }
+    }
+
+    #[test]
+    fn bounded_merge_keeps_totals_exact_and_counts_what_it_refused() {
+        let agg = Aggregate::parse("src_host,dst_port").unwrap();
+        let p = Projector::new(&agg, false);
+        let mut shard = crate::shard::ShardTable::with_words(p.words());
+        let (mut k, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
+        for i in 0..1000u16 {
+            let r = rec([10, 0, (i >> 8) as u8, i as u8], [1, 1, 1, 1], 1, i);
+            p.pack(&r, 0, &mut k, &mut k2);
+            shard.add(&k, &p.counters(&r));
+        }
+        let mut t = Table::with_words(p.words());
+        let mut refused = Refused::default();
+        t.merge_shard_bounded(&shard, 300, &p, &mut refused);
+        // 300 keys and the overflow entry.
+        assert_eq!(t.len(), 301);
+        assert_eq!(refused.keys, 700);
+        assert_eq!(refused.counters.packets, 700);
+        let e = refused.distinct.estimate();
+        assert!((680..=720).contains(&e), "{e}");
+        // Merging the same shard again: the 300 present keys count, the rest overflow again.
+        t.merge_shard_bounded(&shard, 300, &p, &mut refused);
+        let (mut total, mut over) = (0, 0);
+        t.for_each(|k, c| {
+            total += c.packets;
+            if p.is_overflow(k) {
+                over = c.packets;
+            }
+        });
+        assert_eq!((t.len(), total, over), (301, 2000, 1400));
+        assert_eq!(refused.distinct.estimate(), e, "repeats are not new distinct keys");
     }
 
     #[test]

@@ -459,12 +459,50 @@ impl TableWriter {
     /// One entry: `r` holds the key's primitives (as [`crate::Projector::unpack`] returns
     /// them), `c` its counters, `bin` its time bin (used only with `stamps`).
     pub fn row(&mut self, w: &mut impl Write, r: &Record, c: &Counters, bin: i64) -> io::Result<()> {
+        self.write_row(w, r, c, bin, false)
+    }
+
+    /// A plugin's overflow entry (see [`crate::Projector::overflow_of`]): what keys the full
+    /// table refused add up to. Formatted and CSV output write `overflow` in every key column;
+    /// JSON writes `"overflow": true` and no key fields. Counters and time stamps as any row.
+    pub fn overflow_row(&mut self, w: &mut impl Write, c: &Counters, bin: i64) -> io::Result<()> {
+        self.write_row(w, &Record::default(), c, bin, true)
+    }
+
+    /// [`TableWriter::row`] or [`TableWriter::overflow_row`] as `proj` says `key` is.
+    pub fn row_of(
+        &mut self,
+        w: &mut impl Write,
+        proj: &crate::Projector,
+        key: &[u64],
+        c: &Counters,
+    ) -> io::Result<()> {
+        let (r, bin) = proj.unpack(key);
+        self.write_row(w, &r, c, bin, proj.is_overflow(key))
+    }
+
+    /// [`TableWriter::row_of`], with `fix` applied to the unpacked record first.
+    pub fn row_of_mapped(
+        &mut self,
+        w: &mut impl Write,
+        proj: &crate::Projector,
+        key: &[u64],
+        c: &Counters,
+        fix: impl FnOnce(&mut Record),
+    ) -> io::Result<()> {
+        let (mut r, bin) = proj.unpack(key);
+        fix(&mut r);
+        self.write_row(w, &r, c, bin, proj.is_overflow(key))
+    }
+
+    fn write_row(&mut self, w: &mut impl Write, r: &Record, c: &Counters, bin: i64, overflow: bool) -> io::Result<()> {
+        let is_counter = |col: Col| matches!(col, Col::Packets | Col::Flows | Col::Bytes | Col::TcpFlags);
         match self.opts.format {
             OutputFormat::Formatted => {
                 let last = self.cols.len().saturating_sub(1);
                 for i in 0..self.cols.len() {
                     let col = self.cols[i];
-                    self.fill(col, r, c);
+                    self.fill_or_overflow(col, r, c, overflow && !is_counter(col));
                     write_padded(w, self.cell.as_bytes(), if i == last { 0 } else { col.meta().2 })?;
                 }
                 w.write_all(b"\n")
@@ -474,7 +512,8 @@ impl TableWriter {
                     if i > 0 {
                         w.write_all(self.opts.separator.as_bytes())?;
                     }
-                    self.fill(self.cols[i], r, c);
+                    let col = self.cols[i];
+                    self.fill_or_overflow(col, r, c, overflow && !is_counter(col));
                     w.write_all(self.cell.as_bytes())?;
                 }
                 w.write_all(b"\n")
@@ -494,6 +533,10 @@ impl TableWriter {
                     w.write_all(ev.as_bytes())?;
                     w.write_all(b"\"")?;
                 }
+                if overflow {
+                    sep(w)?;
+                    w.write_all(b"\"overflow\": true")?;
+                }
                 for i in 0..self.cols.len() {
                     let col = self.cols[i];
                     let is_counter = matches!(col, Col::Packets | Col::Flows | Col::Bytes);
@@ -507,7 +550,7 @@ impl TableWriter {
                             write_json_pair(w, key, val, quote)?;
                         }
                     }
-                    if self.json_key_hidden && !is_counter {
+                    if (self.json_key_hidden || overflow) && !is_counter {
                         continue;
                     }
                     self.fill(col, r, c);
@@ -516,6 +559,15 @@ impl TableWriter {
                 }
                 w.write_all(b"}\n")
             }
+        }
+    }
+
+    fn fill_or_overflow(&mut self, col: Col, r: &Record, c: &Counters, overflow: bool) {
+        if overflow {
+            self.cell.clear();
+            self.cell.push(b"overflow");
+        } else {
+            self.fill(col, r, c);
         }
     }
 

@@ -301,6 +301,10 @@ pub struct SourceStatus {
     pub fragment_orphans: u64,
     /// AF_XDP socket counters (zero for other sources).
     #[serde(default)]
+    pub fragments_untracked: u64,
+    #[serde(default)]
+    pub flows_untracked: u64,
+    #[serde(default)]
     pub xsk_rx_ring_full: u64,
     #[serde(default)]
     pub xsk_fill_ring_empty: u64,
@@ -339,6 +343,10 @@ impl Status {
             writeln!(w, "  non-IP: {}", s.non_ip)?;
             writeln!(w, "  queue dropped: {}", s.queue_dropped)?;
             writeln!(w, "  fragment orphans: {}", s.fragment_orphans)?;
+            if s.fragments_untracked + s.flows_untracked > 0 {
+                writeln!(w, "  fragments untracked (table full): {}", s.fragments_untracked)?;
+                writeln!(w, "  flows untracked (table full): {}", s.flows_untracked)?;
+            }
             let xsk = [s.xsk_rx_ring_full, s.xsk_fill_ring_empty, s.xsk_rx_dropped, s.xsk_rx_invalid_descs];
             if s.name.contains("AF_XDP") || xsk.iter().any(|n| *n > 0) {
                 writeln!(w, "  AF_XDP rx ring full: {}", s.xsk_rx_ring_full)?;
@@ -483,12 +491,17 @@ impl Reply {
         for _ in 0..*entries {
             self.reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
             let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
-            let (mut r, bin) = proj.unpack(&key[..words]);
-            if r.label != 0 {
-                let name = labels.get(r.label as usize).map_or("", String::as_str);
-                r.label = crate::tag::labels().intern(name);
+            if labels.is_empty() {
+                tw.row_of(out, &proj, &key[..words], &c)?;
+            } else {
+                // Label ids are the daemon's: name them, then take this process's id.
+                tw.row_of_mapped(out, &proj, &key[..words], &c, |r| {
+                    if r.label != 0 {
+                        let name = labels.get(r.label as usize).map_or("", String::as_str);
+                        r.label = crate::tag::labels().intern(name);
+                    }
+                })?;
             }
-            tw.row(out, &r, &c, bin)?;
         }
         if trailer {
             tw.trailer(out, *entries)?;

@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod budget;
 pub mod config;
 pub mod filter;
 pub mod format;
 pub mod history;
+pub mod hll;
 pub mod imt;
 pub mod maps;
 pub mod record;

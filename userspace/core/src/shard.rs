@@ -20,6 +20,8 @@ pub struct Shard<const W: usize> {
     tags: Vec<u8>,
     slots: Vec<([u64; W], Counters)>,
     len: usize,
+    /// New keys are refused (see [`Shard::add_batch`]) once this many entries are held.
+    limit: usize,
     hasher: foldhash::fast::FixedState,
 }
 
@@ -36,6 +38,7 @@ impl<const W: usize> Shard<W> {
             tags: vec![0; cap],
             slots: vec![([0; W], Counters::default()); cap],
             len: 0,
+            limit: usize::MAX,
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_0f5a_4d00),
         }
     }
@@ -55,8 +58,11 @@ impl<const W: usize> Shard<W> {
         self.tags.len() - 1
     }
 
+    /// Adds `c` to `k`'s entry; a new key is refused (false) when `forced` is false and the
+    /// shard holds `limit` entries. The check sits on the new-key path only: updates of
+    /// existing entries, the common case, never look at it.
     #[inline]
-    fn insert_hashed(&mut self, k: &[u64; W], h: u64, c: &Counters) {
+    fn insert_hashed(&mut self, k: &[u64; W], h: u64, c: &Counters, forced: bool) -> bool {
         if (self.len + 1) * 4 > self.tags.len() * 3 {
             self.grow();
         }
@@ -66,14 +72,17 @@ impl<const W: usize> Shard<W> {
         loop {
             let t = self.tags[i];
             if t == 0 {
+                if self.len >= self.limit && !forced {
+                    return false;
+                }
                 self.tags[i] = tag;
                 self.slots[i] = (*k, *c);
                 self.len += 1;
-                return;
+                return true;
             }
             if t == tag && self.slots[i].0 == *k {
                 self.slots[i].1.add(c);
-                return;
+                return true;
             }
             i = (i + 1) & mask;
         }
@@ -84,21 +93,25 @@ impl<const W: usize> Shard<W> {
         for (t, (k, c)) in self.tags.iter().zip(&self.slots) {
             if *t != 0 {
                 let h = bigger.hash(k);
-                bigger.insert_hashed(k, h, c);
+                bigger.insert_hashed(k, h, c, true);
             }
         }
+        bigger.limit = self.limit;
         *self = bigger;
     }
 
+    /// Adds `c` to `k`'s entry, whatever the limit.
     #[inline]
     pub fn add(&mut self, k: &[u64; W], c: &Counters) {
         let h = self.hash(k);
-        self.insert_hashed(k, h, c);
+        self.insert_hashed(k, h, c, true);
     }
 
     /// Adds `n = counters.len()` entries whose keys are `keys[i*W..(i+1)*W]`, touching every
-    /// target slot before updating any so that their cache misses overlap.
-    pub fn add_batch(&mut self, keys: &[u64], counters: &[Counters], hashes: &mut Vec<u64>) {
+    /// target slot before updating any so that their cache misses overlap. The indexes of
+    /// entries refused because the shard is at its limit are pushed to `refused` (their
+    /// hashes stay in `hashes`), for the caller to fold into an overflow entry.
+    pub fn add_batch(&mut self, keys: &[u64], counters: &[Counters], hashes: &mut Vec<u64>, refused: &mut Vec<u32>) {
         hashes.clear();
         let mut sink = 0u64;
         let mask = self.mask();
@@ -111,9 +124,11 @@ impl<const W: usize> Shard<W> {
             sink ^= self.tags[i] as u64 ^ self.slots[i].0[0];
         }
         std::hint::black_box(sink);
-        for ((k, c), h) in keys.chunks_exact(W).zip(counters).zip(hashes.iter()) {
+        for (i, ((k, c), h)) in keys.chunks_exact(W).zip(counters).zip(hashes.iter()).enumerate() {
             let k: &[u64; W] = k.try_into().expect("chunks_exact(W)");
-            self.insert_hashed(k, *h, c);
+            if !self.insert_hashed(k, *h, c, false) {
+                refused.push(i as u32);
+            }
         }
     }
 
@@ -157,11 +172,31 @@ macro_rules! shards {
                 panic!("key of {words} words exceeds MAX_KEY_WORDS")
             }
 
-            /// A shard that holds `entries` without growing.
-            pub fn with_words_for(words: usize, entries: usize) -> ShardTable {
-                let cap = entries.saturating_mul(4) / 3 + 1;
-                $(if words <= $w { return ShardTable::$v(Shard::with_capacity(cap)); })*
+            /// A shard that holds `entries` without growing, and admits new keys only while
+            /// it holds fewer than `limit`.
+            pub fn with_words_for(words: usize, entries: usize, limit: usize) -> ShardTable {
+                let cap = entries.min(limit).saturating_mul(4) / 3 + 1;
+                $(if words <= $w {
+                    let mut s = Shard::with_capacity(cap);
+                    s.limit = limit;
+                    return ShardTable::$v(s);
+                })*
                 panic!("key of {words} words exceeds MAX_KEY_WORDS")
+            }
+
+            /// Bytes one slot of a shard for `words`-word keys takes.
+            pub fn slot_bytes(words: usize) -> usize {
+                $(if words <= $w { return std::mem::size_of::<([u64; $w], Counters)>() + 1; })*
+                panic!("key of {words} words exceeds MAX_KEY_WORDS")
+            }
+
+            /// New keys are admitted while the shard holds fewer entries than this.
+            pub fn limit(&self) -> usize {
+                match self { $(ShardTable::$v(s) => s.limit,)* }
+            }
+
+            pub fn set_limit(&mut self, limit: usize) {
+                match self { $(ShardTable::$v(s) => s.limit = limit,)* }
             }
 
             /// Key width in words as stored (the `Table` width for the same aggregate).
@@ -177,8 +212,8 @@ macro_rules! shards {
             }
 
             /// See [`Shard::add_batch`]; `keys` holds `stride()` words per entry.
-            pub fn add_batch(&mut self, keys: &[u64], counters: &[Counters], hashes: &mut Vec<u64>) {
-                match self { $(ShardTable::$v(s) => s.add_batch(keys, counters, hashes),)* }
+            pub fn add_batch(&mut self, keys: &[u64], counters: &[Counters], hashes: &mut Vec<u64>, refused: &mut Vec<u32>) {
+                match self { $(ShardTable::$v(s) => s.add_batch(keys, counters, hashes, refused),)* }
             }
 
             pub fn len(&self) -> usize {
@@ -235,13 +270,13 @@ mod tests {
             keys.extend_from_slice(&k);
             ctrs.push(c(i));
             if ctrs.len() == 256 {
-                b.add_batch(&keys, &ctrs, &mut hashes);
+                b.add_batch(&keys, &ctrs, &mut hashes, &mut Vec::new());
                 keys.clear();
                 ctrs.clear();
             }
             reference.entry(k).or_insert_with(Counters::default).add(&c(i));
         }
-        b.add_batch(&keys, &ctrs, &mut hashes);
+        b.add_batch(&keys, &ctrs, &mut hashes, &mut Vec::new());
         for t in [&s, &b] {
             assert_eq!(t.len(), reference.len());
             let mut n = 0;
@@ -252,6 +287,38 @@ mod tests {
             });
             assert_eq!(n, reference.len());
         }
+    }
+
+    #[test]
+    fn a_full_shard_refuses_new_keys_only_and_takes_forced_ones() {
+        let mut s = ShardTable::with_words_for(2, 0, 100);
+        let mut hashes = Vec::new();
+        let mut refused = Vec::new();
+        let mut keys = Vec::new();
+        let mut ctrs = Vec::new();
+        for i in 0u64..150 {
+            keys.extend_from_slice(&[i, 0]);
+            ctrs.push(c(1));
+        }
+        // The first 100 keys again: they are present, so they are counted, never refused.
+        for i in 0u64..100 {
+            keys.extend_from_slice(&[i, 0]);
+            ctrs.push(c(1));
+        }
+        s.add_batch(&keys, &ctrs, &mut hashes, &mut refused);
+        assert_eq!(s.len(), 100);
+        assert_eq!(refused, (100u32..150).collect::<Vec<_>>());
+        let mut total = 0;
+        s.for_each(|_, c| total += c.packets);
+        assert_eq!(total, 200);
+        // Forced adds (the overflow entry) go in past the limit, through growth.
+        let mut kb: KeyBuf = [0; crate::aggregate::MAX_KEY_WORDS];
+        for i in 0..1000u64 {
+            kb[0] = 1 << 40 | i;
+            s.add(&kb, &c(1));
+        }
+        assert_eq!(s.len(), 1100);
+        assert_eq!(s.limit(), 100);
     }
 
     #[test]

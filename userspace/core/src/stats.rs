@@ -19,6 +19,10 @@ pub struct SourceStats {
     pub queue_dropped: AtomicU64,
     /// Later IP fragments whose first fragment never came (accounted with ports 0).
     pub fragment_orphans: AtomicU64,
+    /// Fragments not followed and flows not tracked because their bounded tables were full
+    /// (the fragment is accounted without ports at once; the flow's packets count as starts).
+    pub fragments_untracked: AtomicU64,
+    pub flows_untracked: AtomicU64,
     /// Records that reached the workers.
     pub processed: AtomicU64,
     /// AF_XDP: frames the kernel could not put on the socket's rx ring because it was full
@@ -152,6 +156,30 @@ pub struct PluginStats {
     pub batches_to_backup: AtomicU64,
     /// SQL plugins: microseconds per batch write (transaction), as a histogram.
     pub write_latency_us: std::sync::Mutex<Option<hdrhistogram::Histogram<u64>>>,
+    /// The budget: entries the merged table and each worker shard admit, and the bytes they
+    /// came from (0 when given as `max_entries`).
+    pub budget_entries: AtomicU64,
+    pub budget_shard_entries: AtomicU64,
+    pub budget_bytes: AtomicU64,
+    /// Entries and allocated bytes of the merged table at the last harvest.
+    pub table_entries: AtomicU64,
+    pub table_bytes: AtomicU64,
+    /// New keys refused by a full table or shard (each refusal counts, repeats included);
+    /// those refused by a worker's shard are also in `overflow_keys_at_workers`.
+    pub overflow_keys: AtomicU64,
+    pub overflow_keys_at_workers: AtomicU64,
+    /// Packets, bytes and flows folded into overflow entries.
+    pub overflow_packets: AtomicU64,
+    pub overflow_bytes: AtomicU64,
+    pub overflow_flows: AtomicU64,
+    /// Unix time of the first and the latest refusal (0: never).
+    pub overflow_first: AtomicU64,
+    pub overflow_last: AtomicU64,
+    /// Distinct keys refused, estimated.
+    pub overflow_distinct: std::sync::Mutex<crate::hll::HyperLogLog>,
+    /// Whether the plugin is refusing keys now (from the first refusal until the table has
+    /// room again and a minute passed without one).
+    pub degraded: std::sync::atomic::AtomicBool,
 }
 
 impl PluginStats {
@@ -166,6 +194,31 @@ impl PluginStats {
         }
     }
 
+    /// Folds what a table or shard refused into the counters. `at_worker`: refused by a
+    /// worker's shard (between harvests) rather than by the merged table.
+    pub fn note_refused(&self, r: &crate::aggregate::Refused, at_worker: bool, now: u64) {
+        if r.is_empty() {
+            return;
+        }
+        self.overflow_keys.fetch_add(r.keys, Relaxed);
+        if at_worker {
+            self.overflow_keys_at_workers.fetch_add(r.keys, Relaxed);
+        }
+        self.overflow_packets.fetch_add(r.counters.packets, Relaxed);
+        self.overflow_bytes.fetch_add(r.counters.bytes, Relaxed);
+        self.overflow_flows.fetch_add(r.counters.flows, Relaxed);
+        let _ = self.overflow_first.compare_exchange(0, now, Relaxed, Relaxed);
+        self.overflow_last.fetch_max(now, Relaxed);
+        if let Ok(mut h) = self.overflow_distinct.lock() {
+            h.merge(&r.distinct);
+        }
+    }
+
+    /// Estimated distinct keys refused so far.
+    pub fn overflow_distinct_keys(&self) -> u64 {
+        self.overflow_distinct.lock().map_or(0, |h| h.estimate())
+    }
+
     /// `(name, value)` lines for `xacct -t` and the SIGUSR1 log; SQL counters only for SQL
     /// plugins.
     pub fn counters(&self, sql: bool) -> Vec<(String, u64)> {
@@ -175,6 +228,20 @@ impl PluginStats {
             ("refreshes".to_string(), self.refreshes.load(Relaxed)),
             ("entries_written".to_string(), self.entries_written.load(Relaxed)),
             ("write_errors".to_string(), self.write_errors.load(Relaxed)),
+            ("budget_entries".to_string(), self.budget_entries.load(Relaxed)),
+            ("budget_shard_entries".to_string(), self.budget_shard_entries.load(Relaxed)),
+            ("budget_bytes".to_string(), self.budget_bytes.load(Relaxed)),
+            ("table_entries".to_string(), self.table_entries.load(Relaxed)),
+            ("table_bytes".to_string(), self.table_bytes.load(Relaxed)),
+            ("degraded".to_string(), u64::from(self.degraded.load(Relaxed))),
+            ("overflow_keys".to_string(), self.overflow_keys.load(Relaxed)),
+            ("overflow_keys_at_workers".to_string(), self.overflow_keys_at_workers.load(Relaxed)),
+            ("overflow_distinct_keys".to_string(), self.overflow_distinct_keys()),
+            ("overflow_packets".to_string(), self.overflow_packets.load(Relaxed)),
+            ("overflow_bytes".to_string(), self.overflow_bytes.load(Relaxed)),
+            ("overflow_flows".to_string(), self.overflow_flows.load(Relaxed)),
+            ("overflow_first".to_string(), self.overflow_first.load(Relaxed)),
+            ("overflow_last".to_string(), self.overflow_last.load(Relaxed)),
             ("maps_reloaded".to_string(), self.maps_reloaded.load(Relaxed)),
             ("maps_reload_failed".to_string(), self.maps_reload_failed.load(Relaxed)),
         ];

@@ -289,12 +289,42 @@ fn pmacct_keys_refused_with_their_reason() {
 }
 
 #[test]
+fn memory_budget_keys() {
+    use xacct_core::budget::BudgetSource;
+    let dflt = BudgetSource::Default { total: 8 << 30, plugins: 2 };
+    let c = parse(
+        "plugins: memory[a], memory[b], print[c], memory[d], sqlite3[e]\n\
+imt_mem_pools_number[a]: 64\n\
+imt_mem_pools_size[a]: 65536\n\
+max_entries[b]: 5000\n\
+memory_budget[c]: 256M\n\
+imt_mem_pools_number[d]: 0\n",
+    )
+    .unwrap();
+    let b: Vec<_> = c.plugins.iter().map(|p| p.budget(5, 1, dflt.clone())).collect();
+    assert_eq!((b[0].source.clone(), b[0].bytes), (BudgetSource::ImtMemPools, Some(64 * 65536)));
+    assert_eq!((b[1].table_entries, b[1].shard_entries, b[1].bytes), (5000, 5000, None));
+    assert_eq!((b[2].source.clone(), b[2].bytes), (BudgetSource::MemoryBudget, Some(256 << 20)));
+    // pmacct's 0 pools (no limit of its own) and no key at all: the default share.
+    assert_eq!((b[3].source.clone(), b[3].bytes), (dflt.clone(), Some(1 << 30)));
+    assert_eq!(b[4].bytes, Some(1 << 30));
+    for (conf, want) in [
+        ("plugins: memory\nmax_entries: 0\n", "/etc/x.conf:2: max_entries: bad value '0': expected a whole number"),
+        ("plugins: memory\nmemory_budget: 1.5G\n", "/etc/x.conf:2: memory_budget: bad value '1.5G': expected a size"),
+        ("plugins: memory\nimt_mem_pools_number: -1\n", "/etc/x.conf:2: imt_mem_pools_number: bad value '-1'"),
+    ] {
+        let e = err(conf).to_string();
+        assert!(e.starts_with(want), "{e}");
+    }
+}
+
+#[test]
 fn tuning_keys_are_ignored_and_recorded() {
     let c = parse(
         "plugins: memory[foo]\n\
 aggregate[foo]: src_host, dst_host\n\
 imt_buckets: 65537\n\
-imt_mem_pools_size[foo]: 65536\n\
+imt_buckets[foo]: 65536\n\
 plugin_buffer_size: 10240\n\
 Plugin_Pipe_Size: 1024000\n\
 pmacctd_flow_buffer_size: 1\n",
@@ -306,7 +336,7 @@ pmacctd_flow_buffer_size: 1\n",
         got,
         vec![
             (3, "imt_buckets"),
-            (4, "imt_mem_pools_size[foo]"),
+            (4, "imt_buckets[foo]"),
             (5, "plugin_buffer_size"),
             (6, "Plugin_Pipe_Size"),
             (7, "pmacctd_flow_buffer_size")

@@ -188,6 +188,8 @@ impl Server {
                     }
                     match &patterns {
                         None => true,
+                        // The overflow entry has no key for a pattern to match.
+                        Some(_) if proj.is_overflow(k) => false,
                         Some(ps) => {
                             let r = proj.unpack(k).0;
                             ps.iter().any(|p| p.matches(&r))
@@ -256,6 +258,9 @@ impl Server {
                 let mut results = vec![QueryCounters::default(); patterns.len()];
                 let proj = &self.projector;
                 self.table.for_each(|k, c| {
+                    if proj.is_overflow(k) {
+                        return;
+                    }
                     let r = proj.unpack(k).0;
                     for (p, q) in patterns.iter().zip(results.iter_mut()) {
                         if p.matches(&r) {
@@ -290,6 +295,9 @@ impl Server {
     fn reset_matching(&mut self, patterns: &[imt::Pattern]) {
         let proj = &self.projector;
         self.table.retain(|k, _| {
+            if proj.is_overflow(k) {
+                return true;
+            }
             let r = proj.unpack(k).0;
             !patterns.iter().any(|p| p.matches(&r))
         });
@@ -318,6 +326,8 @@ impl Server {
                     processed: s.processed.load(Relaxed),
                     finished: s.finished.load(Relaxed),
                     fragment_orphans: s.fragment_orphans.load(Relaxed),
+                    fragments_untracked: s.fragments_untracked.load(Relaxed),
+                    flows_untracked: s.flows_untracked.load(Relaxed),
                     xsk_rx_ring_full: s.xsk_rx_ring_full.load(Relaxed),
                     xsk_fill_ring_empty: s.xsk_fill_ring_empty.load(Relaxed),
                     xsk_rx_dropped: s.xsk_rx_dropped.load(Relaxed),

@@ -128,8 +128,7 @@ fn flush(ctx: &PluginContext, table: &Table, now: i64) -> Result<u64, PluginErro
                 let mut res = Ok(());
                 table.for_each(|k, c| {
                     if res.is_ok() {
-                        let (rec, bin) = proj.unpack(k);
-                        res = tw.row(&mut out, &rec, c, bin);
+                        res = tw.row_of(&mut out, proj, k, c);
                         n += 1;
                     }
                 });
@@ -167,8 +166,7 @@ fn flush(ctx: &PluginContext, table: &Table, now: i64) -> Result<u64, PluginErro
                     tw.header(&mut out).map_err(err(format!("writing {path}")))?;
                 }
                 for (k, c) in entries {
-                    let (rec, bin) = proj.unpack(k);
-                    tw.row(&mut out, &rec, c, bin).map_err(err(format!("writing {path}")))?;
+                    tw.row_of(&mut out, proj, k, c).map_err(err(format!("writing {path}")))?;
                 }
                 markers.end(&mut out, entries.len() as u64).map_err(err(format!("writing {path}")))?;
                 out.flush().map_err(err(format!("writing {path}")))?;

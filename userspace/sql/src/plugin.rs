@@ -30,7 +30,7 @@ use crate::schema::{default_table, Backend, Layout};
 use crate::spool::Spool;
 use crate::targets::Root;
 use crate::trigger::{Trigger, WriteInfo};
-use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -220,11 +220,13 @@ impl MarkerSpools {
 }
 
 fn spawn_writers(st: &Settings, spools: &MarkerSpools, name: &str) -> Result<Writers, std::io::Error> {
-    let (dtx, drx) = unbounded::<Done>();
+    // Bounded by construction: a writer gets a job only when idle, so each has at most one
+    // job queued and one answer pending.
+    let (dtx, drx) = bounded::<Done>(st.writers.max(1));
     let mut handles = Vec::new();
     let mut jobs = Vec::new();
     for i in 0..st.writers {
-        let (jtx, jrx) = unbounded::<Job>();
+        let (jtx, jrx) = bounded::<Job>(1);
         jobs.push(jtx);
         let dtx = dtx.clone();
         let (primary, backup, create, mode) = (st.primary.clone(), st.backup.clone(), st.create.clone(), st.mode);

@@ -4,9 +4,10 @@
 //! senders → workers drain every queued batch → plugins are told to stop and do their last
 //! harvest → workers exit when the last harvest handle is dropped.
 
+use xacct_core::budget::{Budget, BudgetSource};
 use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::{bounded, Sender};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -88,7 +89,7 @@ impl Drop for PidFile {
 type Maps<T> = HashMap<PathBuf, Arc<T>>;
 
 /// The worker-side specs of every plugin (filters, projections, maps).
-fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<PluginSpec>> {
+fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget]) -> Result<Vec<PluginSpec>> {
     let (nets, ports) = load_maps(config)?;
     let opts = config.global.tag_map_options();
     let load_tags = |path: &std::path::Path| -> Result<Arc<TagMap>> {
@@ -98,7 +99,7 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<Plugi
     };
     let global_map = config.global.pre_tag_map.as_ref().map(|(path, _)| load_tags(path)).transpose()?;
     let mut specs = Vec::new();
-    for (p, stats) in config.plugins.iter().zip(stats) {
+    for ((p, stats), budget) in config.plugins.iter().zip(stats).zip(budgets) {
         let tag_map = match &p.pre_tag_map {
             Some(path) => Some(load_tags(path).with_context(|| format!("plugin {}", p.name))?),
             None => global_map.clone(),
@@ -123,9 +124,25 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>]) -> Result<Vec<Plugi
             post_tag: p.post_tag,
             post_tag2: p.post_tag2,
             stats: stats.clone(),
+            shard_limit: budget.shard_entries,
         });
     }
     Ok(specs)
+}
+
+/// Every plugin's memory budget (see [`xacct_core::budget`]); plugins without a key of their own
+/// share a quarter of the machine's memory.
+fn plugin_budgets(config: &Config, workers: usize) -> Vec<Budget> {
+    let total = xacct_core::budget::machine_memory().unwrap_or(4 << 30);
+    let plugins = config.plugins.len().max(1);
+    config
+        .plugins
+        .iter()
+        .map(|p| {
+            let words = Projector::new(&p.aggregate, p.history().is_some()).words();
+            p.budget(words, workers, BudgetSource::Default { total, plugins })
+        })
+        .collect()
 }
 
 fn net_resolver(p: &PluginConfig, nets: &Maps<Networks>) -> NetResolver {
@@ -514,7 +531,9 @@ pub fn run(config: Config) -> Result<()> {
     };
 
     // Signals first, so a TERM during start-up is not lost.
-    let (ev_tx, ev_rx) = unbounded::<Event>();
+    // Signals, sources and plugins ending: a few events a second at most; a sender that finds
+    // it full waits for the control loop.
+    let (ev_tx, ev_rx) = bounded::<Event>(256);
     {
         use signal_hook::consts::*;
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])
@@ -568,19 +587,20 @@ pub fn run(config: Config) -> Result<()> {
 
     // Plugins' worker-side specs.
     let plugin_stats: Vec<Arc<PluginStats>> = config.plugins.iter().map(|_| Arc::new(PluginStats::default())).collect();
-    let specs = Arc::new(plugin_specs(&config, &plugin_stats)?);
-    for p in &config.plugins {
-        tracing::info!("plugin {}/{}: aggregate {}", p.name, p.kind.name(), p.aggregate);
-    }
-    let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
-    let stamp = capture_stamp(&config, capture_iface.as_deref());
-
     // Workers, pinned one per core.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     // Each libpcap source thread needs a core of its own (it reads and copies every frame),
     // so by default the workers take the rest: on 2 cores one source + one worker beat one
     // source + two workers that keep preempting it (measured with perf/capacity.sh).
     let nworkers = g.workers.unwrap_or(cores.len().saturating_sub(sources.len()).max(1));
+    let budgets = plugin_budgets(&config, nworkers);
+    let specs = Arc::new(plugin_specs(&config, &plugin_stats, &budgets)?);
+    for (p, b) in config.plugins.iter().zip(&budgets) {
+        tracing::info!("plugin {}/{}: aggregate {}; memory budget: {}", p.name, p.kind.name(), p.aggregate, b.describe());
+    }
+    let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
+    let stamp = capture_stamp(&config, capture_iface.as_deref());
+
     let shared_sources = Arc::new(source_stats.clone());
     let (recycle_tx, recycle_rx) = bounded(WORKER_QUEUE_BATCHES * nworkers * 2);
     let mut data_txs = Vec::new();
@@ -591,7 +611,9 @@ pub fn run(config: Config) -> Result<()> {
     let shared = crate::pipeline::Shared::with_flows(nworkers, tracker);
     for i in 0..nworkers {
         let (dtx, drx) = bounded(WORKER_QUEUE_BATCHES);
-        let (ctx, crx) = unbounded();
+        // At most one harvest per plugin is outstanding (each waits for its answers) and one
+        // map reload: the queue never holds more.
+        let (ctx, crx) = bounded(config.plugins.len() + 2);
         data_txs.push(dtx);
         ctl_txs.push(ctx);
         let mut w = Worker::with_shared(specs.clone(), shared_sources.clone(), sampling, shared.clone());
@@ -619,7 +641,7 @@ pub fn run(config: Config) -> Result<()> {
         let ctx = PluginContext {
             config: p.clone(),
             projector: specs[i].projector.clone(),
-            harvest: Box::new(ShardHarvest::new(i, specs[i].projector.words(), ctl_txs.clone())),
+            harvest: Box::new(ShardHarvest::new(i, &specs[i], budgets[i].clone(), ctl_txs.clone())),
             stats: plugin_stats[i].clone(),
             sources: named_sources.clone(),
             peers: peers.clone(),
@@ -694,7 +716,7 @@ pub fn run(config: Config) -> Result<()> {
             }
             Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
-                reload_maps(&config, &plugin_stats, &ctl_txs, &allows)
+                reload_maps(&config, &plugin_stats, &budgets, &ctl_txs, &allows)
             }
             Event::PluginDone { name, failed } => {
                 live_plugins -= 1;
@@ -773,6 +795,7 @@ pub fn run(config: Config) -> Result<()> {
 fn reload_maps(
     config: &Config,
     stats: &[Arc<PluginStats>],
+    budgets: &[Budget],
     workers: &[Sender<Ctl>],
     allows: &[Arc<xacct_collect::Allow>],
 ) {
@@ -798,7 +821,7 @@ fn reload_maps(
     if !maps {
         return;
     }
-    match plugin_specs(config, stats) {
+    match plugin_specs(config, stats, budgets) {
         Ok(specs) => {
             let specs = Arc::new(specs);
             for w in workers {
@@ -836,7 +859,7 @@ fn capture_stamp(config: &Config, iface: Option<&str>) -> CaptureStamp {
 fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginKind, Arc<PluginStats>)]) {
     for (name, s) in sources {
         tracing::info!(
-            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
+            "source {name}: received {} processed {} kernel_dropped {} queue_dropped {} malformed {} {:?} non_ip {} fragment_orphans {} fragments_untracked {} flows_untracked {} xsk_rx_ring_full {} xsk_fill_ring_empty {} xsk_rx_dropped {} xsk_rx_invalid_descs {}{}",
             s.received.load(Relaxed),
             s.processed.load(Relaxed),
             s.kernel_dropped.load(Relaxed),
@@ -845,6 +868,8 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginK
             s.malformed_by_reason(),
             s.non_ip.load(Relaxed),
             s.fragment_orphans.load(Relaxed),
+            s.fragments_untracked.load(Relaxed),
+            s.flows_untracked.load(Relaxed),
             s.xsk_rx_ring_full.load(Relaxed),
             s.xsk_fill_ring_empty.load(Relaxed),
             s.xsk_rx_dropped.load(Relaxed),

@@ -15,6 +15,11 @@ use std::sync::Mutex;
 use xacct_core::record::{Addr, Record};
 
 const SHARDS: usize = 64;
+/// Flows followed at once (per shard: this over [`SHARDS`]). A flood of new five-tuples must
+/// not grow the state without end: past it, with expired flows pruned, a packet of a flow not
+/// followed counts as a flow start (`flows` over-counts rather than under-counts) and as
+/// untracked.
+pub const MAX_FLOWS: usize = 1 << 22;
 const TCP: u8 = 6;
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -69,8 +74,9 @@ impl FlowTracker {
         }
     }
 
-    /// Sets `r.flows` to 1 when `r` starts a flow, 0 otherwise.
-    pub fn track(&self, r: &mut Record) {
+    /// Sets `r.flows` to 1 when `r` starts a flow, 0 otherwise. False when the flow could not
+    /// be followed (the state is full; see [`MAX_FLOWS`]).
+    pub fn track(&self, r: &mut Record) -> bool {
         use std::hash::BuildHasher;
         let key = FlowKey::of(r);
         let i = self.hasher.hash_one(key) as usize % SHARDS;
@@ -86,6 +92,15 @@ impl FlowTracker {
                 new
             }
             None => {
+                if shard.map.len() >= MAX_FLOWS / SHARDS {
+                    let keep = self.tcp_lifetime.max(self.lifetime);
+                    let now = r.ts;
+                    shard.map.retain(|_, s| now - s.last <= keep);
+                }
+                if shard.map.len() >= MAX_FLOWS / SHARDS {
+                    r.flows = 1;
+                    return false;
+                }
                 shard.map.insert(key, FlowState { last: r.ts, closed: ends });
                 true
             }
@@ -99,6 +114,7 @@ impl FlowTracker {
             shard.prune_at = (shard.map.len() * 2).max(4096);
         }
         r.flows = new as u64;
+        true
     }
 }
 
@@ -121,7 +137,7 @@ mod tests {
     }
 
     fn starts(t: &FlowTracker, mut r: Record) -> u64 {
-        t.track(&mut r);
+        assert!(t.track(&mut r));
         r.flows
     }
 

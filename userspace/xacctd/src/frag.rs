@@ -15,6 +15,12 @@ use xacct_core::record::{Addr, Record};
 pub const FRAG_TIMEOUT: i64 = 60;
 /// Table size at which expired entries are first pruned.
 const PRUNE_AT: usize = 4096;
+/// Datagrams followed at once, and later fragments held in all: a flood of fragments (every
+/// one a new datagram id) must not grow the table without end. Past them a fragment is not
+/// followed: a later fragment is accounted at once with ports 0, as an orphan, and counted
+/// as untracked.
+pub const MAX_DATAGRAMS: usize = 1 << 20;
+pub const MAX_HELD: usize = 1 << 18;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragKey {
@@ -41,6 +47,10 @@ pub struct FragTable {
     /// datagrams were younger than the timeout (80 ms of a 2 s run with ~10k fragments in
     /// perf/xacct-vethbench's 100k-flow mix).
     prune_at: usize,
+    /// Later fragments held now.
+    held: usize,
+    /// Fragments not followed because the table was full, since the last [`Self::take_untracked`].
+    untracked: u64,
 }
 
 impl FragTable {
@@ -48,10 +58,15 @@ impl FragTable {
     /// for it, ports filled in.
     pub fn first(&mut self, key: FragKey, r: &Record, orphans: &mut Vec<Record>) -> Vec<Record> {
         self.tick(r.ts, orphans);
+        if !self.map.contains_key(&key) && self.map.len() >= MAX_DATAGRAMS {
+            self.untracked += 1;
+            return Vec::new();
+        }
         let e = self.map.entry(key).or_default();
         e.ports = Some((r.src_port, r.dst_port));
         e.last = r.ts;
         let mut held = std::mem::take(&mut e.pending);
+        self.held -= held.len();
         for h in &mut held {
             h.src_port = r.src_port;
             h.dst_port = r.dst_port;
@@ -60,26 +75,46 @@ impl FragTable {
     }
 
     /// A later fragment: its ports if the first fragment was seen (`Some`), otherwise it is
-    /// held until the first fragment arrives or times out (`None`).
+    /// held until the first fragment arrives or times out (`None`), or, with the table full,
+    /// pushed to `orphans` at once.
     pub fn later(&mut self, key: FragKey, r: &Record, orphans: &mut Vec<Record>) -> Option<(u16, u16)> {
         self.tick(r.ts, orphans);
+        if !self.map.contains_key(&key) && self.map.len() >= MAX_DATAGRAMS {
+            self.untracked += 1;
+            orphans.push(*r);
+            return None;
+        }
+        let held = self.held;
         let e = self.map.entry(key).or_default();
         e.last = r.ts;
         match e.ports {
             Some(p) => Some(p),
+            None if held >= MAX_HELD => {
+                self.untracked += 1;
+                orphans.push(*r);
+                None
+            }
             None => {
                 e.pending.push(*r);
+                self.held += 1;
                 None
             }
         }
+    }
+
+    /// Fragments not followed for want of room since the last call.
+    pub fn take_untracked(&mut self) -> u64 {
+        std::mem::take(&mut self.untracked)
     }
 
     fn tick(&mut self, ts: i64, orphans: &mut Vec<Record>) {
         self.newest = self.newest.max(ts);
         if self.map.len() >= self.prune_at.max(PRUNE_AT) {
             let cutoff = self.newest - FRAG_TIMEOUT;
+            let held = &mut self.held;
             self.map.retain(|_, e| {
                 if e.last < cutoff {
+                    *held -= e.pending.len();
                     orphans.append(&mut e.pending);
                     false
                 } else {
@@ -95,6 +130,7 @@ impl FragTable {
         for (_, mut e) in self.map.drain() {
             orphans.append(&mut e.pending);
         }
+        self.held = 0;
     }
 
     pub fn len(&self) -> usize {
@@ -182,5 +218,23 @@ mod tests {
         t.drain(&mut o);
         assert_eq!(o.len(), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_unmatched_fragments_is_held_up_to_the_cap_then_accounted_at_once() {
+        let mut t = FragTable::default();
+        let mut o = Vec::new();
+        let key = |id| FragKey { id, ..K };
+        for id in 0..(MAX_HELD + 10) as u32 {
+            assert_eq!(t.later(key(id), &frag(1, 0, 0), &mut o), None);
+        }
+        assert_eq!((o.len(), t.take_untracked(), t.take_untracked()), (10, 10, 0));
+        // A first fragment releases its held ones and makes room again.
+        let released = t.first(key(0), &frag(1, 53, 53), &mut o);
+        assert_eq!(released.len(), 1);
+        assert!(t.later(key(u32::MAX - 1), &frag(1, 0, 0), &mut o).is_none());
+        assert_eq!((o.len(), t.take_untracked()), (10, 0));
+        t.drain(&mut o);
+        assert_eq!(o.len(), 10 + MAX_HELD);
     }
 }

@@ -11,8 +11,10 @@ use crate::frag::{FragKey, FragTable};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use xacct_core::budget::Budget;
 use xacct_capture::Batch;
-use xacct_core::aggregate::{Counters, KeyBuf, Projector, Table, MAX_KEY_WORDS};
+use xacct_core::aggregate::{Counters, KeyBuf, Projector, Refused, Table, MAX_KEY_WORDS};
 use xacct_core::filter::Filter;
 use xacct_core::history::History;
 use xacct_core::maps::{Methods, NetResolver, Ports};
@@ -44,6 +46,9 @@ pub struct PluginSpec {
     pub post_tag: Option<u64>,
     pub post_tag2: Option<u64>,
     pub stats: Arc<PluginStats>,
+    /// New keys a worker's shard of this plugin admits between two harvests (the budget's
+    /// share); the rest go to the overflow entry.
+    pub shard_limit: usize,
 }
 
 impl PluginSpec {
@@ -107,6 +112,10 @@ pub struct Worker {
     /// `add_batch` so the shard's cache misses overlap.
     pending: Vec<Pending>,
     hashes: Vec<u64>,
+    /// Scratch: indexes of a batch's updates its shard refused.
+    refused_idx: Vec<u32>,
+    /// Per plugin: what its shard refused since the last publish.
+    refused: Vec<Refused>,
     sources: Arc<Vec<Arc<SourceStats>>>,
     sampling: Sampling,
     stamp: CaptureStamp,
@@ -152,7 +161,15 @@ impl Worker {
         sampling: Sampling,
         frags: Arc<Shared>,
     ) -> Worker {
-        let shards: Vec<ShardTable> = specs.iter().map(|s| ShardTable::with_words(s.projector.words())).collect();
+        let shards: Vec<ShardTable> = specs
+            .iter()
+            .map(|s| {
+                let mut t = ShardTable::with_words(s.projector.words());
+                t.set_limit(s.shard_limit);
+                t
+            })
+            .collect();
+        let refused = specs.iter().map(|_| Refused::default()).collect();
         let pending =
             shards.iter().map(|s| Pending { stride: s.stride(), keys: Vec::new(), counters: Vec::new() }).collect();
         let local = vec![(0, 0); specs.len()];
@@ -161,6 +178,8 @@ impl Worker {
             shards,
             pending,
             hashes: Vec::new(),
+            refused_idx: Vec::new(),
+            refused,
             sources,
             sampling,
             stamp: CaptureStamp::default(),
@@ -218,7 +237,9 @@ impl Worker {
                 self.fragment(&p, r, &src);
             } else {
                 if let Some(f) = &self.frags.flows {
-                    f.track(&mut r);
+                    if !f.track(&mut r) {
+                        src.flows_untracked.fetch_add(1, Relaxed);
+                    }
                 }
                 self.account(&r);
             }
@@ -239,11 +260,24 @@ impl Worker {
         src.processed.fetch_add(batch.len() as u64, Relaxed);
     }
 
-    /// Folds the batch's pending updates into the shards.
+    /// Folds the batch's pending updates into the shards. Updates a full shard refused go
+    /// to their overflow entry at once: the record is counted now, in its plugin's totals,
+    /// only its key's detail is lost.
     fn apply_pending(&mut self) {
-        for (shard, p) in self.shards.iter_mut().zip(self.pending.iter_mut()) {
+        for (i, (shard, p)) in self.shards.iter_mut().zip(self.pending.iter_mut()).enumerate() {
             if !p.counters.is_empty() {
-                shard.add_batch(&p.keys, &p.counters, &mut self.hashes);
+                self.refused_idx.clear();
+                shard.add_batch(&p.keys, &p.counters, &mut self.hashes, &mut self.refused_idx);
+                if !self.refused_idx.is_empty() {
+                    let proj = &self.specs[i].projector;
+                    for &j in &self.refused_idx {
+                        let j = j as usize;
+                        let key = &p.keys[j * p.stride..(j + 1) * p.stride];
+                        let c = &p.counters[j];
+                        self.refused[i].note(self.hashes[j], c);
+                        shard.add(&proj.overflow_of(key), c);
+                    }
+                }
                 p.keys.clear();
                 p.counters.clear();
             }
@@ -251,6 +285,12 @@ impl Worker {
     }
 
     fn publish_counts(&mut self) {
+        for (spec, r) in self.specs.iter().zip(self.refused.iter_mut()) {
+            if !r.is_empty() {
+                spec.stats.note_refused(r, true, unix_now());
+                r.clear();
+            }
+        }
         for (spec, (acc, filt)) in self.specs.iter().zip(self.local.iter_mut()) {
             if *acc > 0 {
                 spec.stats.accounted.fetch_add(std::mem::take(acc), Relaxed);
@@ -267,7 +307,7 @@ impl Worker {
         let mut orphans = std::mem::take(&mut self.orphans);
         let released = {
             let mut t = self.frags.frags.lock().unwrap_or_else(|e| e.into_inner());
-            if p.is_later_fragment {
+            let released = if p.is_later_fragment {
                 match t.later(key, &r, &mut orphans) {
                     Some((sp, dp)) => {
                         r.src_port = sp;
@@ -279,12 +319,19 @@ impl Worker {
             } else {
                 // A datagram's first fragment is the packet that can start a flow.
                 if let Some(f) = &self.frags.flows {
-                    f.track(&mut r);
+                    if !f.track(&mut r) {
+                        src.flows_untracked.fetch_add(1, Relaxed);
+                    }
                 }
                 let mut v = t.first(key, &r, &mut orphans);
                 v.push(r);
                 v
+            };
+            let untracked = t.take_untracked();
+            if untracked > 0 {
+                src.fragments_untracked.fetch_add(untracked, Relaxed);
             }
+            released
         };
         for q in &released {
             self.account(q);
@@ -478,7 +525,8 @@ impl Pending {
     }
 }
 
-/// A plugin's view of the workers: swaps out and merges their shards for that plugin.
+/// A plugin's view of the workers: swaps out and merges their shards for that plugin, within
+/// the plugin's budget.
 pub struct ShardHarvest {
     plugin: usize,
     words: usize,
@@ -488,11 +536,73 @@ pub struct ShardHarvest {
     /// that a worker does not grow it again from the smallest size (every doubling copies the
     /// shard into freshly zeroed pages, a visible share of a worker's CPU at 100k flows).
     last_len: usize,
+    projector: Projector,
+    budget: Budget,
+    stats: Arc<PluginStats>,
+    name: String,
+    refused: Refused,
+    /// When the plugin last refused a key (for the log's "recovered" line).
+    last_refusal: Option<Instant>,
+    seen_refusals: u64,
 }
 
+/// How long a plugin must go without refusing a key, its table having room again, before the
+/// log says it recovered: one line each way, not one per refresh of a long flood.
+const RECOVERY_QUIET: Duration = Duration::from_secs(60);
+
 impl ShardHarvest {
-    pub fn new(plugin: usize, words: usize, workers: Vec<Sender<Ctl>>) -> ShardHarvest {
-        ShardHarvest { plugin, words, workers, spares: Vec::new(), last_len: 0 }
+    pub fn new(plugin: usize, spec: &PluginSpec, budget: Budget, workers: Vec<Sender<Ctl>>) -> ShardHarvest {
+        let stats = spec.stats.clone();
+        stats.budget_entries.store(budget.table_entries as u64, Relaxed);
+        stats.budget_shard_entries.store(budget.shard_entries as u64, Relaxed);
+        stats.budget_bytes.store(budget.bytes.unwrap_or(0), Relaxed);
+        ShardHarvest {
+            plugin,
+            words: spec.projector.words(),
+            workers,
+            spares: Vec::new(),
+            last_len: 0,
+            projector: spec.projector.clone(),
+            budget,
+            stats,
+            name: spec.name.clone(),
+            refused: Refused::default(),
+            last_refusal: None,
+            seen_refusals: 0,
+        }
+    }
+
+    /// Logs once when the plugin starts refusing keys and once when it has recovered.
+    fn watch(&mut self, table: &Table) {
+        // Refusals the workers published since the last harvest count as this harvest's.
+        let refusals = self.stats.overflow_keys.load(Relaxed);
+        let new = refusals > std::mem::replace(&mut self.seen_refusals, refusals);
+        let degraded = self.stats.degraded.load(Relaxed);
+        if new {
+            self.last_refusal = Some(Instant::now());
+            if !degraded {
+                self.stats.degraded.store(true, Relaxed);
+                tracing::warn!(
+                    "plugin {}: memory budget reached ({}): new keys are counted in the overflow entry, totals stay exact",
+                    self.name,
+                    self.budget.describe()
+                );
+            }
+        } else if degraded
+            && table.len() < self.budget.table_entries
+            && self.last_refusal.is_none_or(|t| t.elapsed() >= RECOVERY_QUIET)
+        {
+            self.stats.degraded.store(false, Relaxed);
+            tracing::info!(
+                "plugin {}: recovered: no key refused for {} s; {} keys refused ({} distinct, estimated), {} packets and {} bytes in overflow entries since the first",
+                self.name,
+                RECOVERY_QUIET.as_secs(),
+                refusals,
+                self.stats.overflow_distinct_keys(),
+                self.stats.overflow_packets.load(Relaxed),
+                self.stats.overflow_bytes.load(Relaxed),
+            );
+        }
     }
 }
 
@@ -501,7 +611,10 @@ impl xacct_plugins::Harvest for ShardHarvest {
         let (tx, rx) = bounded(self.workers.len());
         let mut asked = 0;
         for w in &self.workers {
-            let spare = self.spares.pop().unwrap_or_else(|| ShardTable::with_words_for(self.words, self.last_len));
+            let spare = self
+                .spares
+                .pop()
+                .unwrap_or_else(|| ShardTable::with_words_for(self.words, self.last_len, self.budget.shard_entries));
             if w.send(Ctl::Harvest { plugin: self.plugin, spare, reply: tx.clone() }).is_ok() {
                 asked += 1;
             }
@@ -509,7 +622,7 @@ impl xacct_plugins::Harvest for ShardHarvest {
         drop(tx);
         let mut longest = 0;
         for mut t in rx.iter().take(asked) {
-            into.merge_shard(&t);
+            into.merge_shard_bounded(&t, self.budget.table_entries, &self.projector, &mut self.refused);
             longest = longest.max(t.len());
             // A shard that grew for a burst (a pcap file read at full speed) is not recycled
             // when it ran mostly empty: a fresh small one replaces it, so worker memory follows
@@ -521,6 +634,13 @@ impl xacct_plugins::Harvest for ShardHarvest {
             self.spares.push(t);
         }
         self.last_len = longest;
+        if !self.refused.is_empty() {
+            self.stats.note_refused(&self.refused, false, unix_now());
+            self.refused.clear();
+        }
+        self.stats.table_entries.store(into.len() as u64, Relaxed);
+        self.stats.table_bytes.store(into.allocated_bytes() as u64, Relaxed);
+        self.watch(into);
     }
 }
 
@@ -538,6 +658,10 @@ impl Worker {
     pub fn shard_bytes(&self, plugin: usize) -> usize {
         self.shards.get(plugin).map_or(0, |s| s.allocated_bytes())
     }
+}
+
+fn unix_now() -> u64 {
+    chrono_now().max(0) as u64
 }
 
 /// Seconds since the epoch, for records timed by their arrival.

@@ -501,6 +501,18 @@ static GROUPS: &[Group] = &[
     ),
     // ---------------------------------------------------------------- memory
     imp(Memory, Only(PluginKind::Memory), NOT_XACCT, &["imt_path"]),
+    imp(
+        Memory,
+        Only(PluginKind::Memory),
+        "the table's memory budget, as pmacct sizes its table: number x size bytes (number 0: the default budget); overflow is aggregated, not dropped",
+        &["imt_mem_pools_number", "imt_mem_pools_size"],
+    ),
+    imp(
+        Memory,
+        AnyPlugin,
+        "xacct's own keys: a plugin's table and shards hold at most this many entries or bytes (K, M, G suffixes); new keys then go to the overflow entry",
+        &["max_entries", "memory_budget"],
+    ),
     refuse(
         Memory,
         "memory table passwords: not built (the socket's file permissions guard it; see files_umask, files_uid, files_gid)",
@@ -508,8 +520,8 @@ static GROUPS: &[Group] = &[
     ),
     none(
         Memory,
-        "the memory table grows as entries arrive: no buckets or pools to size (pmacct stops adding entries once its pools are full)",
-        &["imt_buckets", "imt_mem_pools_number", "imt_mem_pools_size"],
+        "the memory table is a hash table that grows to its budget (imt_mem_pools_*, max_entries, memory_budget): no buckets to size",
+        &["imt_buckets"],
     ),
     // ---------------------------------------------------------------- print
     imp(

@@ -197,6 +197,13 @@ pub struct PluginConfig {
     /// `files_uid` / `files_gid` (daemon-wide, copied here for the plugin threads).
     pub files_uid: Option<u32>,
     pub files_gid: Option<u32>,
+    /// `max_entries`, `memory_budget` (bytes), and the memory plugin's
+    /// `imt_mem_pools_number` x `imt_mem_pools_size`: the plugin's memory budget (see
+    /// [`crate::budget`]); none given: the default.
+    pub max_entries: Option<usize>,
+    pub memory_budget: Option<u64>,
+    pub imt_mem_pools_number: Option<u64>,
+    pub imt_mem_pools_size: Option<u64>,
     /// `pre_tag_map[name]`: this plugin's own map (evaluated after the global one, whose
     /// tags it replaces).
     pub pre_tag_map: Option<PathBuf>,
@@ -217,6 +224,28 @@ impl PluginConfig {
         let origin = Origin::default();
         let aggregate = Aggregate::parse("src_host").expect("src_host is a primitive");
         parse::plugin_defaults(name, kind, &origin, aggregate)
+    }
+
+    /// The plugin's budget for a table of `words`-word keys filled by `workers` workers, with
+    /// `default_bytes` where no key sets one.
+    pub fn budget(&self, words: usize, workers: usize, default: crate::budget::BudgetSource) -> crate::budget::Budget {
+        use crate::budget::{Budget, BudgetSource};
+        if let Some(n) = self.max_entries {
+            return Budget::entries(n);
+        }
+        if let Some(b) = self.memory_budget {
+            return Budget::bytes(b, words, workers, BudgetSource::MemoryBudget);
+        }
+        if let Some(n) = self.imt_mem_pools_number.filter(|n| *n > 0) {
+            // pmacct's default pool size.
+            let size = self.imt_mem_pools_size.unwrap_or(8192);
+            return Budget::bytes(n.saturating_mul(size), words, workers, BudgetSource::ImtMemPools);
+        }
+        let bytes = match &default {
+            BudgetSource::Default { total, plugins } => crate::budget::default_bytes(*total, *plugins),
+            _ => u64::MAX,
+        };
+        Budget::bytes(bytes, words, workers, default)
     }
 
     /// The plugin's time bins: `print_history` or `sql_history`.

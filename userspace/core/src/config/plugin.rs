@@ -47,6 +47,20 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
         "timestamps_utc" => p.timestamps_utc = parse_bool(d)?,
         "proc_priority" => p.proc_priority = Some(super::capture::parse_nice(d)?),
         "imt_path" => p.imt_path = PathBuf::from(v),
+        "max_entries" => p.max_entries = Some(parse_count(d, 1u64 << 40)? as usize),
+        "memory_budget" => {
+            p.memory_budget = Some(
+                crate::budget::parse_bytes(v)
+                    .filter(|b| *b >= 1 << 16)
+                    .ok_or_else(|| bad(d, "expected a size of at least 64K, e.g. 512M or 2G"))?,
+            )
+        }
+        // 0 pools: pmacct's unbounded table; xacct's default budget then applies.
+        "imt_mem_pools_number" => {
+            p.imt_mem_pools_number =
+                Some(v.parse::<u64>().map_err(|_| bad(d, "expected a number of pools (0: no limit of its own)"))?)
+        }
+        "imt_mem_pools_size" => p.imt_mem_pools_size = Some(parse_count(d, 1u64 << 40)?),
         "print_output" => {
             p.print_output = match v.to_ascii_lowercase().as_str() {
                 "formatted" => OutputFormat::Formatted,
