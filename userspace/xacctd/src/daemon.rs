@@ -4,7 +4,6 @@
 //! senders → workers drain every queued batch → plugins are told to stop and do their last
 //! harvest → workers exit when the last harvest handle is dropped.
 
-use xacct_core::budget::{Budget, BudgetSource};
 use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Sender};
@@ -18,6 +17,7 @@ use xacct_capture::{
     AfXdpConfig, AfXdpSource, BatchSink, PcapSource, SinkMode, Source, SourceEnd, Steering, XdpHarvester,
 };
 use xacct_core::aggregate::Projector;
+use xacct_core::budget::{Budget, BudgetSource};
 use xacct_core::config::{CaptureMethod, Config, Direction, PluginConfig, PluginKind};
 use xacct_core::filter::Filter;
 use xacct_core::maps::{NetResolver, Networks, Ports};
@@ -596,7 +596,13 @@ pub fn run(config: Config) -> Result<()> {
     let budgets = plugin_budgets(&config, nworkers);
     let specs = Arc::new(plugin_specs(&config, &plugin_stats, &budgets)?);
     for (p, b) in config.plugins.iter().zip(&budgets) {
-        tracing::info!("plugin {}/{}: aggregate {}; memory budget: {}", p.name, p.kind.name(), p.aggregate, b.describe());
+        tracing::info!(
+            "plugin {}/{}: aggregate {}; memory budget: {}",
+            p.name,
+            p.kind.name(),
+            p.aggregate,
+            b.describe()
+        );
     }
     let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
     let stamp = capture_stamp(&config, capture_iface.as_deref());
