@@ -83,6 +83,10 @@ fn decode_and_aggregate(dgrams: &[Vec<u8>], passes: usize, agg: &Aggregate) -> (
         nets: None,
         capture_methods: xacct_core::maps::Methods::PMACCTD,
         ports: None,
+        tag_map: None,
+        tag_filters: Default::default(),
+        post_tag: None,
+        post_tag2: None,
         stats: Arc::new(PluginStats::default()),
         shard_limit: usize::MAX,
     };

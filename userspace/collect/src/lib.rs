@@ -409,6 +409,7 @@ impl DatagramDecoder {
         let methods = Some(self.methods);
         let mut stamped = |mut r: Record| {
             r.methods = methods;
+            map::set_exporter(&mut r, src);
             emit(r)
         };
         let mut fs = NfSink {

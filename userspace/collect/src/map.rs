@@ -1,9 +1,27 @@
 //! Flow records and sFlow samples → [`Record`], the pipeline's one currency.
 
+use std::net::IpAddr;
 use xacct_core::record::Addr;
+use xacct_core::tag::SampleType;
 use xacct_core::Record;
 use xacct_wire::netflow::{FlowRecord, NetflowHeader};
 use xacct_wire::sflow::{SflowSample, IF_FORMAT_IFINDEX};
+
+/// An address as pre_tag_map compares it: "unset" for the unspecified address, IPv4 for an
+/// IPv4-mapped IPv6 one.
+fn tag_addr(a: IpAddr) -> Addr {
+    match a {
+        IpAddr::V4(v) if v.is_unspecified() => Addr::None,
+        IpAddr::V6(v) if v.is_unspecified() => Addr::None,
+        IpAddr::V6(v) => v.to_ipv4_mapped().map_or(Addr::from(a), |v4| Addr::V4(v4.octets())),
+        a => Addr::from(a),
+    }
+}
+
+/// Stamps the exporter's address on a record: pre_tag_map's `ip` key.
+pub fn set_exporter(r: &mut Record, exporter: IpAddr) {
+    r.exporter = tag_addr(exporter);
+}
 
 fn etype_of(a: Addr) -> u16 {
     match a {
@@ -55,6 +73,25 @@ pub fn record_from_flow(h: &NetflowHeader, r: &FlowRecord, renormalize: bool, ti
         bytes: r.bytes.saturating_mul(rate),
         flows: r.flows,
         ts,
+        // What pre_tag_map reads (nfacctd's sources for each key: compat-wave2.md §1.2).
+        engine_type: if r.engine_type != 0 { r.engine_type } else { h.engine_type },
+        // v9/IPFIX: the source id (observation domain) is what engine_id/source_id compare.
+        engine_id: if h.version >= 9 {
+            h.source_id
+        } else if r.engine_id != 0 {
+            u32::from(r.engine_id)
+        } else {
+            u32::from(h.engine_id)
+        },
+        direction: r.direction.unwrap_or(0),
+        nexthop: tag_addr(r.next_hop),
+        bgp_nexthop: tag_addr(r.bgp_next_hop),
+        cvlan: r.cvlan,
+        sample_type: if src_ip.to_ip().is_some_and(|a| a.is_ipv6()) {
+            SampleType::FlowV6.code()
+        } else {
+            SampleType::FlowV4.code()
+        },
         ..Record::default()
     }
 }
@@ -95,7 +132,21 @@ pub fn record_from_sample(s: &SflowSample, renormalize: bool, now: i64) -> Optio
     if let Some(g) = &s.gateway {
         r.src_as = g.src_as;
         r.dst_as = g.dst_as;
+        if let Some(nh) = g.next_hop {
+            r.bgp_nexthop = tag_addr(nh);
+        }
     }
+    if let Some(rt) = &s.router {
+        r.nexthop = tag_addr(rt.next_hop);
+    }
+    // sfacctd's keys: the agent address (`ip`), sub-agent (`agent_id`), data source index
+    // (`engine_id`/`source_id`), and the direction from which port is the data source.
+    r.exporter = tag_addr(s.agent);
+    r.agent_id = s.sub_agent_id;
+    r.engine_id = s.source_id_index;
+    r.direction =
+        u8::from(s.output_format == IF_FORMAT_IFINDEX && s.output == s.source_id_index && s.input != s.source_id_index);
+    r.sample_type = SampleType::Sflow { enterprise: 0, format: if s.expanded { 3 } else { 1 } }.code();
     Some(r)
 }
 

@@ -15,6 +15,8 @@ use std::fmt;
 pub enum Primitive {
     Tag,
     Tag2,
+    /// pre_tag_map's `set_label` (an interned id in keys; see [`crate::tag::labels`]).
+    Label,
     SrcMac,
     DstMac,
     Vlan,
@@ -50,6 +52,7 @@ impl Primitive {
     pub const ALL: &'static [(&'static str, Primitive)] = &[
         ("tag", Primitive::Tag),
         ("tag2", Primitive::Tag2),
+        ("label", Primitive::Label),
         ("src_mac", Primitive::SrcMac),
         ("dst_mac", Primitive::DstMac),
         ("vlan", Primitive::Vlan),
@@ -266,7 +269,7 @@ impl Counters {
 }
 
 /// Largest key in words: every primitive at once plus a time bin.
-pub const MAX_KEY_WORDS: usize = 18;
+pub const MAX_KEY_WORDS: usize = 20;
 /// A key under construction.
 pub type KeyBuf = [u64; MAX_KEY_WORDS];
 
@@ -292,6 +295,7 @@ enum Field {
     OutIface,
     Tag,
     Tag2,
+    Label,
     MplsTop,
     MplsBottom,
     MplsDepth,
@@ -307,7 +311,13 @@ impl Field {
             Field::SrcIp | Field::DstIp | Field::SrcNet | Field::DstNet => 17,
             Field::SrcMask | Field::DstMask | Field::Proto | Field::Tos | Field::MplsDepth | Field::Overflow => 1,
             Field::SrcPort | Field::DstPort | Field::Etype | Field::Vlan => 2,
-            Field::SrcAs | Field::DstAs | Field::InIface | Field::OutIface | Field::MplsTop | Field::MplsBottom => 4,
+            Field::SrcAs
+            | Field::DstAs
+            | Field::InIface
+            | Field::OutIface
+            | Field::MplsTop
+            | Field::MplsBottom
+            | Field::Label => 4,
             Field::SrcMac | Field::DstMac => 6,
             Field::Tag | Field::Tag2 | Field::Bin => 8,
         }
@@ -370,6 +380,7 @@ impl Projector {
             let f = match p {
                 Primitive::Tag => Field::Tag,
                 Primitive::Tag2 => Field::Tag2,
+                Primitive::Label => Field::Label,
                 Primitive::SrcMac | Primitive::SumMac => Field::SrcMac,
                 Primitive::DstMac => Field::DstMac,
                 Primitive::Vlan => Field::Vlan,
@@ -503,6 +514,7 @@ impl Projector {
                 Field::OutIface => b.copy_from_slice(&r.out_iface.to_ne_bytes()),
                 Field::Tag => b.copy_from_slice(&r.tag.to_ne_bytes()),
                 Field::Tag2 => b.copy_from_slice(&r.tag2.to_ne_bytes()),
+                Field::Label => b.copy_from_slice(&r.label.to_ne_bytes()),
                 Field::MplsTop => b.copy_from_slice(&r.mpls_top.to_ne_bytes()),
                 Field::MplsBottom => b.copy_from_slice(&r.mpls_bottom.to_ne_bytes()),
                 Field::MplsDepth => b[0] = r.mpls_depth,
@@ -549,6 +561,7 @@ impl Projector {
                 Field::OutIface => r.out_iface = u32_(),
                 Field::Tag => r.tag = u64_(),
                 Field::Tag2 => r.tag2 = u64_(),
+                Field::Label => r.label = u32_(),
                 Field::MplsTop => r.mpls_top = u32_(),
                 Field::MplsBottom => r.mpls_bottom = u32_(),
                 Field::MplsDepth => r.mpls_depth = b[0],
@@ -733,7 +746,7 @@ macro_rules! tables {
     };
 }
 
-tables!(W1 = 1, W2 = 2, W3 = 3, W4 = 4, W5 = 5, W6 = 6, W8 = 8, W10 = 10, W12 = 12, W14 = 14, W18 = 18);
+tables!(W1 = 1, W2 = 2, W3 = 3, W4 = 4, W5 = 5, W6 = 6, W8 = 8, W10 = 10, W12 = 12, W14 = 14, W18 = 18, W20 = 20);
 
 #[cfg(test)]
 mod tests {

@@ -99,6 +99,7 @@ impl Default for FormatOptions {
 enum Col {
     Tag,
     Tag2,
+    Label,
     InIface,
     OutIface,
     SrcMac,
@@ -127,9 +128,10 @@ enum Col {
 }
 
 impl Col {
-    const ALL: [Col; 27] = [
+    const ALL: [Col; 28] = [
         Col::Tag,
         Col::Tag2,
+        Col::Label,
         Col::InIface,
         Col::OutIface,
         Col::SrcMac,
@@ -162,6 +164,8 @@ impl Col {
         match self {
             Col::Tag => ("TAG", "tag", 12),
             Col::Tag2 => ("TAG2", "tag2", 12),
+            // pmacct's print plugin pads labels to 32 (its client prints none when formatted).
+            Col::Label => ("LABEL", "label", 32),
             Col::InIface => ("IN_IFACE", "iface_in", 12),
             Col::OutIface => ("OUT_IFACE", "iface_out", 12),
             Col::SrcMac => ("SRC_MAC", "mac_src", 19),
@@ -196,6 +200,7 @@ impl Col {
             self,
             Col::SrcMac
                 | Col::DstMac
+                | Col::Label
                 | Col::Etype
                 | Col::SrcIp
                 | Col::SrcNet
@@ -210,6 +215,7 @@ impl Col {
         Some(match p {
             Primitive::Tag => Col::Tag,
             Primitive::Tag2 => Col::Tag2,
+            Primitive::Label => Col::Label,
             Primitive::SrcMac | Primitive::SumMac => Col::SrcMac,
             Primitive::DstMac => Col::DstMac,
             Primitive::Vlan => Col::Vlan,
@@ -475,6 +481,20 @@ impl TableWriter {
         self.write_row(w, &r, c, bin, proj.is_overflow(key))
     }
 
+    /// [`TableWriter::row_of`], with `fix` applied to the unpacked record first.
+    pub fn row_of_mapped(
+        &mut self,
+        w: &mut impl Write,
+        proj: &crate::Projector,
+        key: &[u64],
+        c: &Counters,
+        fix: impl FnOnce(&mut Record),
+    ) -> io::Result<()> {
+        let (mut r, bin) = proj.unpack(key);
+        fix(&mut r);
+        self.write_row(w, &r, c, bin, proj.is_overflow(key))
+    }
+
     fn write_row(&mut self, w: &mut impl Write, r: &Record, c: &Counters, bin: i64, overflow: bool) -> io::Result<()> {
         let is_counter = |col: Col| matches!(col, Col::Packets | Col::Flows | Col::Bytes | Col::TcpFlags);
         match self.opts.format {
@@ -557,6 +577,7 @@ impl TableWriter {
         match col {
             Col::Tag => cell.num(r.tag),
             Col::Tag2 => cell.num(r.tag2),
+            Col::Label => cell.push(crate::tag::labels().name(r.label).as_bytes()),
             Col::InIface => cell.num(r.in_iface.into()),
             Col::OutIface => cell.num(r.out_iface.into()),
             Col::SrcMac => push_mac(cell, &r.src_mac),

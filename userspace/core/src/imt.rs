@@ -163,6 +163,8 @@ impl Pattern {
                     let h = v.trim_start_matches("0x");
                     Want::Num(u16::from_str_radix(h, 16).map_err(|_| bad("ethertype"))?.into())
                 }
+                // Labels no record carried yet match nothing (u32::MAX is never interned).
+                Primitive::Label => Want::Num(crate::tag::labels().get(v).map_or(u64::MAX, u64::from)),
                 Primitive::TcpFlags | Primitive::Flows | Primitive::None => {
                     return Err(ImtError::Query(format!("{p} cannot be matched")));
                 }
@@ -189,6 +191,7 @@ impl Pattern {
                 n == match p {
                     Primitive::Tag => r.tag,
                     Primitive::Tag2 => r.tag2,
+                    Primitive::Label => r.label.into(),
                     Primitive::Vlan => r.vlan.into(),
                     Primitive::SrcAs | Primitive::SumAs => r.src_as.into(),
                     Primitive::DstAs => r.dst_as.into(),
@@ -376,6 +379,10 @@ pub enum Response {
         aggregate: String,
         with_bin: bool,
         entries: u64,
+        /// The server's label names by id, when the aggregate has `label` (ids are the
+        /// daemon's; the client maps them to names).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        labels: Vec<String>,
     },
     Counters {
         results: Vec<QueryCounters>,
@@ -484,7 +491,7 @@ pub fn render_table(
     mk_writer: impl FnOnce(&Aggregate) -> TableWriter,
     trailer: bool,
 ) -> Result<u64, ImtError> {
-    let Response::Table { aggregate, with_bin, entries } = response else {
+    let Response::Table { aggregate, with_bin, entries, labels } = response else {
         return Err(ImtError::Protocol("expected a table".into()));
     };
     let agg = Aggregate::parse(aggregate).map_err(|e| ImtError::Protocol(format!("aggregate '{aggregate}': {e}")))?;
@@ -498,7 +505,17 @@ pub fn render_table(
     for _ in 0..*entries {
         reader.read_exact(&mut buf).map_err(|e| ImtError::Protocol(format!("truncated entry stream: {e}")))?;
         let c = decode_entry(&buf, &mut key[..words]).ok_or_else(|| ImtError::Protocol("short entry".into()))?;
-        tw.row_of(out, &proj, &key[..words], &c)?;
+        if labels.is_empty() {
+            tw.row_of(out, &proj, &key[..words], &c)?;
+        } else {
+            // Label ids are the daemon's: name them, then take this process's id.
+            tw.row_of_mapped(out, &proj, &key[..words], &c, |r| {
+                if r.label != 0 {
+                    let name = labels.get(r.label as usize).map_or("", String::as_str);
+                    r.label = crate::tag::labels().intern(name);
+                }
+            })?;
+        }
     }
     if trailer {
         tw.trailer(out, *entries)?;
@@ -550,7 +567,7 @@ mod tests {
         for _ in 0..2 {
             encode_entry(&mut stream, &k[..proj.words()], &Counters { packets: 1, bytes: 60, flows: 0, tcp_flags: 0 });
         }
-        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: 2 };
+        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: 2, labels: Vec::new() };
         let opts = crate::format::FormatOptions { format: crate::config::OutputFormat::Csv, ..Default::default() };
         let mut out = Vec::new();
         let n = render_table(&resp, &mut &stream[..], &mut out, |a| TableWriter::new(a, opts.clone()), false).unwrap();
@@ -558,7 +575,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().filter(|l| l.contains("10.0.0.1") && l.contains("80")).count(), 2, "{text}");
         // A server claiming more entries than it sends: an error, not a hang or a huge buffer.
-        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: u64::MAX };
+        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: u64::MAX, labels: Vec::new() };
         let err = render_table(&resp, &mut &stream[..], &mut Vec::new(), |a| TableWriter::new(a, opts), false);
         assert!(matches!(err, Err(ImtError::Protocol(m)) if m.contains("truncated")));
     }

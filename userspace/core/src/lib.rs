@@ -21,6 +21,7 @@ pub mod maps;
 pub mod record;
 pub mod shard;
 pub mod stats;
+pub mod tag;
 
 /// The SQL plugins' configuration, under its older path.
 pub use config::sql as sqlconf;

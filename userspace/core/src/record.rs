@@ -108,6 +108,28 @@ pub struct Record {
     pub out_iface: u32,
     pub tag: u64,
     pub tag2: u64,
+    /// `set_label` result, interned (see [`crate::tag::labels`]): 0 is "no label". An id
+    /// rather than a string keeps Record `Copy` and keys fixed-width.
+    pub label: u32,
+    /// What flow exporters say about a record, for pre_tag_map's `ip`, `engine_type`, … keys.
+    /// Zero when the source does not carry the field (packet capture carries none of these).
+    pub exporter: Addr,
+    pub engine_type: u8,
+    /// NetFlow v5 engine_id, NetFlow v9/IPFIX source id, sFlow data source index.
+    pub engine_id: u32,
+    /// sFlow sub-agent id.
+    pub agent_id: u32,
+    /// 0 ingress, 1 egress (IE 61; sFlow: which port is the data source).
+    pub direction: u8,
+    pub nexthop: Addr,
+    pub bgp_nexthop: Addr,
+    /// Inner VLAN (IE 245), 0 when absent.
+    pub cvlan: u16,
+    /// See [`crate::tag::SampleType::code`]; 0 unknown.
+    pub sample_type: u32,
+    /// A non-first IP fragment: its ports (if any) come from the datagram's first fragment,
+    /// which pre_tag_map does not see (pmacctd's filters run on the packet, which has none).
+    pub later_fragment: bool,
     /// Whether `src_net`..`dst_as` have been resolved (done lazily, once per record).
     pub nets_resolved: bool,
     /// How nets/masks and ASes are to be resolved (`nfacctd_net`/`nfacctd_as` … of the source
@@ -146,6 +168,7 @@ impl Record {
             proto: p.proto,
             tos: p.tos,
             tcp_flags: p.tcp_flags,
+            later_fragment: p.is_later_fragment,
             packets: 1,
             bytes: p.ip_len as u64,
             ts,

@@ -244,7 +244,7 @@ macro_rules! shards {
     };
 }
 
-shards!(W1 = 1, W2 = 2, W3 = 3, W4 = 4, W5 = 5, W6 = 6, W8 = 8, W10 = 10, W12 = 12, W14 = 14, W18 = 18);
+shards!(W1 = 1, W2 = 2, W3 = 3, W4 = 4, W5 = 5, W6 = 6, W8 = 8, W10 = 10, W12 = 12, W14 = 14, W18 = 18, W20 = 20);
 
 #[cfg(test)]
 mod tests {

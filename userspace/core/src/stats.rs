@@ -121,6 +121,10 @@ pub struct PluginStats {
     pub accounted: AtomicU64,
     /// Records rejected by the plugin's `aggregate_filter`.
     pub filtered: AtomicU64,
+    /// SIGUSR2 reloads of this plugin's maps (pre_tag_map, networks_file, ports_file) that
+    /// took effect, and those refused (a map failed to load: the old ones stayed).
+    pub maps_reloaded: AtomicU64,
+    pub maps_reload_failed: AtomicU64,
     /// Entries written out (print) or currently held (memory).
     pub entries_written: AtomicU64,
     /// Refreshes (shard swaps) completed.
@@ -240,6 +244,8 @@ impl PluginStats {
             ("overflow_flows".to_string(), self.overflow_flows.load(Relaxed)),
             ("overflow_first".to_string(), self.overflow_first.load(Relaxed)),
             ("overflow_last".to_string(), self.overflow_last.load(Relaxed)),
+            ("maps_reloaded".to_string(), self.maps_reloaded.load(Relaxed)),
+            ("maps_reload_failed".to_string(), self.maps_reload_failed.load(Relaxed)),
         ];
         if sql {
             for (k, c) in [

@@ -265,9 +265,7 @@ fn origin(file: &str, line: usize, key: &str) -> xacct_core::config::Origin {
 #[test]
 fn pmacct_keys_refused_with_their_reason() {
     for (key, why) in [
-        ("pre_tag_map", "pre_tag_map: tagging not built yet"),
-        ("pre_tag_filter", "pre_tag_map: tagging not built yet"),
-        ("pre_tag2_filter", "pre_tag_map: tagging not built yet"),
+        ("sampling_map", "sampling_map: not built yet"),
         ("classifiers", "classification: not built yet"),
         ("sfacctd_counter_file", "logging sFlow counter samples: not built (xacct decodes and counts them)"),
         ("nfprobe_receiver", "nfprobe plugin: not built yet (export)"),
@@ -284,8 +282,6 @@ fn pmacct_keys_refused_with_their_reason() {
         assert_eq!(e, ConfigError::Refused { origin: origin("/etc/x.conf", 2, key), why: why.to_string() }, "{key}");
         assert_eq!(e.to_string(), format!("/etc/x.conf:2: {key}: refused: {why}"));
     }
-    let e = err("plugins: memory[a]\npre_tag_filter[a]: 10\n");
-    assert_eq!(e.to_string(), "/etc/x.conf:2: pre_tag_filter[a]: refused: pre_tag_map: tagging not built yet");
     let e = err("pmacctd_as: bgp\n");
     assert!(matches!(e, ConfigError::Refused { .. }), "{e:?}");
     let e = err("print_output: event_csv\nplugins: print\n");
@@ -549,4 +545,59 @@ fn capture_method_and_xdp_action() {
     assert_eq!((d.global.capture_method, d.global.xdp_action), (CaptureMethod::Auto, XdpAction::Pass));
     let e = Config::parse_str("capture_method: dpdk\n", "/etc/x.conf", &[]).unwrap_err();
     assert!(e.to_string().starts_with("/etc/x.conf:1: capture_method: bad value 'dpdk'"), "{e}");
+}
+
+#[test]
+fn tagging_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.map");
+    std::fs::write(&good, "id=1 in=10\nid=2 filter='net 10.0.0.0/8'\n").unwrap();
+    let bad = dir.path().join("bad.map");
+    std::fs::write(&bad, "id=1 in=10\nid=2 in=x\n").unwrap();
+    let pcap = "pcap_savefile: /tmp/x.pcap\n";
+    // Global map, per-plugin map, filters and post tags.
+    let c = parse(&format!(
+        "{pcap}plugins: memory[a], print[b]\npre_tag_map: {g}\npre_tag_map[b]: {g}\npre_tag_filter[a]: 1,5-9,-3\npre_tag2_filter[b]: 0\npre_tag_label_filter[a]: -x,null\npost_tag[b]: 7\npost_tag2[b]: 8\nmaps_index: true\nmaps_entries: 10\nmaps_row_len: 100\n",
+        g = good.display()
+    ))
+    .unwrap();
+    assert_eq!(c.global.pre_tag_map.as_ref().map(|m| m.0.clone()), Some(good.clone()));
+    assert!(c.global.maps_index);
+    assert_eq!((c.global.maps_entries, c.global.maps_row_len), (Some(10), Some(100)));
+    let (a, b) = (&c.plugins[0], &c.plugins[1]);
+    assert_eq!(a.pre_tag_map, None, "the unscoped map is the global one");
+    assert_eq!(b.pre_tag_map.as_ref(), Some(&good));
+    assert!(a.tag_filters.tag.as_ref().unwrap().takes(7) && !a.tag_filters.tag.as_ref().unwrap().takes(3));
+    assert!(a.tag_filters.label.is_some() && a.tag_filters.tag2.is_none());
+    assert!(b.tag_filters.tag2.as_ref().unwrap().takes(0) && !b.tag_filters.tag2.as_ref().unwrap().takes(1));
+    assert_eq!((b.post_tag, b.post_tag2, a.post_tag), (Some(7), Some(8), None));
+    // A bad map is refused at its line, through the key that names it.
+    let e = err(&format!("{pcap}pre_tag_map: {}\n", bad.display()));
+    assert_eq!(
+        e.to_string(),
+        format!("/etc/x.conf:2: pre_tag_map: bad value '{b}': {b}:2: in=x: 'x' is not a number", b = bad.display())
+    );
+    let e = err(&format!("{pcap}plugins: memory[a]\npre_tag_map[a]: {}\n", bad.display()));
+    assert!(e.to_string().starts_with("/etc/x.conf:3: pre_tag_map[a]: bad value"), "{e}");
+    // pmacctd has no exporter: `ip` is refused there, taken by nfacctd.
+    let ip = dir.path().join("ip.map");
+    std::fs::write(&ip, "id=1 ip=192.168.1.1\n").unwrap();
+    let e = err(&format!("{pcap}pre_tag_map: {}\n", ip.display()));
+    assert!(e.to_string().ends_with(":1: key 'ip': no source of this daemon fills it"), "{e}");
+    parse(&format!("nfacctd_port: 2100\npre_tag_map: {}\n", ip.display())).unwrap();
+    // maps_entries applies to the map.
+    let e = err(&format!("{pcap}maps_entries: 1\npre_tag_map: {}\n", good.display()));
+    assert!(e.to_string().contains(":2: more rules than maps_entries (1)"), "{e}");
+    // Tag filters: per plugin only, pmacct's syntax.
+    let e = err("plugins: memory[a]\npre_tag_filter: 10\n");
+    assert!(
+        e.to_string().starts_with("/etc/x.conf:2: pre_tag_filter: bad value '10': a tag filter cannot be global"),
+        "{e}"
+    );
+    let e = err("plugins: memory[a]\npre_tag_filter[a]: 9-3\n");
+    assert!(e.to_string().contains("range start must be below its end"), "{e}");
+    let e = err("plugins: memory[a]\npost_tag[a]: -1\n");
+    assert!(matches!(e, ConfigError::BadValue { .. }), "{e:?}");
+    let e = err("plugins: memory[a]\nmaps_index[a]: true\n");
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
 }

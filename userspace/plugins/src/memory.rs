@@ -238,7 +238,16 @@ impl Server {
                 }
                 let _ = imt::write_line(
                     &mut buf,
-                    &Response::Table { aggregate: agg.to_string(), with_bin: self.with_bin, entries: n },
+                    &Response::Table {
+                        aggregate: agg.to_string(),
+                        with_bin: self.with_bin,
+                        entries: n,
+                        labels: if agg.has(xacct_core::Primitive::Label) {
+                            xacct_core::tag::labels().all()
+                        } else {
+                            Vec::new()
+                        },
+                    },
                 );
                 buf.extend_from_slice(&entries);
                 return buf;

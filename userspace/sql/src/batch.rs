@@ -12,11 +12,13 @@ pub enum Value {
 }
 
 impl Value {
-    /// The value as COPY's text format wants it (values hold no tab, newline or backslash:
-    /// they are numbers, addresses, MACs and fixed names).
+    /// The value as COPY's text format wants it: numbers, addresses, MACs and fixed names as
+    /// they are; labels (operators' strings) may hold a backslash, which COPY reads as an
+    /// escape, so it is doubled (maps split on whitespace: no tab or newline gets here).
     pub fn copy_text(&self) -> String {
         match self {
             Value::Int(i) => i.to_string(),
+            Value::Text(s) if s.contains('\\') => s.replace('\\', "\\\\"),
             Value::Text(s) => s.clone(),
         }
     }

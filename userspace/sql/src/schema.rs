@@ -80,6 +80,8 @@ pub enum Field {
     /// `agent_id` (v2–v8) or `tag` (v9): the tag.
     Tag,
     Tag2,
+    /// `label VARCHAR(255)` (sql/README.label): in no default schema.
+    Label,
     ClassId,
     SrcMac,
     DstMac,
@@ -128,6 +130,7 @@ impl Field {
         match self {
             Field::Tag => &[P::Tag],
             Field::Tag2 => &[P::Tag2],
+            Field::Label => &[P::Label],
             Field::SrcMac => &[P::SrcMac, P::SumMac],
             Field::DstMac => &[P::DstMac],
             Field::Vlan => &[P::Vlan],
@@ -186,6 +189,7 @@ pub fn sql_type(f: Field, b: Backend, since_epoch: bool) -> (&'static str, Optio
         (Field::StampInserted | Field::StampUpdated, _) => "DATETIME",
         (Field::Tag | Field::Tag2 | Field::SrcAs | Field::DstAs | Field::InIface | Field::OutIface, Pgsql) => "BIGINT",
         (Field::ClassId, _) => "CHAR(16)",
+        (Field::Label, _) => "VARCHAR(255)",
         (Field::SrcMac | Field::DstMac, Pgsql) => "macaddr",
         (Field::SrcMac | Field::DstMac, _) => "CHAR(17)",
         (Field::SrcIp | Field::DstIp | Field::SrcNet | Field::DstNet, Pgsql) => "inet",
@@ -278,6 +282,7 @@ fn extra_column(f: Field, v: u8, b: Backend) -> Column {
     let name = match f {
         Field::Tag => "agent_id",
         Field::Tag2 => "tag2",
+        Field::Label => "label",
         Field::Vlan => "vlan",
         Field::SrcAs => "as_src",
         Field::DstAs => "as_dst",
@@ -389,6 +394,7 @@ impl Layout {
         let wanted = [
             Field::Tag,
             Field::Tag2,
+            Field::Label,
             Field::SrcMac,
             Field::DstMac,
             Field::Vlan,
@@ -501,6 +507,9 @@ fn value(f: Field, r: &Record, filled: bool, b: Backend, num_protos: bool) -> Va
     match f {
         Field::Tag => int(r.tag),
         Field::Tag2 => int(r.tag2),
+        Field::Label => {
+            Value::Text(if filled { xacct_core::tag::labels().name(r.label).to_string() } else { String::new() })
+        }
         // No classifier yet: pmacct's name for an unclassified stream.
         Field::ClassId => Value::Text("unknown".into()),
         Field::SrcMac | Field::DstMac => {
@@ -600,6 +609,31 @@ mod tests {
 
     fn names(b: Backend, v: u8) -> Vec<&'static str> {
         version_columns(b, v).iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn tag_columns_by_version_and_label_values() {
+        let agg = Aggregate::parse("tag,tag2,label,src_host").unwrap();
+        let cols = |v: u8| -> Vec<&'static str> {
+            Layout::new(Backend::Sqlite, v, &agg, true, true, false, false)
+                .unwrap()
+                .table
+                .iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        // pmacct: the tag is agent_id before v9, tag from v9; tag2 and label are extra columns.
+        for (v, tag) in [(2, "agent_id"), (8, "agent_id"), (9, "tag")] {
+            let c = cols(v);
+            assert!(c.contains(&tag) && c.contains(&"tag2") && c.contains(&"label"), "v{v}: {c:?}");
+            assert!(!c.contains(&if tag == "tag" { "agent_id" } else { "tag" }), "v{v}: {c:?}");
+        }
+        let l = Layout::new(Backend::Sqlite, 9, &agg, true, true, false, false).unwrap();
+        assert_eq!(sql_type(Field::Label, Backend::Pgsql, false).0, "VARCHAR(255)");
+        let r = Record { tag: 7, tag2: 8, label: xacct_core::tag::labels().intern("a,b"), ..Record::default() };
+        let vals = l.key_values(&r);
+        let text = format!("{vals:?}");
+        assert!(text.contains("Int(7)") && text.contains("Int(8)") && text.contains("\"a,b\""), "{text}");
     }
 
     #[test]

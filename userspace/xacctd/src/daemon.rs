@@ -4,7 +4,6 @@
 //! senders → workers drain every queued batch → plugins are told to stop and do their last
 //! harvest → workers exit when the last harvest handle is dropped.
 
-use xacct_core::budget::{Budget, BudgetSource};
 use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Sender};
@@ -18,10 +17,12 @@ use xacct_capture::{
     AfXdpConfig, AfXdpSource, BatchSink, PcapSource, SinkMode, Source, SourceEnd, Steering, XdpHarvester,
 };
 use xacct_core::aggregate::Projector;
+use xacct_core::budget::{Budget, BudgetSource};
 use xacct_core::config::{CaptureMethod, Config, Direction, PluginConfig, PluginKind};
 use xacct_core::filter::Filter;
 use xacct_core::maps::{NetResolver, Networks, Ports};
 use xacct_core::stats::{PluginStats, SourceStats};
+use xacct_core::tag::{Field as TagField, TagMap};
 use xacct_plugins::PluginContext;
 
 /// Batches a worker may have queued: bounds memory and latency; a full queue blocks a file
@@ -90,8 +91,21 @@ type Maps<T> = HashMap<PathBuf, Arc<T>>;
 /// The worker-side specs of every plugin (filters, projections, maps).
 fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget]) -> Result<Vec<PluginSpec>> {
     let (nets, ports) = load_maps(config)?;
+    let opts = config.global.tag_map_options();
+    let load_tags = |path: &std::path::Path| -> Result<Arc<TagMap>> {
+        let m = TagMap::load(path, &opts)?;
+        tracing::info!("[{}] map successfully (re)loaded with {} entries", path.display(), m.len());
+        Ok(Arc::new(m))
+    };
+    let global_map = config.global.pre_tag_map.as_ref().map(|(path, _)| load_tags(path)).transpose()?;
     let mut specs = Vec::new();
     for ((p, stats), budget) in config.plugins.iter().zip(stats).zip(budgets) {
+        let tag_map = match &p.pre_tag_map {
+            Some(path) => Some(load_tags(path).with_context(|| format!("plugin {}", p.name))?),
+            None => global_map.clone(),
+        };
+        // AS keys in the map need the plugin's networks_file even if its aggregate does not.
+        let map_needs_nets = tag_map.as_ref().is_some_and(|m| m.uses(TagField::SrcAs) || m.uses(TagField::DstAs));
         let projector = Projector::new(&p.aggregate, p.history().is_some());
         let filter = match &p.aggregate_filter {
             Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
@@ -102,9 +116,13 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget])
             projector,
             filter,
             history: p.history(),
-            nets: p.aggregate.needs_nets().then(|| net_resolver(p, &nets)),
+            nets: (p.aggregate.needs_nets() || map_needs_nets).then(|| net_resolver(p, &nets)),
             capture_methods: config.global.capture_methods,
             ports: p.ports_file.as_ref().and_then(|f| ports.get(f).cloned()),
+            tag_map,
+            tag_filters: p.tag_filters.clone(),
+            post_tag: p.post_tag,
+            post_tag2: p.post_tag2,
             stats: stats.clone(),
             shard_limit: budget.shard_entries,
         });
@@ -170,7 +188,11 @@ fn rx_queues(iface: &str) -> u32 {
 fn xdp_key_fields(config: &Config) -> u32 {
     use xacct_core::Primitive as P;
     use xacct_xdp::*;
-    if config.plugins.iter().any(|p| p.aggregate_filter.is_some()) {
+    // A filter or a pre_tag_map may read any field; records tagged at harvest must carry
+    // what per-packet tagging would have seen.
+    if config.plugins.iter().any(|p| p.aggregate_filter.is_some() || p.pre_tag_map.is_some())
+        || config.global.pre_tag_map.is_some()
+    {
         return KEEP_ALL;
     }
     let mut k = 0;
@@ -190,7 +212,7 @@ fn xdp_key_fields(config: &Config) -> u32 {
             P::SumMac => KEEP_SRC_MAC | KEEP_DST_MAC,
             P::Etype => KEEP_ETHERTYPE,
             P::TcpFlags => KEEP_TCP_FLAGS,
-            P::Tag | P::Tag2 | P::InIface | P::OutIface | P::Flows | P::None => 0,
+            P::Tag | P::Tag2 | P::Label | P::InIface | P::OutIface | P::Flows | P::None => 0,
             P::MplsLabelTop => KEEP_MPLS_TOP,
             P::MplsLabelBottom => KEEP_MPLS_BOTTOM,
             P::MplsStackDepth => KEEP_MPLS_DEPTH,
@@ -574,7 +596,13 @@ pub fn run(config: Config) -> Result<()> {
     let budgets = plugin_budgets(&config, nworkers);
     let specs = Arc::new(plugin_specs(&config, &plugin_stats, &budgets)?);
     for (p, b) in config.plugins.iter().zip(&budgets) {
-        tracing::info!("plugin {}/{}: aggregate {}; memory budget: {}", p.name, p.kind.name(), p.aggregate, b.describe());
+        tracing::info!(
+            "plugin {}/{}: aggregate {}; memory budget: {}",
+            p.name,
+            p.kind.name(),
+            p.aggregate,
+            b.describe()
+        );
     }
     let sampling = Sampling { rate: g.sampling_rate.max(1), renormalize: g.renormalize };
     let stamp = capture_stamp(&config, capture_iface.as_deref());
@@ -777,7 +805,11 @@ fn reload_maps(
     workers: &[Sender<Ctl>],
     allows: &[Arc<xacct_collect::Allow>],
 ) {
-    let maps = config.plugins.iter().any(|p| p.networks_file.is_some() || p.ports_file.is_some());
+    let maps = config.global.pre_tag_map.is_some()
+        || config
+            .plugins
+            .iter()
+            .any(|p| p.networks_file.is_some() || p.ports_file.is_some() || p.pre_tag_map.is_some());
     if !maps && allows.is_empty() {
         tracing::info!("SIGUSR2: no maps configured");
         return;
@@ -801,9 +833,17 @@ fn reload_maps(
             for w in workers {
                 let _ = w.send(Ctl::Specs(specs.clone()));
             }
+            for s in stats {
+                s.maps_reloaded.fetch_add(1, Relaxed);
+            }
             tracing::info!("SIGUSR2: maps reloaded");
         }
-        Err(e) => tracing::error!("SIGUSR2: maps not reloaded, keeping the old ones: {e:#}"),
+        Err(e) => {
+            for s in stats {
+                s.maps_reload_failed.fetch_add(1, Relaxed);
+            }
+            tracing::error!("SIGUSR2: maps not reloaded, keeping the old ones: {e:#}")
+        }
     }
 }
 

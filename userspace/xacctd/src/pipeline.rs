@@ -12,15 +12,16 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xacct_core::budget::Budget;
 use xacct_capture::Batch;
 use xacct_core::aggregate::{Counters, KeyBuf, Projector, Refused, Table, MAX_KEY_WORDS};
+use xacct_core::budget::Budget;
 use xacct_core::filter::Filter;
 use xacct_core::history::History;
 use xacct_core::maps::{Methods, NetResolver, Ports};
 use xacct_core::record::Record;
 use xacct_core::shard::ShardTable;
 use xacct_core::stats::{PluginStats, SourceStats};
+use xacct_core::tag::{TagFilters, TagMap, Tags};
 
 /// What a worker needs to account records for one plugin.
 #[derive(Clone)]
@@ -36,10 +37,24 @@ pub struct PluginSpec {
     /// their nets and ASes; collectors stamp their own.
     pub capture_methods: Methods,
     pub ports: Option<Arc<Ports>>,
+    /// The pre_tag_map that tags this plugin's records: its own, else the global one (the
+    /// same `Arc` for every plugin, so it is evaluated once per record).
+    pub tag_map: Option<Arc<TagMap>>,
+    /// `pre_tag_filter`, `pre_tag2_filter`, `pre_tag_label_filter`.
+    pub tag_filters: TagFilters,
+    /// `post_tag`, `post_tag2`.
+    pub post_tag: Option<u64>,
+    pub post_tag2: Option<u64>,
     pub stats: Arc<PluginStats>,
     /// New keys a worker's shard of this plugin admits between two harvests (the budget's
     /// share); the rest go to the overflow entry.
     pub shard_limit: usize,
+}
+
+impl PluginSpec {
+    fn tags_record(&self) -> bool {
+        self.tag_map.is_some() || !self.tag_filters.is_empty() || self.post_tag.is_some() || self.post_tag2.is_some()
+    }
 }
 
 /// Packet sampling: keep one packet in `rate`, optionally scaling counters back up.
@@ -110,6 +125,8 @@ pub struct Worker {
     /// Per-plugin (accounted, filtered) since the last batch: folded into the shared atomics
     /// once per batch, so workers do not bounce a counter's cache line per packet.
     local: Vec<(u64, u64)>,
+    /// The emissions of the last map evaluated for the current record (see `account`).
+    tags: Vec<Tags>,
 }
 
 /// State the workers of one daemon share (off the common per-packet path).
@@ -170,6 +187,7 @@ impl Worker {
             frags,
             orphans: Vec::new(),
             local,
+            tags: Vec::new(),
         }
     }
 
@@ -349,42 +367,59 @@ impl Worker {
         }
     }
 
-    /// Folds `r` into every plugin shard whose filter takes it. Returns whether any did.
+    /// Folds `r` into every plugin shard whose filters take it. Returns whether any did.
+    ///
+    /// With a pre_tag_map, a record is accounted once per emission of the map (more than one
+    /// only with `return=true`), with the tags of that emission, in each plugin whose tag
+    /// filters take them (pmacct's redirection).
     #[inline]
     pub fn account(&mut self, r: &Record) -> bool {
         let mut k1: KeyBuf = [0; MAX_KEY_WORDS];
         let mut k2: KeyBuf = [0; MAX_KEY_WORDS];
         let mut taken = false;
+        // Which map `self.tags` holds the emissions of, for this record.
+        let mut cached: Option<*const TagMap> = None;
         for ((spec, pend), counts) in self.specs.iter().zip(self.pending.iter_mut()).zip(self.local.iter_mut()) {
-            if let Some(f) = &spec.filter {
-                if !f.matches(r) {
+            if !spec.tags_record() {
+                taken |= account_one(spec, pend, counts, r, &mut k1, &mut k2);
+                continue;
+            }
+            let mut base = *r;
+            if let Some(m) = &spec.tag_map {
+                // AS keys read what this plugin's networks_file says, so the result is the
+                // plugin's own; any other map's result is shared by the plugins using it.
+                let per_plugin = m.uses(xacct_core::tag::Field::SrcAs) || m.uses(xacct_core::tag::Field::DstAs);
+                if per_plugin {
+                    if let Some(n) = &spec.nets {
+                        n.resolve(&mut base, r.methods.unwrap_or(spec.capture_methods));
+                    }
+                }
+                let ptr = Arc::as_ptr(m);
+                if per_plugin || cached != Some(ptr) {
+                    self.tags.clear();
+                    let tags = &mut self.tags;
+                    m.eval(&base, |t| tags.push(t));
+                    cached = (!per_plugin).then_some(ptr);
+                }
+            } else {
+                self.tags.clear();
+                self.tags.push(Tags { tag: r.tag, tag2: r.tag2, label: r.label });
+            }
+            for t in &self.tags {
+                let mut q = base;
+                t.apply(&mut q);
+                if !spec.tag_filters.takes(&q) {
                     counts.1 += 1;
                     continue;
                 }
-            }
-            // Maps edit a per-plugin copy: plugins may use different networks/ports files.
-            let mut local;
-            let rec = if spec.nets.is_some() || spec.ports.is_some() {
-                local = *r;
-                if let Some(n) = &spec.nets {
-                    n.resolve(&mut local, r.methods.unwrap_or(spec.capture_methods));
+                if let Some(v) = spec.post_tag {
+                    q.tag = v;
                 }
-                if let Some(p) = &spec.ports {
-                    p.apply(&mut local);
+                if let Some(v) = spec.post_tag2 {
+                    q.tag2 = v;
                 }
-                &local
-            } else {
-                r
-            };
-            let bin = spec.history.as_ref().map_or(0, |h| h.bin_start(rec.ts));
-            let c = spec.projector.counters(rec);
-            let n = spec.projector.pack(rec, bin, &mut k1, &mut k2);
-            pend.push(&k1, c);
-            if n == 2 {
-                pend.push(&k2, c);
+                taken |= account_one(spec, pend, counts, &q, &mut k1, &mut k2);
             }
-            counts.0 += 1;
-            taken = true;
         }
         taken
     }
@@ -439,6 +474,47 @@ impl Worker {
             }
         }
     }
+}
+
+/// Filters, resolves and packs `r` for one plugin; whether its filter took it.
+#[inline]
+fn account_one(
+    spec: &PluginSpec,
+    pend: &mut Pending,
+    counts: &mut (u64, u64),
+    r: &Record,
+    k1: &mut KeyBuf,
+    k2: &mut KeyBuf,
+) -> bool {
+    if let Some(f) = &spec.filter {
+        if !f.matches(r) {
+            counts.1 += 1;
+            return false;
+        }
+    }
+    // Maps edit a per-plugin copy: plugins may use different networks/ports files.
+    let mut local;
+    let rec = if spec.nets.is_some() || spec.ports.is_some() {
+        local = *r;
+        if let Some(n) = &spec.nets {
+            n.resolve(&mut local, r.methods.unwrap_or(spec.capture_methods));
+        }
+        if let Some(p) = &spec.ports {
+            p.apply(&mut local);
+        }
+        &local
+    } else {
+        r
+    };
+    let bin = spec.history.as_ref().map_or(0, |h| h.bin_start(rec.ts));
+    let c = spec.projector.counters(rec);
+    let n = spec.projector.pack(rec, bin, k1, k2);
+    pend.push(k1, c);
+    if n == 2 {
+        pend.push(k2, c);
+    }
+    counts.0 += 1;
+    true
 }
 
 /// Updates of one plugin's shard collected during a batch.

@@ -169,7 +169,10 @@ fn a_flood_of_new_keys_from_a_pcap_stays_within_the_budget_and_totals_stay_exact
     let budget_kib = m["budget_bytes"] / 1024;
     assert_eq!(budget_kib, 32 << 10);
     let grew = f.peak_kib.saturating_sub(base.peak_kib);
-    eprintln!("peak RSS: {} KiB for {SMALL} keys, {} KiB for {FLOOD}: +{grew} KiB (budget {budget_kib} KiB)", base.peak_kib, f.peak_kib);
+    eprintln!(
+        "peak RSS: {} KiB for {SMALL} keys, {} KiB for {FLOOD}: +{grew} KiB (budget {budget_kib} KiB)",
+        base.peak_kib, f.peak_kib
+    );
     assert!(grew < budget_kib, "peak RSS grew by {grew} KiB with a budget of {budget_kib} KiB");
 }
 

@@ -359,3 +359,97 @@ fn sflow_renormalised_samples_stay_one_flow_each_as_sfacctd() {
     let rows: Vec<&String> = flows.xacct.1.iter().collect();
     assert!(rows.len() == 1 && rows[0].starts_with("udp,270,3,"), "{rows:?}");
 }
+
+/// A pre_tag_map over the keys both collectors fill from these exporters (exporter `ip`,
+/// `in` with negation, `filter` on the record, `jeq`, `stack`, `set_tag2`) and per-plugin tag
+/// filters with a range and a negation. softflowd and the sfprobe export from 127.0.0.1.
+const TAG_MAP: &str = "\
+id=10 ip=127.0.0.1 filter='udp' jeq=more
+id=20 ip=127.0.0.1 filter='tcp and dst port 80'
+set_tag2=5 ip=127.0.0.1 filter='icmp'
+id=30 ip=127.0.0.0/8 filter='net 10.0.0.0/16'
+id=1 label=more stack=sum filter='src net 10.0.0.0/16'
+id=4 stack=or filter='dst port 53'
+id=99 in=-5
+";
+
+const TAG_PLUGINS: &[(&str, &str)] = &[("t1", "tag,tag2,src_host,dst_host,proto"), ("t2", "tag,src_host")];
+
+/// The reference really tagged: its first table holds most of the map's tags, so equal
+/// tables are not two untagged ones.
+fn assert_tagged(tables: &[support::collect::Tables]) {
+    let rows = &tables[0].reference.1;
+    let tags: BTreeSet<&str> = rows.iter().filter_map(|r| r.split(',').next()).collect();
+    let tag2: BTreeSet<&str> = rows.iter().filter_map(|r| r.split(',').nth(1)).collect();
+    assert!(tags.len() >= 4 && tag2.contains("5"), "tags {tags:?}, tag2 {tag2:?}");
+}
+
+fn tag_extra(dir: &Path) -> String {
+    let map = dir.join("pretag.map");
+    std::fs::write(&map, TAG_MAP).expect("map");
+    format!("pre_tag_map: {}\npre_tag_filter[t2]: -11,10-30\n", map.display())
+}
+
+#[test]
+fn pre_tag_map_same_tables_as_nfacctd_fed_by_softflowd() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(5_000, 500, 23)).expect("pcap");
+    let extra = tag_extra(dir.path());
+    let setup = Setup { plugins: TAG_PLUGINS, extra: &extra };
+    let mut failures = Vec::new();
+    for version in ["5", "9"] {
+        let d = dir.path().join(format!("v{version}"));
+        std::fs::create_dir_all(&d).expect("dir");
+        let tables = collect_tables(
+            &d,
+            "nfacctd",
+            "waiting for NetFlow",
+            &setup,
+            |pm_port, xa_port| {
+                softflowd(&pcap, &d, pm_port, version);
+                softflowd(&pcap, &d, xa_port, version);
+            },
+            || None,
+        );
+        assert_tagged(&tables);
+        failures.extend(compare_tables("nfacctd", &format!("softflowd v{version} tagged"), &tables, |_, _| None));
+    }
+    assert!(failures.is_empty(), "tables differ:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn pre_tag_map_same_tables_as_sfacctd_fed_by_sfprobe() {
+    if !have(&["pmacctd", "sfacctd", "pmacct"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let pcap = dir.join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(3_000, 300, 23)).expect("pcap");
+    let extra = tag_extra(dir);
+    let setup = Setup { plugins: TAG_PLUGINS, extra: &extra };
+    let relayed = std::cell::Cell::new(0u64);
+    let tables = collect_tables(
+        dir,
+        "sfacctd",
+        "waiting for sFlow",
+        &setup,
+        |pm_port, xa_port| {
+            let datagrams = fan_out(&[pm_port, xa_port], |port| sfprobe(&pcap, dir, port));
+            for d in &datagrams {
+                xacct_wire::sflow::decode_datagram(d, |s| {
+                    relayed.set(relayed.get() + u64::from(s.packet.is_some_and(|p| p.vlan_depth < 2)));
+                })
+                .expect("sfprobe's datagrams decode");
+            }
+        },
+        || None,
+    );
+    assert_tagged(&tables);
+    let failures = compare_tables("sfacctd", "sFlow tagged", &tables, |_, _| None);
+    assert!(failures.is_empty(), "tables differ:\n{}", failures.join("\n"));
+}

@@ -398,3 +398,118 @@ fn deliberate_link_differences_from_pmacctd() {
         }
     }
 }
+
+/// pre_tag_map with every key and flow-control feature pmacctd 1.7.7 applies to packets
+/// (filter, in with negation, jeq, stack sum/or, set_tag2) and per-plugin tag filters with
+/// ranges, negation and 0 (compat-wave2.md §1, §7), against pmacctd on the same pcap.
+#[test]
+fn pre_tag_map_and_tag_filters_match_pmacctd() {
+    if !have_pmacct() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(20_000, 2_000, 17)).expect("pcap");
+    let map = dir.path().join("pretag.map");
+    std::fs::write(
+        &map,
+        "! UDP jumps to the stacking rules\n\
+         id=10 filter='udp' jeq=more\n\
+         id=20 filter='tcp and dst port 80'\n\
+         set_tag2=5 filter='icmp'\n\
+         id=30 filter='net 10.0.0.0/16'\n\
+         id=1 label=more stack=sum filter='src net 10.0.0.0/16'\n\
+         id=4 stack=or filter='dst port 53'\n\
+         id=99 in=-5\n",
+    )
+    .expect("map");
+    let extra = format!(
+        "pre_tag_map: {}\npre_tag_filter[t2]: -11,10-30\npre_tag_filter[t3]: 10-20\npre_tag_filter[t4]: 0\npre_tag2_filter[t4]: 5\n",
+        map.display()
+    );
+    compare(
+        &pcap,
+        dir.path(),
+        &[
+            ("t1", "tag,tag2,src_host,dst_host,proto"),
+            ("t2", "tag,src_host"),
+            ("t3", "tag,proto"),
+            ("t4", "tag,tag2,dst_host"),
+        ],
+        &extra,
+        &extra,
+    );
+}
+
+/// Where pmacctd 1.7.7 is wrong with pre_tag_map, shown: it accepts `vlan=` on packets but
+/// ignores it (the rule matches every packet), where xacct applies it; and `return=true`
+/// crashes it, where xacct implements it (tests/tagging.rs covers its semantics). Each part
+/// fails the day a reference behaves, so the README's table can be corrected.
+#[test]
+fn pmacctd_ignores_vlan_in_maps_and_dies_on_return() {
+    if !have_pmacct() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    let frames = xacct_perf::traffic::mixed(4_000, 400, 29);
+    xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let map = dir.path().join("vlan.map");
+    std::fs::write(&map, "id=1 vlan=100\nid=2\n").expect("map");
+    let extra = format!("pre_tag_map: {}\n", map.display());
+    let out = run_both(&pcap, dir.path(), &[("v", "tag,vlan")], &extra, &extra, true);
+    let (_, want, got) = &out[0];
+    let (_, pm) = table(want);
+    let (_, xa) = table(got);
+    let tags_by_vlan = |rows: &std::collections::BTreeSet<String>| -> Vec<(String, String)> {
+        rows.iter()
+            .map(|r| {
+                let f: Vec<&str> = r.split(',').collect();
+                (f[1].to_string(), f[0].to_string())
+            })
+            .collect()
+    };
+    let pm = tags_by_vlan(&pm);
+    let xa = tags_by_vlan(&xa);
+    assert!(pm.len() > 1 && pm.iter().any(|(v, _)| v != "100"), "the capture needs several VLANs: {pm:?}");
+    // pmacctd: tag 1 whatever the VLAN.
+    assert!(pm.iter().all(|(_, t)| t == "1"), "pmacctd now applies vlan= ({pm:?}): update README");
+    // xacct: tag 1 on VLAN 100 only.
+    for (v, t) in &xa {
+        assert_eq!(t, if v == "100" { "1" } else { "2" }, "vlan {v}: {xa:?}");
+    }
+
+    std::fs::write(&map, "id=1 filter='ip' jeq=x return=true\nid=2 label=x\n").expect("map");
+    let conf = dir.path().join("ret.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\npre_tag_map: {}\nplugins: memory[r]\naggregate[r]: tag\nimt_path[r]: {}\n",
+            pcap.display(),
+            map.display(),
+            dir.path().join("ret.pipe").display()
+        ),
+    )
+    .expect("conf");
+    let mut child = Command::new("pmacctd")
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pmacctd");
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("pmacctd neither crashed nor finished with return=true");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(11), "pmacctd no longer crashes on return=true ({status}): update README");
+}

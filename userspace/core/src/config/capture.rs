@@ -79,6 +79,10 @@ pub(super) fn apply(g: &mut GlobalConfig, d: &Directive) -> Result<bool, ConfigE
         }
         "plugin_exit_any" => g.plugin_exit_any = parse_bool(d)?,
         "maps_refresh" | "refresh_maps" => g.maps_refresh = parse_bool(d)?,
+        "maps_index" => g.maps_index = parse_bool(d)?,
+        "maps_entries" => g.maps_entries = Some(parse_count(d, 1usize << 24)?),
+        "maps_row_len" => g.maps_row_len = Some(parse_count(d, 1usize << 20)?),
+        "pre_tag_map" if d.scope.is_none() => g.pre_tag_map = Some((PathBuf::from(v), d.origin.clone())),
         "sampling_rate" => g.sampling_rate = parse_count(d, u32::MAX)?,
         "pmacctd_renormalize" => g.renormalize = parse_bool(d)?,
         "workers" => g.workers = Some(parse_count(d, 4096usize)?),

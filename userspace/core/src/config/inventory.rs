@@ -264,9 +264,18 @@ static GROUPS: &[Group] = &[
         "xacct's networks lookup probes one hash table per prefix length: there is no cache to size",
         &["networks_cache_entries"],
     ),
-    none(Networks, "xacct's maps hold every line of their file: no row count to set", &["maps_entries"]),
-    none(Networks, "xacct's maps have no line length limit", &["maps_row_len"]),
-    none(Networks, "indexes pre_tag_map lookups; xacct has no pre_tag_map", &["maps_index"]),
+    imp(
+        Networks,
+        Global,
+        "pre_tag_map limits; unset, xacct takes any number of rules of any length (pmacct: 384 rules, 256 characters). A map beyond a set limit is refused with file:line, not cut",
+        &["maps_entries", "maps_row_len"],
+    ),
+    imp(
+        Networks,
+        Global,
+        "hash index over the pre_tag_map rules' exact-match keys; rules with filter or negation stay in the ordered scan (pmacct disables the whole index on a negation)",
+        &["maps_index"],
+    ),
     // ---------------------------------------------------------------- capture
     imp(
         Capture,
@@ -605,12 +614,24 @@ static GROUPS: &[Group] = &[
     refuse(Sql, "numeric address columns (INET_ATON): not built", &["sql_num_hosts"]),
     refuse(Sql, CLASSIFY, &["sql_aggressive_classification"]),
     // ---------------------------------------------------------------- tagging
-    refuse(
+    imp(
         Tagging,
-        "pre_tag_map: tagging not built yet",
-        &["pre_tag_map", "pre_tag_filter", "pre_tag2_filter", "pre_tag_label_filter", "pre_tag_map_dont_recirculate"],
+        Both,
+        "global (evaluated once per record) or per plugin; a bad line refuses the map with file:line (pmacct drops the line); every key applies wherever the record carries its field (pmacctd 1.7.7 ignores vlan, MACs, nets, …)",
+        &["pre_tag_map"],
     ),
-    refuse(Tagging, "post_tag: tagging not built yet", &["post_tag", "post_tag2"]),
+    imp(
+        Tagging,
+        AnyPlugin,
+        "per plugin only, as in pmacct; lists, ranges A-B, negation -N, 0 = untagged; labels compared whole (1.7.7 compares prefixes)",
+        &["pre_tag_filter", "pre_tag2_filter", "pre_tag_label_filter"],
+    ),
+    imp(Tagging, AnyPlugin, "a constant tag set in the plugin, over the pre_tag_map's", &["post_tag", "post_tag2"]),
+    none(
+        Tagging,
+        "xacct keeps one ordered rule list and tries a rule without ip for every exporter: nothing is stored twice",
+        &["pre_tag_map_dont_recirculate"],
+    ),
     refuse(Tagging, "sampling_map: not built yet", &["sampling_map"]),
     refuse(Tagging, "flow_to_rd_map (MPLS VPN route distinguishers): not built", &["flow_to_rd_map"]),
     // ---------------------------------------------------------------- classification

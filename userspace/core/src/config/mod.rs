@@ -204,6 +204,14 @@ pub struct PluginConfig {
     pub memory_budget: Option<u64>,
     pub imt_mem_pools_number: Option<u64>,
     pub imt_mem_pools_size: Option<u64>,
+    /// `pre_tag_map[name]`: this plugin's own map (evaluated after the global one, whose
+    /// tags it replaces).
+    pub pre_tag_map: Option<PathBuf>,
+    /// `pre_tag_filter`, `pre_tag2_filter`, `pre_tag_label_filter`.
+    pub tag_filters: crate::tag::TagFilters,
+    /// `post_tag`, `post_tag2`: constants over whatever the maps set.
+    pub post_tag: Option<u64>,
+    pub post_tag2: Option<u64>,
     /// SQL plugins: every `sql_*` key.
     pub sql: Option<Box<sql::SqlConfig>>,
     /// Where this plugin was declared (for messages).
@@ -286,8 +294,14 @@ pub struct GlobalConfig {
     pub core_proc_name: String,
     /// `plugin_exit_any`: stop the daemon when any plugin stops (default: when all have).
     pub plugin_exit_any: bool,
-    /// `maps_refresh` (default true): SIGUSR2 reloads networks_file and ports_file.
+    /// `maps_refresh` (default true): SIGUSR2 reloads pre_tag_map, networks_file and ports_file.
     pub maps_refresh: bool,
+    /// `maps_index`, `maps_entries`, `maps_row_len`: see [`GlobalConfig::tag_map_options`].
+    pub maps_index: bool,
+    pub maps_entries: Option<usize>,
+    pub maps_row_len: Option<usize>,
+    /// The unscoped `pre_tag_map`, evaluated once per record for every plugin.
+    pub pre_tag_map: Option<(PathBuf, Origin)>,
     /// `sampling_rate` (1 in N), 1 = no sampling.
     pub sampling_rate: u32,
     /// `pmacctd_renormalize` (`-R`).
@@ -373,6 +387,20 @@ impl GlobalConfig {
         self.modes.sflow.as_ref().map(|_| (self.sfacctd_ip, self.sfacctd_port.unwrap_or(6343)))
     }
 
+    /// How pre_tag_maps load: limits, index, and the keys this daemon's sources can fill.
+    pub fn tag_map_options(&self) -> crate::tag::MapOptions {
+        crate::tag::MapOptions {
+            max_entries: self.maps_entries,
+            max_row_len: self.maps_row_len,
+            index: self.maps_index,
+            fills: crate::tag::Fills {
+                capture: self.modes.capture.is_some(),
+                netflow: self.modes.netflow.is_some(),
+                sflow: self.modes.sflow.is_some(),
+            },
+        }
+    }
+
     /// Whether packets are captured: see [`Modes`].
     pub fn captures_packets(&self) -> bool {
         self.modes.capture.is_some()
@@ -405,6 +433,10 @@ impl Default for GlobalConfig {
             core_proc_name: "default".to_string(),
             plugin_exit_any: false,
             maps_refresh: true,
+            maps_index: false,
+            maps_entries: None,
+            maps_row_len: None,
+            pre_tag_map: None,
             sampling_rate: 1,
             renormalize: false,
             workers: None,

@@ -20,6 +20,7 @@ pub(super) struct Directive {
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     pub aggregate: Option<Origin>,
+    pub pre_tag_map: Option<Origin>,
     pub networks_file: Option<Origin>,
     pub ports_file: Option<Origin>,
     pub history: Option<(String, Origin)>,
@@ -306,6 +307,10 @@ pub(super) fn parse(
     let all: Vec<&Directive> = file.iter().chain(&cli).collect();
     let mut notes = Vec::new();
     global.modes = super::collect::decide_modes(&all, launch, &mut ignored)?;
+    if let Some((path, origin)) = &global.pre_tag_map {
+        crate::tag::TagMap::load(path, &global.tag_map_options())
+            .map_err(|e| bad_at(origin, &path.display().to_string(), e.to_string()))?;
+    }
 
     let mut used = vec![false; file.len() + cli.len()];
     let mut loaded = Vec::new();
@@ -394,6 +399,10 @@ pub(super) fn plugin_defaults(name: &str, kind: PluginKind, origin: &Origin, agg
         memory_budget: None,
         imt_mem_pools_number: None,
         imt_mem_pools_size: None,
+        pre_tag_map: None,
+        tag_filters: crate::tag::TagFilters::default(),
+        post_tag: None,
+        post_tag2: None,
         sql: kind.is_sql().then(|| Box::new(super::sql::SqlConfig::new(name, kind == PluginKind::Sqlite3))),
         origin: origin.clone(),
     }

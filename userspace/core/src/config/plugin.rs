@@ -105,6 +105,25 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
                 super::sql::apply_sql(s, pend, d)?;
             }
         }
+        // The unscoped pre_tag_map is the global one (see capture.rs).
+        "pre_tag_map" if d.scope.is_some() => {
+            p.pre_tag_map = Some(PathBuf::from(v));
+            pend.pre_tag_map = Some(d.origin.clone());
+        }
+        "pre_tag_filter" | "pre_tag2_filter" | "pre_tag_label_filter" => {
+            if d.scope.is_none() {
+                // pmacct: "TAG filter cannot be global".
+                return Err(bad(d, "a tag filter cannot be global: set it for a plugin (key[name]: value)"));
+            }
+            let f = &mut p.tag_filters;
+            match d.key.as_str() {
+                "pre_tag_filter" => f.tag = Some(crate::tag::TagFilter::parse(v).map_err(|e| bad(d, e.to_string()))?),
+                "pre_tag2_filter" => f.tag2 = Some(crate::tag::TagFilter::parse(v).map_err(|e| bad(d, e.to_string()))?),
+                _ => f.label = Some(crate::tag::LabelFilter::parse(v).map_err(|e| bad(d, e.to_string()))?),
+            }
+        }
+        "post_tag" => p.post_tag = Some(parse_tag(d)?),
+        "post_tag2" => p.post_tag2 = Some(parse_tag(d)?),
         k if k.starts_with("sql_") => {
             let kind = p.kind;
             let s =
@@ -114,6 +133,10 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
         _ => {}
     }
     Ok(())
+}
+
+fn parse_tag(d: &Directive) -> Result<u64, ConfigError> {
+    d.value.parse::<u64>().map_err(|_| bad(d, "expected a tag from 0 to 18446744073709551615"))
 }
 
 /// Cross-key checks and map loading once every key of a plugin is known.
@@ -172,6 +195,10 @@ pub(super) fn finish_plugin(
             crate::maps::Ports::load(path).map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
             loaded.push(path.clone());
         }
+    }
+    if let (Some(path), Some(o)) = (&p.pre_tag_map, &pend.pre_tag_map) {
+        crate::tag::TagMap::load(path, &g.tag_map_options())
+            .map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
     }
     let agg_origin = pend.aggregate.clone().unwrap_or_else(|| p.origin.clone());
     let sources = [

@@ -231,6 +231,8 @@ fn encode_field(out: &mut Vec<u8>, f: &TemplateField, r: &FlowRecord) {
         13 | 30 => int(out, r.dst_mask.into()),
         14 => int(out, r.output.into()),
         15 | 62 => addr(out, r.next_hop),
+        18 | 63 => addr(out, r.bgp_next_hop),
+        245 => int(out, r.cvlan.into()),
         16 => int(out, r.src_as.into()),
         17 => int(out, r.dst_as.into()),
         21 => int(out, r.last_switched.into()),

@@ -48,6 +48,8 @@ pub struct FlowRecord {
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
     pub next_hop: IpAddr,
+    /// BGP next hop (IE 18 / 63).
+    pub bgp_next_hop: IpAddr,
     pub src_port: u16,
     pub dst_port: u16,
     pub proto: u8,
@@ -60,6 +62,8 @@ pub struct FlowRecord {
     pub src_mask: u8,
     pub dst_mask: u8,
     pub vlan: u16,
+    /// dot1qCustomerVlanId (IE 245), 0 when absent.
+    pub cvlan: u16,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
     pub packets: u64,
@@ -91,6 +95,7 @@ impl Default for FlowRecord {
             src_addr: zero,
             dst_addr: zero,
             next_hop: zero,
+            bgp_next_hop: zero,
             src_port: 0,
             dst_port: 0,
             proto: 0,
@@ -103,6 +108,7 @@ impl Default for FlowRecord {
             src_mask: 0,
             dst_mask: 0,
             vlan: 0,
+            cvlan: 0,
             src_mac: [0; 6],
             dst_mac: [0; 6],
             packets: 0,
