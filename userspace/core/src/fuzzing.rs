@@ -162,3 +162,38 @@ pub fn imt(data: &[u8]) {
         }
     }
 }
+
+/// Input: the first byte picks the parser: a pre_tag_map (parsed with and without
+/// `maps_index`, both evaluated on the fixed records: the index must give the scan's tags), a
+/// `pre_tag_filter`/`pre_tag2_filter` value, or a `pre_tag_label_filter` value.
+pub fn pre_tag_map(data: &[u8]) {
+    use crate::tag::{parse_map_with, LabelFilter, MapOptions, TagFilter};
+    let Some((&which, text)) = data.split_first() else { return };
+    let Ok(text) = std::str::from_utf8(text) else { return };
+    match which % 3 {
+        0 => {
+            let scan = MapOptions { index: false, ..MapOptions::default() };
+            let Ok(m) = parse_map_with(text, "pretag.map", &scan) else { return };
+            let indexed = parse_map_with(text, "pretag.map", &MapOptions { index: true, ..MapOptions::default() })
+                .expect("a map that parses without the index parses with it");
+            for r in &records() {
+                assert_eq!(m.eval_one(r), indexed.eval_one(r), "index and scan disagree");
+                let mut n = 0usize;
+                m.eval(r, |_| n += 1);
+                assert!(n <= m.len() + 1, "more emissions than rules");
+            }
+        }
+        1 => {
+            let Ok(f) = TagFilter::parse(text) else { return };
+            for t in [0, 1, 100, u64::MAX] {
+                let _ = f.takes(t);
+            }
+        }
+        _ => {
+            let Ok(f) = LabelFilter::parse(text) else { return };
+            for l in [0, 1, 7] {
+                let _ = f.takes(l);
+            }
+        }
+    }
+}

@@ -46,3 +46,8 @@ fn filter() {
 fn imt() {
     replay("imt", xacct_core::fuzzing::imt);
 }
+
+#[test]
+fn pre_tag_map() {
+    replay("pre_tag_map", xacct_core::fuzzing::pre_tag_map);
+}
