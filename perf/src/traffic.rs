@@ -336,7 +336,11 @@ pub fn small64_frame(i: usize, f: u32) -> Frame {
         src_mac: mac(1),
         dst_mac: mac(2),
         vlans: vec![],
-        l3: L3::V4 { src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(), dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(), tos: 0 },
+        l3: L3::V4 {
+            src: (0x0a00_0000 | (f & 0xffff)).to_be_bytes(),
+            dst: (0xc0a8_0000 | (f >> 16)).to_be_bytes(),
+            tos: 0,
+        },
         l4: L4::Tcp { sport: 1024 + (f % 50000) as u16, dport: 80, flags: 0x10 },
         payload: 0,
     };

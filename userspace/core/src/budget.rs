@@ -26,7 +26,10 @@ pub enum BudgetSource {
     MemoryBudget,
     ImtMemPools,
     /// A share of the machine's memory: `total` bytes over `plugins` plugins.
-    Default { total: u64, plugins: usize },
+    Default {
+        total: u64,
+        plugins: usize,
+    },
 }
 
 /// A plugin's limits.

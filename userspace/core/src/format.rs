@@ -470,13 +470,7 @@ impl TableWriter {
     }
 
     /// [`TableWriter::row`] or [`TableWriter::overflow_row`] as `proj` says `key` is.
-    pub fn row_of(
-        &mut self,
-        w: &mut impl Write,
-        proj: &crate::Projector,
-        key: &[u64],
-        c: &Counters,
-    ) -> io::Result<()> {
+    pub fn row_of(&mut self, w: &mut impl Write, proj: &crate::Projector, key: &[u64], c: &Counters) -> io::Result<()> {
         let (r, bin) = proj.unpack(key);
         self.write_row(w, &r, c, bin, proj.is_overflow(key))
     }

@@ -575,7 +575,8 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().filter(|l| l.contains("10.0.0.1") && l.contains("80")).count(), 2, "{text}");
         // A server claiming more entries than it sends: an error, not a hang or a huge buffer.
-        let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: u64::MAX, labels: Vec::new() };
+        let resp =
+            Response::Table { aggregate: agg.to_string(), with_bin: false, entries: u64::MAX, labels: Vec::new() };
         let err = render_table(&resp, &mut &stream[..], &mut Vec::new(), |a| TableWriter::new(a, opts), false);
         assert!(matches!(err, Err(ImtError::Protocol(m)) if m.contains("truncated")));
     }

@@ -101,7 +101,10 @@ fn pmacctd_imt_example_fills_the_memory_table() {
     let log = d.terminate();
     // imt_buckets does nothing in xacct, and it says so; its pools' size alone (the number is
     // commented out) sets no budget of its own: the default applies.
-    assert!(log.contains("imt_buckets: accepted, no effect: the memory table is a hash table that grows to its budget"), "{log}");
+    assert!(
+        log.contains("imt_buckets: accepted, no effect: the memory table is a hash table that grows to its budget"),
+        "{log}"
+    );
     assert!(log.contains("memory budget: ") && log.contains("(default: "), "{log}");
 }
 
