@@ -496,7 +496,8 @@ fn account_one(
     let mut local;
     let rec = if spec.nets.is_some() || spec.ports.is_some() {
         local = *r;
-        if let Some(n) = &spec.nets {
+        // Already done when this plugin's pre_tag_map read AS keys (see `account`).
+        if let (Some(n), false) = (&spec.nets, local.nets_resolved) {
             n.resolve(&mut local, r.methods.unwrap_or(spec.capture_methods));
         }
         if let Some(p) = &spec.ports {
@@ -536,7 +537,6 @@ impl Pending {
 /// the plugin's budget.
 pub struct ShardHarvest {
     plugin: usize,
-    words: usize,
     workers: Vec<Sender<Ctl>>,
     spares: Vec<ShardTable>,
     /// Entries of the fullest shard at the last harvest: a new spare is made that large, so
@@ -565,7 +565,6 @@ impl ShardHarvest {
         stats.budget_bytes.store(budget.bytes.unwrap_or(0), Relaxed);
         ShardHarvest {
             plugin,
-            words: spec.projector.words(),
             workers,
             spares: Vec::new(),
             last_len: 0,
@@ -623,10 +622,9 @@ impl xacct_plugins::Harvest for ShardHarvest {
         let (tx, rx) = bounded(self.workers.len());
         let mut asked = 0;
         for w in &self.workers {
-            let spare = self
-                .spares
-                .pop()
-                .unwrap_or_else(|| ShardTable::with_words_for(self.words, self.last_len, self.budget.shard_entries));
+            let spare = self.spares.pop().unwrap_or_else(|| {
+                ShardTable::with_words_for(self.projector.words(), self.last_len, self.budget.shard_entries)
+            });
             if w.send(Ctl::Harvest { plugin: self.plugin, spare, reply: tx.clone() }).is_ok() {
                 asked += 1;
             }
