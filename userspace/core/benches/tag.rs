@@ -72,6 +72,48 @@ fn bench(c: &mut Criterion) {
         }
     }
     g.finish();
+
+    // perf/tag_cost.sh's map: `filter=` rules, which the index files under the nets their
+    // expressions need.
+    let mut g = c.benchmark_group("pre_tag_map_filter");
+    g.sample_size(30);
+    let mut text = String::new();
+    for i in 1..=100u32 {
+        text += &format!("id={i} filter='src net 10.0.{}.0/24'\n", i % 256);
+    }
+    text += "id=9999\n";
+    let recs: Vec<Record> = (0..4096u32)
+        .map(|k| {
+            let h = k.wrapping_mul(2_654_435_761) >> 8;
+            Record {
+                src_ip: Addr::V4([10, 0, (h % 128) as u8, (h >> 8) as u8]),
+                dst_ip: Addr::V4([10, 1, 0, 1]),
+                proto: 6,
+                packets: 1,
+                bytes: 100,
+                ..Record::default()
+            }
+        })
+        .collect();
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    for index in [false, true] {
+        let m = parse_map_with(&text, "bench", &MapOptions { index, ..MapOptions::default() }).expect("map");
+        let name = if index { "indexed" } else { "scan" };
+        g.bench_with_input(BenchmarkId::new(name, 100), &recs, |b, recs| {
+            b.iter_custom(|iters| {
+                let start = cpu_time();
+                let mut sum = 0u64;
+                for _ in 0..iters {
+                    for r in recs {
+                        m.eval(black_box(r), |t| sum = sum.wrapping_add(t.tag));
+                    }
+                }
+                black_box(sum);
+                cpu_time().saturating_sub(start)
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);

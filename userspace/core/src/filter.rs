@@ -2015,6 +2015,131 @@ impl Filter {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Index guards: exact field values a filter needs, for the pre_tag_map index
+
+/// A record field holding one value (an address within a prefix), as a pre_tag_map index
+/// looks records up by. Addresses are network addresses with the host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atom {
+    SrcNet(Addr, u8),
+    DstNet(Addr, u8),
+    SrcPort(u16),
+    DstPort(u16),
+    Proto(u8),
+    /// The outer VLAN id.
+    Vlan(u16),
+    SrcMac([u8; 6]),
+    DstMac([u8; 6]),
+}
+
+/// Alternatives, each a conjunction of [`Atom`]s: a record the filter accepts satisfies at
+/// least one alternative. An empty list: the filter accepts nothing.
+pub type Guard = Vec<Vec<Atom>>;
+
+/// Most alternatives a guard keeps; beyond, the side is given up (an `or`) or the smaller
+/// side is kept (an `and`), so guards stay cheap to look up.
+const GUARD_MAX_ALTS: usize = 64;
+/// Most atoms in one alternative; dropping atoms only widens the condition.
+const GUARD_MAX_ATOMS: usize = 8;
+/// Longest port range expanded into one alternative per port.
+const GUARD_MAX_RANGE: u16 = 16;
+
+/// `None` stands for "any record".
+type Gd = Option<Guard>;
+
+fn guard_and(a: Gd, b: Gd) -> Gd {
+    match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(a), Some(b)) if a.len() * b.len() <= GUARD_MAX_ALTS => Some(
+            a.iter()
+                .flat_map(|x| {
+                    b.iter().map(move |y| x.iter().chain(y).copied().take(GUARD_MAX_ATOMS).collect::<Vec<Atom>>())
+                })
+                .collect(),
+        ),
+        (Some(a), Some(b)) => Some(if b.len() < a.len() { b } else { a }),
+    }
+}
+
+fn guard_or(a: Gd, b: Gd) -> Gd {
+    let mut a = a?;
+    a.extend(b?);
+    (a.len() <= GUARD_MAX_ALTS).then_some(a)
+}
+
+fn atoms_by_dir(dir: Dir, src: Atom, dst: Atom) -> Guard {
+    match dir {
+        Dir::Src => vec![vec![src]],
+        Dir::Dst => vec![vec![dst]],
+        Dir::Or => vec![vec![src], vec![dst]],
+        Dir::And => vec![vec![src, dst]],
+    }
+}
+
+impl Test {
+    /// The values a record passing this test must hold, whatever the test's `depth` (every
+    /// test reads these record fields at any depth, and depth only adds conditions).
+    fn guard(&self) -> Gd {
+        match *self {
+            Test::IpProto { v4: false, v6: false, .. } => Some(vec![]),
+            Test::IpProto { proto, .. } => Some(vec![vec![Atom::Proto(proto)]]),
+            Test::Host4 { dir, net, mask, .. } => {
+                let len = prefix_len(u128::from(mask) << 96, 32);
+                let keep = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                let a = Addr::V4((net & keep).to_be_bytes());
+                Some(atoms_by_dir(dir, Atom::SrcNet(a, len), Atom::DstNet(a, len)))
+            }
+            Test::Host6 { dir, net, mask, .. } => {
+                let len = prefix_len(mask, 128);
+                let keep = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                let a = Addr::V6((net & keep).to_be_bytes());
+                Some(atoms_by_dir(dir, Atom::SrcNet(a, len), Atom::DstNet(a, len)))
+            }
+            Test::Port { l4: 0, .. } => Some(vec![]),
+            Test::Port { dir, lo, hi, .. } if hi - lo < GUARD_MAX_RANGE => {
+                let mut g = Vec::new();
+                for p in lo..=hi {
+                    match dir {
+                        // Both ports in the range: the source port alone is necessary.
+                        Dir::And if lo != hi => g.push(vec![Atom::SrcPort(p)]),
+                        _ => g.extend(atoms_by_dir(dir, Atom::SrcPort(p), Atom::DstPort(p))),
+                    }
+                }
+                Some(g)
+            }
+            Test::Ether { dir, mac } => Some(atoms_by_dir(dir, Atom::SrcMac(mac), Atom::DstMac(mac))),
+            Test::EtherBroadcast => Some(vec![vec![Atom::DstMac([0xff; 6])]]),
+            Test::Vlan { depth: 0, id: Some(id) } => Some(vec![vec![Atom::Vlan(id)]]),
+            _ => None,
+        }
+    }
+}
+
+impl Filter {
+    /// Field values every record this filter accepts holds (as alternatives), or `None` when
+    /// no such condition short of "any record" is known. A pre_tag_map index files a
+    /// `filter=` rule under these and still runs the filter on the records they bring, so
+    /// the guard only has to be necessary, not sufficient. Computed on the program the way
+    /// [`Filter::kernel_superset`] is: a `not` shows up as swapped jumps and only costs
+    /// selectivity.
+    pub fn guard(&self) -> Option<Guard> {
+        let mut g: Vec<Gd> = Vec::with_capacity(self.prog.len());
+        let at = |g: &[Gd], pc: u32| -> Gd {
+            match pc {
+                ACCEPT => None,
+                REJECT => Some(vec![]),
+                _ => g.get(pc as usize).cloned().flatten(),
+            }
+        };
+        for insn in &self.prog {
+            let taken = guard_and(insn.test.guard(), at(&g, insn.jt));
+            g.push(guard_or(taken, at(&g, insn.jf)));
+        }
+        at(&g, self.entry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2253,5 +2378,105 @@ mod tests {
         assert!(Filter::parse("greater 1014").unwrap().matches(&r));
         assert!(!Filter::parse("greater 1015").unwrap().matches(&r));
         assert!(Filter::parse("less 1014").unwrap().matches(&r));
+    }
+
+    fn atom_holds(a: &Atom, r: &Record) -> bool {
+        match *a {
+            Atom::SrcNet(n, l) => r.src_ip.masked(l) == n,
+            Atom::DstNet(n, l) => r.dst_ip.masked(l) == n,
+            Atom::SrcPort(p) => r.src_port == p,
+            Atom::DstPort(p) => r.dst_port == p,
+            Atom::Proto(p) => r.proto == p,
+            Atom::Vlan(v) => r.vlan == v,
+            Atom::SrcMac(m) => r.src_mac == m,
+            Atom::DstMac(m) => r.dst_mac == m,
+        }
+    }
+
+    #[test]
+    fn guards_are_necessary() {
+        let exprs = [
+            "src net 10.1.0.0/16",
+            "net 10.1.2.0/24",
+            "src host 10.1.2.3 and dst host 10.9.9.9",
+            "src and dst net 10.0.0.0/8",
+            "net 10.1.0.0 mask 255.255.0.255",
+            "tcp and port 80",
+            "udp or icmp",
+            "port 53 or port 80 or host 10.9.9.9",
+            "portrange 70-90",
+            "portrange 1-1000",
+            "src and dst port 80",
+            "not port 80",
+            "not (port 80 or port 81)",
+            "tcp and not src net 10.1.0.0/16",
+            "vlan 5 and tcp",
+            "ether src 00:00:00:00:00:01 or ether dst 00:00:00:00:00:02",
+            "ether broadcast",
+            "ip6 and net 2001:db8::/32",
+            "(tcp or udp) and (port 80 or net 10.9.0.0/16)",
+            "udp and tcp",
+        ];
+        let guards: Vec<(Filter, Option<Guard>)> = exprs
+            .iter()
+            .map(|e| {
+                let f = Filter::parse(e).unwrap();
+                let g = f.guard();
+                (f, g)
+            })
+            .collect();
+        // Which expressions get a guard, and which do not.
+        let got: Vec<bool> = guards.iter().map(|(_, g)| g.is_some()).collect();
+        assert_eq!(
+            got,
+            [
+                true, true, true, true, true, true, true, true, false, false, true, false, false, true, true, true,
+                true, true, true, true
+            ]
+        );
+        let addrs4 = [[10, 1, 2, 3], [10, 1, 9, 3], [10, 9, 9, 9], [10, 2, 0, 3], [192, 168, 0, 1]];
+        let mut n = 0;
+        for (si, di) in (0..addrs4.len() + 1).flat_map(|s| (0..addrs4.len() + 1).map(move |d| (s, d))) {
+            for (proto, sp, dp, vlan) in [(6, 80, 1000), (17, 53, 53), (6, 81, 80), (1, 0, 0), (17, 75, 76)]
+                .iter()
+                .flat_map(|&(p, s, d)| [(p, s, d, 0u16), (p, s, d, 5)])
+            {
+                for mac in [[0, 0, 0, 0, 0, 1], [0xff; 6]] {
+                    let v6 = si == addrs4.len() || di == addrs4.len();
+                    let (src_ip, dst_ip) = if v6 {
+                        (Addr::V6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), Addr::V6([0x20; 16]))
+                    } else {
+                        (Addr::V4(addrs4[si]), Addr::V4(addrs4[di]))
+                    };
+                    let r = Record {
+                        src_ip,
+                        dst_ip,
+                        proto,
+                        src_port: sp,
+                        dst_port: dp,
+                        vlan,
+                        vlan_depth: u8::from(vlan != 0),
+                        src_mac: mac,
+                        dst_mac: mac,
+                        packets: 1,
+                        bytes: 100,
+                        ..Record::default()
+                    };
+                    for (f, g) in &guards {
+                        if f.matches(&r) {
+                            n += 1;
+                            if let Some(g) = g {
+                                assert!(
+                                    g.iter().any(|alt| alt.iter().all(|a| atom_holds(a, &r))),
+                                    "{:?} accepts {r:?} but its guard {g:?} does not",
+                                    f.source()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 500, "only {n} accepted records checked");
     }
 }

@@ -10,9 +10,9 @@
 //! refused as a whole with file:line, so that a reload keeps the old map rather than a
 //! silently thinner one.
 
-use crate::filter::Filter;
+use crate::filter::{Atom, Filter};
 use crate::record::{Addr, Mac, Record};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -343,67 +343,178 @@ impl Test {
         }
     }
 
-    /// The prefix length an index must mask the record's address with, for address keys.
-    fn mask_len(&self) -> u8 {
+    /// Where this test sits in an index key and its value there, for tests an index can look
+    /// up (an exact value or a fixed prefix); `None` for the others.
+    fn slot_value(&self, key: &mut KeyBuf) -> Option<Slot> {
+        let addr = |field: Field, a: &Addr, len: u8, key: &mut KeyBuf| -> Option<Slot> {
+            let v6 = match a {
+                Addr::V4(b) => key.push(b).then_some(false)?,
+                Addr::V6(b) => key.push(b).then_some(true)?,
+                Addr::None => return None,
+            };
+            Some(Slot { field, len, v6 })
+        };
+        let plain = |field: Field, bytes: &[u8], key: &mut KeyBuf| -> Option<Slot> {
+            key.push(bytes).then_some(Slot { field, len: 0, v6: false })
+        };
         match self {
-            Test::Ip(_, l) | Test::Nexthop(_, l) | Test::BgpNexthop(_, l) | Test::SrcNet(_, l) | Test::DstNet(_, l) => {
-                *l
-            }
-            _ => 0,
+            Test::Ip(a, l) => addr(Field::Ip, a, *l, key),
+            Test::Nexthop(a, l) => addr(Field::Nexthop, a, *l, key),
+            Test::BgpNexthop(a, l) => addr(Field::BgpNexthop, a, *l, key),
+            Test::SrcNet(a, l) => addr(Field::SrcNet, a, *l, key),
+            Test::DstNet(a, l) => addr(Field::DstNet, a, *l, key),
+            Test::In(v) => plain(Field::In, &v.to_le_bytes(), key),
+            Test::Out(v) => plain(Field::Out, &v.to_le_bytes(), key),
+            Test::EngineId(v) => plain(Field::EngineId, &v.to_le_bytes(), key),
+            Test::AgentId(v) => plain(Field::AgentId, &v.to_le_bytes(), key),
+            Test::SrcAs(v) => plain(Field::SrcAs, &v.to_le_bytes(), key),
+            Test::DstAs(v) => plain(Field::DstAs, &v.to_le_bytes(), key),
+            Test::EngineType(v) => plain(Field::EngineType, &[*v], key),
+            Test::IpProto(v) => plain(Field::IpProto, &[*v], key),
+            Test::TcpFlags(v) => plain(Field::TcpFlags, &[*v], key),
+            Test::Direction(v) => plain(Field::Direction, &[*v], key),
+            Test::IsMulticast(b) => plain(Field::IsMulticast, &[u8::from(*b)], key),
+            Test::SrcMac(m) => plain(Field::SrcMac, m, key),
+            Test::DstMac(m) => plain(Field::DstMac, m, key),
+            Test::Vlan(v) => plain(Field::Vlan, &v.to_le_bytes(), key),
+            Test::Cvlan(v) => plain(Field::Cvlan, &v.to_le_bytes(), key),
+            Test::SrcPort(v) => plain(Field::SrcPort, &v.to_le_bytes(), key),
+            Test::DstPort(v) => plain(Field::DstPort, &v.to_le_bytes(), key),
+            // `sample_type=flow` matches several record codes, and filters are programs.
+            Test::SampleType(SampleType::Flow) | Test::Filter(_) => None,
+            Test::SampleType(t) => plain(Field::SampleType, &t.code().to_le_bytes(), key),
         }
     }
 
-    /// Hashes the rule's value the way [`hash_record_field`] hashes a record's.
-    fn hash_value<H: Hasher>(&self, h: &mut H) {
-        match self {
-            Test::Ip(a, _) | Test::Nexthop(a, _) | Test::BgpNexthop(a, _) | Test::SrcNet(a, _) | Test::DstNet(a, _) => {
-                a.hash(h)
-            }
-            Test::In(v) | Test::Out(v) | Test::EngineId(v) | Test::AgentId(v) | Test::SrcAs(v) | Test::DstAs(v) => {
-                v.hash(h)
-            }
-            Test::EngineType(v) | Test::IpProto(v) | Test::TcpFlags(v) | Test::Direction(v) => v.hash(h),
-            Test::SrcMac(m) | Test::DstMac(m) => m.hash(h),
-            Test::Vlan(v) | Test::Cvlan(v) | Test::SrcPort(v) | Test::DstPort(v) => v.hash(h),
-            Test::SampleType(t) => t.code().hash(h),
-            Test::IsMulticast(b) => b.hash(h),
-            Test::Filter(_) => {}
+    /// The map test equal to a filter's guard atom.
+    fn from_atom(a: Atom) -> Test {
+        match a {
+            Atom::SrcNet(a, l) => Test::SrcNet(a, l),
+            Atom::DstNet(a, l) => Test::DstNet(a, l),
+            Atom::SrcPort(p) => Test::SrcPort(p),
+            Atom::DstPort(p) => Test::DstPort(p),
+            Atom::Proto(p) => Test::IpProto(p),
+            Atom::Vlan(v) => Test::Vlan(v),
+            Atom::SrcMac(m) => Test::SrcMac(m),
+            Atom::DstMac(m) => Test::DstMac(m),
         }
-    }
-
-    fn indexable(&self) -> bool {
-        // `sample_type=flow` matches several record codes, and filters are programs.
-        !matches!(self, Test::Filter(_) | Test::SampleType(SampleType::Flow))
     }
 }
 
+/// Longest index key, in bytes and in fields; a rule's longer key is cut (the rule then gets
+/// checked in full on every hit, which only costs time).
+const MAX_KEY: usize = 64;
+const MAX_SLOTS: usize = 8;
+
+/// An index key being built: record field values side by side, fixed width per [`Slot`].
+struct KeyBuf {
+    b: [u8; MAX_KEY],
+    n: usize,
+}
+
+impl KeyBuf {
+    #[inline]
+    fn new() -> KeyBuf {
+        KeyBuf { b: [0; MAX_KEY], n: 0 }
+    }
+
+    #[inline]
+    fn push(&mut self, v: &[u8]) -> bool {
+        match self.b.get_mut(self.n..self.n + v.len()) {
+            Some(d) => {
+                d.copy_from_slice(v);
+                self.n += v.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        self.b.get(..self.n).unwrap_or_default()
+    }
+}
+
+/// One field of an index key: the record field, the prefix length and family for addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    field: Field,
+    len: u8,
+    v6: bool,
+}
+
+impl Slot {
+    /// Bytes of this slot's value in a key.
+    fn width(self) -> usize {
+        use Field::*;
+        match self.field {
+            Ip | Nexthop | BgpNexthop | SrcNet | DstNet if self.v6 => 16,
+            Ip | Nexthop | BgpNexthop | SrcNet | DstNet => 4,
+            In | Out | EngineId | AgentId | SrcAs | DstAs | SampleType => 4,
+            EngineType | IpProto | TcpFlags | Direction | IsMulticast => 1,
+            SrcMac | DstMac => 6,
+            Vlan | Cvlan | SrcPort | DstPort => 2,
+            Filter => 0,
+        }
+    }
+
+    /// The record's value for this slot, as the little-endian reading of the bytes
+    /// [`Test::slot_value`] writes for a rule; `None` when the record cannot match it (an
+    /// address of the other family, or none). Computed in registers: building the key in
+    /// memory and hashing it back costs a store-forwarding stall per record.
+    #[inline]
+    fn record_value(self, r: &Record) -> Option<u128> {
+        let addr = |a: &Addr| match (*a, self.v6) {
+            (Addr::V4(b), false) => {
+                let keep = u32::MAX.checked_shl(32 - u32::from(self.len.min(32))).unwrap_or(0);
+                Some(u128::from(u32::from_le_bytes((u32::from_be_bytes(b) & keep).to_be_bytes())))
+            }
+            (Addr::V6(b), true) => {
+                let keep = u128::MAX.checked_shl(128 - u32::from(self.len.min(128))).unwrap_or(0);
+                Some(u128::from_le_bytes((u128::from_be_bytes(b) & keep).to_be_bytes()))
+            }
+            _ => None,
+        };
+        let mac = |m: [u8; 6]| u128::from(u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]));
+        Some(match self.field {
+            Field::Ip => addr(&r.exporter)?,
+            Field::Nexthop => addr(&r.nexthop)?,
+            Field::BgpNexthop => addr(&r.bgp_nexthop)?,
+            Field::SrcNet => addr(&r.src_ip)?,
+            Field::DstNet => addr(&r.dst_ip)?,
+            Field::In => r.in_iface.into(),
+            Field::Out => r.out_iface.into(),
+            Field::EngineId => r.engine_id.into(),
+            Field::AgentId => r.agent_id.into(),
+            Field::SrcAs => r.src_as.into(),
+            Field::DstAs => r.dst_as.into(),
+            Field::EngineType => r.engine_type.into(),
+            Field::IpProto => r.proto.into(),
+            Field::TcpFlags => r.tcp_flags.into(),
+            Field::Direction => r.direction.into(),
+            Field::IsMulticast => u128::from(r.dst_mac[0] & 1),
+            Field::SrcMac => mac(r.src_mac),
+            Field::DstMac => mac(r.dst_mac),
+            Field::Vlan => r.vlan.into(),
+            Field::Cvlan => r.cvlan.into(),
+            Field::SrcPort => r.src_port.into(),
+            Field::DstPort => r.dst_port.into(),
+            Field::SampleType => r.sample_type.into(),
+            Field::Filter => return None,
+        })
+    }
+}
+
+/// The little-endian reading of a slot's key bytes (widths 1, 2, 4, 6 or 16).
 #[inline]
-fn hash_record_field<H: Hasher>(r: &Record, f: Field, len: u8, h: &mut H) {
-    match f {
-        Field::Ip => r.exporter.masked(len).hash(h),
-        Field::Nexthop => r.nexthop.masked(len).hash(h),
-        Field::BgpNexthop => r.bgp_nexthop.masked(len).hash(h),
-        Field::SrcNet => r.src_ip.masked(len).hash(h),
-        Field::DstNet => r.dst_ip.masked(len).hash(h),
-        Field::In => r.in_iface.hash(h),
-        Field::Out => r.out_iface.hash(h),
-        Field::EngineId => r.engine_id.hash(h),
-        Field::AgentId => r.agent_id.hash(h),
-        Field::SrcAs => r.src_as.hash(h),
-        Field::DstAs => r.dst_as.hash(h),
-        Field::EngineType => r.engine_type.hash(h),
-        Field::IpProto => r.proto.hash(h),
-        Field::TcpFlags => r.tcp_flags.hash(h),
-        Field::Direction => r.direction.hash(h),
-        Field::SrcMac => r.src_mac.hash(h),
-        Field::DstMac => r.dst_mac.hash(h),
-        Field::Vlan => r.vlan.hash(h),
-        Field::Cvlan => r.cvlan.hash(h),
-        Field::SrcPort => r.src_port.hash(h),
-        Field::DstPort => r.dst_port.hash(h),
-        Field::SampleType => r.sample_type.hash(h),
-        Field::IsMulticast => (r.dst_mac[0] & 1 == 1).hash(h),
-        Field::Filter => {}
+fn key_value(b: &[u8]) -> u128 {
+    match *b {
+        [a] => a.into(),
+        [a, b] => u16::from_le_bytes([a, b]).into(),
+        [a, b, c, d] => u32::from_le_bytes([a, b, c, d]).into(),
+        [a, b, c, d, e, f] => u64::from_le_bytes([a, b, c, d, e, f, 0, 0]).into(),
+        _ => b.try_into().map_or(u128::MAX, u128::from_le_bytes),
     }
 }
 
@@ -420,41 +531,94 @@ pub enum Stack {
     Or,
 }
 
-/// A SET value: a constant, or `N++` (every match takes the counter, then it grows by one).
-#[derive(Debug)]
+/// A SET value as parsed: a constant, or `N++` (every match takes the counter, then it grows
+/// by one).
+#[derive(Debug, Clone, Copy)]
 enum SetVal {
     Const(u64),
-    Incr(AtomicU64),
+    Incr(u64),
 }
 
-impl SetVal {
-    fn take(&self) -> u64 {
-        match self {
-            SetVal::Const(v) => *v,
-            SetVal::Incr(c) => c.fetch_add(1, Relaxed),
-        }
-    }
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Set {
     None,
-    Tag(SetVal),
-    Tag2(SetVal),
-    Label(u32),
+    Tag,
+    Tag2,
+    Label,
 }
 
 #[derive(Debug)]
 struct Rule {
     line: usize,
     matches: Vec<Match>,
-    set: Set,
     /// `label=`: this rule's name, a jump target.
     name: Option<String>,
-    /// Resolved `jeq=`: the index of the rule to continue at.
-    jeq: Option<usize>,
-    ret: bool,
+}
+
+/// What a matching rule does, in 16 bytes. Kept apart from the rules' match keys, and copied
+/// into the index rows, so that a record matched through the index reads nothing of its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Act {
+    /// The tag or tag2 value, the label id, or (with `incr`) the index of the rule's counter.
+    value: u64,
+    /// Resolved `jeq=`: the index of the rule to continue at, or [`NO_JUMP`].
+    jeq: u32,
+    set: Set,
     stack: Stack,
+    ret: bool,
+    /// `value` is an index into [`TagMap::counters`] (`N++`).
+    incr: bool,
+}
+
+const NO_JUMP: u32 = u32::MAX;
+/// Bytes of an [`Act`] in an index row.
+const ACT_BYTES: usize = 16;
+
+impl Act {
+    fn to_bytes(self) -> [u8; ACT_BYTES] {
+        let mut b = [0u8; ACT_BYTES];
+        let (v, rest) = b.split_at_mut(8);
+        v.copy_from_slice(&self.value.to_le_bytes());
+        let (j, rest) = rest.split_at_mut(4);
+        j.copy_from_slice(&self.jeq.to_le_bytes());
+        let set = match self.set {
+            Set::None => 0,
+            Set::Tag => 1,
+            Set::Tag2 => 2,
+            Set::Label => 3,
+        };
+        let stack = match self.stack {
+            Stack::None => 0,
+            Stack::Sum => 1,
+            Stack::Or => 2,
+        };
+        rest.copy_from_slice(&[set, stack, u8::from(self.ret) | u8::from(self.incr) << 1, 0]);
+        b
+    }
+
+    #[inline]
+    fn from_bytes(b: &[u8]) -> Option<Act> {
+        let value = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+        let jeq = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?);
+        let &[set, stack, flags, _] = b.get(12..16)? else { return None };
+        Some(Act {
+            value,
+            jeq,
+            set: match set {
+                1 => Set::Tag,
+                2 => Set::Tag2,
+                3 => Set::Label,
+                _ => Set::None,
+            },
+            stack: match stack {
+                1 => Stack::Sum,
+                2 => Stack::Or,
+                _ => Stack::None,
+            },
+            ret: flags & 1 != 0,
+            incr: flags & 2 != 0,
+        })
+    }
 }
 
 impl Rule {
@@ -477,14 +641,20 @@ pub struct MapOptions {
 
 impl Default for MapOptions {
     fn default() -> Self {
-        MapOptions { max_entries: None, max_row_len: None, index: false, fills: Fills::ALL }
+        MapOptions { max_entries: None, max_row_len: None, index: true, fills: Fills::ALL }
     }
 }
 
-/// Hash index over the rules whose every key is an exact (or fixed-prefix) match: one hash
-/// table per combination of keys, each mapping the rule's values to its rule positions
-/// (ascending). Other rules are scanned in order. The first match from position `p` is the
-/// lowest position among the candidates the tables give and the scanned rules.
+/// Index over the rules: every rule with a positive exact-match key (or a `filter=` whose
+/// guard gives field values it needs) is filed under those values, in one hash table per
+/// combination of fields ([`Slot`]s); the rest are scanned in order. What the tables give are
+/// candidates: the first match from position `p` is the lowest matching position among them
+/// and the scanned rules. A rule filed under all of its keys (no filter, no negation, nothing
+/// cut) is a match as soon as its key is found, without reading the rule itself.
+///
+/// Layout is for the cache: a table slot holds a row number, and a row is one run of bytes
+/// (position, next row with the same key, key), so a hit on a 10,000-rule map reads the
+/// table and one row.
 #[derive(Debug, Default)]
 struct Index {
     groups: Vec<Group>,
@@ -493,65 +663,204 @@ struct Index {
     hasher: foldhash::fast::FixedState,
 }
 
+/// Row header: position (with [`CHECK`]) and next row, little-endian u32s, then the rule's
+/// [`Act`].
+const ROW_HEAD: usize = 8 + ACT_BYTES;
+/// Set in a row's position when the rule must still be evaluated in full on a hit.
+const CHECK: u32 = 1 << 31;
+const NO_ROW: u32 = u32::MAX;
+
 #[derive(Debug)]
 struct Group {
-    /// (field, mask length) in a fixed order.
-    sig: Vec<(Field, u8)>,
-    rules: hashbrown::HashMap<u64, Vec<u32>>,
+    slots: Vec<Slot>,
+    /// Bytes of a key: the sum of the slots' widths.
+    width: usize,
+    /// Rows of `ROW_HEAD + width` bytes, in rule order.
+    rows: Vec<u8>,
+    /// The first row of each distinct key; rows of one key chain by position, ascending.
+    table: hashbrown::HashTable<u32>,
+}
+
+impl Group {
+    /// The hash of a rule's key (its slot values, in slot order).
+    fn hash_key(&self, hasher: &foldhash::fast::FixedState, key: &[u8]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = hasher.build_hasher();
+        let mut at = 0;
+        for s in &self.slots {
+            let w = s.width();
+            h.write_u128(key_value(key.get(at..at + w).unwrap_or_default()));
+            at += w;
+        }
+        h.finish()
+    }
+
+    /// The hash of a record's values for this group's slots, the way [`Group::hash_key`]
+    /// hashes a rule's; `None` when a slot cannot match the record.
+    #[inline]
+    fn hash_record(&self, hasher: &foldhash::fast::FixedState, r: &Record) -> Option<u64> {
+        use std::hash::Hasher;
+        let mut h = hasher.build_hasher();
+        for s in &self.slots {
+            h.write_u128(s.record_value(r)?);
+        }
+        Some(h.finish())
+    }
+
+    #[inline]
+    fn key_matches(&self, key: &[u8], r: &Record) -> bool {
+        let mut at = 0;
+        for s in &self.slots {
+            let w = s.width();
+            if Some(key_value(key.get(at..at + w).unwrap_or_default())) != s.record_value(r) {
+                return false;
+            }
+            at += w;
+        }
+        true
+    }
+
+    #[inline]
+    fn row(&self, i: u32) -> Option<&[u8]> {
+        let stride = ROW_HEAD + self.width;
+        self.rows.get(i as usize * stride..(i as usize + 1) * stride)
+    }
+
+    #[inline]
+    fn head(row: &[u8], at: usize) -> u32 {
+        row.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(NO_ROW, u32::from_le_bytes)
+    }
+
+    #[inline]
+    fn key_of(&self, i: u32) -> &[u8] {
+        self.row(i).and_then(|r| r.get(ROW_HEAD..)).unwrap_or_default()
+    }
+}
+
+/// A rule's entries in the index: alternatives of exact tests, and whether a hit on the
+/// (single) entry is already a match.
+fn entries(rule: &Rule) -> Option<(Vec<Vec<Test>>, bool)> {
+    let exact: Vec<Test> = rule
+        .matches
+        .iter()
+        .filter(|m| !m.neg && m.test.slot_value(&mut KeyBuf::new()).is_some())
+        .map(|m| m.test.clone())
+        .collect();
+    if !exact.is_empty() {
+        let complete = exact.len() == rule.matches.len();
+        return Some((vec![exact], complete));
+    }
+    // No exact key: a positive filter's guard (checked in full on every hit).
+    rule.matches.iter().find_map(|m| match &m.test {
+        Test::Filter(f) if !m.neg => f
+            .guard()
+            .map(|g| (g.into_iter().map(|alt| alt.into_iter().map(Test::from_atom).collect()).collect(), false)),
+        _ => None,
+    })
 }
 
 impl Index {
-    fn build(rules: &[Rule]) -> Index {
+    fn build(rules: &[Rule], acts: &[Act]) -> Index {
         let mut ix = Index::default();
+        // Per group, while building: a key's (first row, last row).
+        let mut chains: Vec<hashbrown::HashMap<Vec<u8>, (u32, u32)>> = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let pos = i as u32;
-            if rule.matches.is_empty() || rule.matches.iter().any(|m| m.neg || !m.test.indexable()) {
+            let Some((alts, complete)) = entries(rule) else {
                 ix.scan.push(pos);
                 continue;
-            }
-            let mut ms: Vec<&Match> = rule.matches.iter().collect();
-            ms.sort_by_key(|m| (m.test.field(), m.test.mask_len()));
-            let sig: Vec<(Field, u8)> = ms.iter().map(|m| (m.test.field(), m.test.mask_len())).collect();
-            let mut h = ix.hasher.build_hasher();
-            for m in &ms {
-                m.test.hash_value(&mut h);
-            }
-            let key = h.finish();
-            let g = match ix.groups.iter().position(|g| g.sig == sig) {
-                Some(g) => g,
-                None => {
-                    ix.groups.push(Group { sig, rules: hashbrown::HashMap::new() });
-                    ix.groups.len() - 1
-                }
             };
-            if let Some(g) = ix.groups.get_mut(g) {
-                g.rules.entry(key).or_default().push(pos);
+            // An empty list of alternatives: the rule can never match, so it is filed nowhere.
+            for mut alt in alts {
+                let mut full = complete;
+                let mut slotted: Vec<(Slot, Vec<u8>)> = Vec::with_capacity(alt.len());
+                for t in alt.drain(..) {
+                    let mut k = KeyBuf::new();
+                    if let Some(slot) = t.slot_value(&mut k) {
+                        slotted.push((slot, k.as_slice().to_vec()));
+                    }
+                }
+                slotted.sort();
+                slotted.dedup();
+                // The same field twice with different values: this alternative never holds.
+                if slotted.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+                    continue;
+                }
+                let mut key = KeyBuf::new();
+                let mut slots = Vec::with_capacity(slotted.len());
+                for (slot, v) in &slotted {
+                    if slots.len() == MAX_SLOTS || !key.push(v) {
+                        full = false;
+                        break;
+                    }
+                    slots.push(*slot);
+                }
+                let g = match ix.groups.iter().position(|g| g.slots == slots) {
+                    Some(g) => g,
+                    None => {
+                        let width = key.n;
+                        ix.groups.push(Group { slots, width, rows: Vec::new(), table: hashbrown::HashTable::new() });
+                        chains.push(hashbrown::HashMap::new());
+                        ix.groups.len() - 1
+                    }
+                };
+                let (Some(group), Some(chain)) = (ix.groups.get_mut(g), chains.get_mut(g)) else { continue };
+                let row = (group.rows.len() / (ROW_HEAD + group.width)) as u32;
+                let k = key.as_slice();
+                match chain.get_mut(k) {
+                    // A rule filed twice under one key (two alternatives alike) needs one row.
+                    Some((_, last)) if group.row(*last).is_some_and(|r| Group::head(r, 0) & !CHECK == pos) => continue,
+                    Some((_, last)) => {
+                        let at = *last as usize * (ROW_HEAD + group.width) + 4;
+                        if let Some(next) = group.rows.get_mut(at..at + 4) {
+                            next.copy_from_slice(&row.to_le_bytes());
+                        }
+                        *last = row;
+                    }
+                    None => {
+                        chain.insert(k.to_vec(), (row, row));
+                    }
+                }
+                let flagged = if full { pos } else { pos | CHECK };
+                group.rows.extend_from_slice(&flagged.to_le_bytes());
+                group.rows.extend_from_slice(&NO_ROW.to_le_bytes());
+                group.rows.extend_from_slice(&acts.get(i).map(|a| a.to_bytes()).unwrap_or_default());
+                group.rows.extend_from_slice(k);
             }
+        }
+        for (group, chain) in ix.groups.iter_mut().zip(chains) {
+            let mut table = hashbrown::HashTable::with_capacity(chain.len());
+            for (k, (head, _)) in chain {
+                table.insert_unique(group.hash_key(&ix.hasher, &k), head, |&i| {
+                    group.hash_key(&ix.hasher, group.key_of(i))
+                });
+            }
+            group.table = table;
         }
         ix
     }
 
-    /// The first rule at or after `from` that matches `r`.
+    /// The first rule at or after `from` that matches `r`, and what it does.
     #[inline]
-    fn first(&self, rules: &[Rule], r: &Record, from: usize) -> Option<usize> {
+    fn first(&self, rules: &[Rule], acts: &[Act], r: &Record, from: usize) -> Option<(usize, Act)> {
         let mut best = usize::MAX;
+        let mut act = None;
         for g in &self.groups {
-            let mut h = self.hasher.build_hasher();
-            for (f, len) in &g.sig {
-                hash_record_field(r, *f, *len, &mut h);
-            }
-            if let Some(c) = g.rules.get(&h.finish()) {
-                let start = c.partition_point(|p| (*p as usize) < from);
-                // A hash collision can list a rule that does not match: check each.
-                for p in c.iter().skip(start).map(|p| *p as usize) {
-                    if p >= best {
-                        break;
-                    }
-                    if rules.get(p).is_some_and(|x| x.matches(r)) {
-                        best = p;
-                        break;
-                    }
+            let Some(h) = g.hash_record(&self.hasher, r) else { continue };
+            let Some(&head) = g.table.find(h, |&i| g.key_matches(g.key_of(i), r)) else { continue };
+            let mut i = head;
+            while let Some(row) = g.row(i) {
+                let flagged = Group::head(row, 0);
+                let p = (flagged & !CHECK) as usize;
+                if p >= best {
+                    break;
                 }
+                if p >= from && (flagged & CHECK == 0 || rules.get(p).is_some_and(|x| x.matches(r))) {
+                    best = p;
+                    act = row.get(8..ROW_HEAD).and_then(Act::from_bytes);
+                    break;
+                }
+                i = Group::head(row, 4);
             }
         }
         let start = self.scan.partition_point(|p| (*p as usize) < from);
@@ -561,10 +870,11 @@ impl Index {
             }
             if rules.get(p).is_some_and(|x| x.matches(r)) {
                 best = p;
+                act = acts.get(p).copied();
                 break;
             }
         }
-        (best != usize::MAX).then_some(best)
+        Some((best, act?))
     }
 }
 
@@ -573,6 +883,9 @@ impl Index {
 pub struct TagMap {
     file: String,
     rules: Vec<Rule>,
+    acts: Vec<Act>,
+    /// The `N++` counters, one per such rule.
+    counters: Vec<AtomicU64>,
     index: Option<Index>,
     fields: Vec<Field>,
 }
@@ -612,10 +925,13 @@ impl TagMap {
     }
 
     #[inline]
-    fn first(&self, r: &Record, from: usize) -> Option<usize> {
+    fn first(&self, r: &Record, from: usize) -> Option<(usize, Act)> {
         match &self.index {
-            Some(ix) => ix.first(&self.rules, r, from),
-            None => self.rules.iter().skip(from).position(|x| x.matches(r)).map(|p| p + from),
+            Some(ix) => ix.first(&self.rules, &self.acts, r, from),
+            None => {
+                let p = self.rules.iter().skip(from).position(|x| x.matches(r))? + from;
+                Some((p, *self.acts.get(p)?))
+            }
         }
     }
 
@@ -631,24 +947,25 @@ impl TagMap {
         }
         let mut t = Tags::default();
         let mut from = 0;
-        while let Some(i) = self.first(r, from) {
-            let Some(rule) = self.rules.get(i) else { break };
-            match &rule.set {
-                Set::Tag(v) => t.tag = stack(rule.stack, v.take(), t.tag),
-                Set::Tag2(v) => t.tag2 = stack(rule.stack, v.take(), t.tag2),
-                Set::Label(l) => t.label = labels().join(t.label, *l),
+        while let Some((_, rule)) = self.first(r, from) {
+            let value = || match rule.incr {
+                false => rule.value,
+                true => self.counters.get(rule.value as usize).map_or(0, |c| c.fetch_add(1, Relaxed)),
+            };
+            match rule.set {
+                Set::Tag => t.tag = stack(rule.stack, value(), t.tag),
+                Set::Tag2 => t.tag2 = stack(rule.stack, value(), t.tag2),
+                Set::Label => t.label = labels().join(t.label, rule.value as u32),
                 Set::None => {}
             }
-            match rule.jeq {
-                Some(j) => {
-                    if rule.ret {
-                        emit(t);
-                        t = Tags::default();
-                    }
-                    from = j;
-                }
-                None => break,
+            if rule.jeq == NO_JUMP {
+                break;
             }
+            if rule.ret {
+                emit(t);
+                t = Tags::default();
+            }
+            from = rule.jeq as usize;
         }
         emit(t);
     }
@@ -760,7 +1077,7 @@ fn parse_set(v: &str) -> Result<SetVal, String> {
         return Err(format!("'{v}' is not a tag (decimal digits, optionally followed by ++)"));
     }
     let n: u64 = digits.parse().map_err(|_| format!("'{v}' is out of range"))?;
-    Ok(if incr { SetVal::Incr(AtomicU64::new(n)) } else { SetVal::Const(n) })
+    Ok(if incr { SetVal::Incr(n) } else { SetVal::Const(n) })
 }
 
 fn parse_proto(v: &str) -> Result<u8, String> {
@@ -780,7 +1097,10 @@ const MAX_LABEL: usize = 31;
 
 struct RawRule {
     rule: Rule,
+    act: Act,
     jeq: Option<String>,
+    /// The start of an `N++` counter.
+    counter: Option<u64>,
 }
 
 /// Parses a map, reporting the first bad line as `file:line: why`.
@@ -811,8 +1131,14 @@ pub fn parse_map_with(text: &str, file: &str, opts: &MapOptions) -> Result<TagMa
     let names: Vec<Option<String>> = raw.iter().map(|r| r.rule.name.clone()).collect();
     let count = raw.len();
     let mut rules = Vec::with_capacity(count);
+    let mut acts = Vec::with_capacity(count);
+    let mut counters = Vec::new();
     for (i, rr) in raw.into_iter().enumerate() {
-        let RawRule { mut rule, jeq } = rr;
+        let RawRule { rule, mut act, jeq, counter } = rr;
+        if let Some(n) = counter {
+            act.value = counters.len() as u64;
+            counters.push(AtomicU64::new(n));
+        }
         if let Some(target) = jeq {
             let err = |why: String| TagError::Syntax { file: file.to_string(), line: rule.line, why };
             let j = if target == "next" {
@@ -826,35 +1152,28 @@ pub fn parse_map_with(text: &str, file: &str, opts: &MapOptions) -> Result<TagMa
                     None => return Err(err(format!("jeq={target}: no rule has label={target}"))),
                 }
             };
-            if j < count {
-                rule.jeq = Some(j);
-            } else if rule.ret {
+            if j < count || act.ret {
                 // `jeq=next` on the last rule: nothing to continue at; return still emits.
-                rule.jeq = Some(j);
+                act.jeq =
+                    u32::try_from(j).ok().filter(|j| *j != NO_JUMP).ok_or_else(|| err("too many rules".into()))?;
             }
         }
         rules.push(rule);
+        acts.push(act);
     }
     let mut fields: Vec<Field> = rules.iter().flat_map(|r| r.matches.iter().map(|m| m.test.field())).collect();
     fields.sort();
     fields.dedup();
-    let index = opts.index.then(|| Index::build(&rules));
-    Ok(TagMap { file: file.to_string(), rules, index, fields })
+    let index = opts.index.then(|| Index::build(&rules, &acts));
+    Ok(TagMap { file: file.to_string(), rules, acts, counters, index, fields })
 }
 
 fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, String> {
     if line.contains('|') {
         return Err("'|' is not allowed in a map line".into());
     }
-    let mut rule = Rule {
-        line: lineno,
-        matches: Vec::new(),
-        set: Set::None,
-        name: None,
-        jeq: None,
-        ret: false,
-        stack: Stack::None,
-    };
+    let mut rule = Rule { line: lineno, matches: Vec::new(), name: None };
+    let mut act = Act { value: 0, jeq: NO_JUMP, set: Set::None, stack: Stack::None, ret: false, incr: false };
     let mut jeq = None;
     let mut seen: Vec<String> = Vec::new();
     let (mut tag, mut tag2, mut label) = (None, None, None);
@@ -906,11 +1225,11 @@ fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, S
                 continue;
             }
             "return" => {
-                rule.ret = parse_bool(v)?;
+                act.ret = parse_bool(v)?;
                 continue;
             }
             "stack" => {
-                rule.stack = match v {
+                act.stack = match v {
                     "sum" | "+" => Stack::Sum,
                     "or" => Stack::Or,
                     _ => return Err(format!("stack: '{v}' is not sum, + or or")),
@@ -931,17 +1250,27 @@ fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, S
         return Err("set_tag, set_tag2 and set_label cannot all be in one rule".into());
     }
     // pmacct's precedence: one SET takes effect per rule, tag before tag2 before label.
-    rule.set = match (tag, tag2, label) {
-        (Some(t), _, _) => Set::Tag(t),
-        (None, Some(t), _) => Set::Tag2(t),
-        (None, None, Some(l)) => Set::Label(l),
-        (None, None, None) => Set::None,
+    let val;
+    (act.set, val) = match (tag, tag2, label) {
+        (Some(t), _, _) => (Set::Tag, Some(t)),
+        (None, Some(t), _) => (Set::Tag2, Some(t)),
+        (None, None, Some(l)) => (Set::Label, Some(SetVal::Const(u64::from(l)))),
+        (None, None, None) => (Set::None, None),
     };
-    if rule.ret && jeq.is_none() {
-        // Without a jump the scan stops anyway: nothing to return from.
-        rule.ret = false;
+    let mut counter = None;
+    match val {
+        Some(SetVal::Const(v)) => act.value = v,
+        Some(SetVal::Incr(n)) => {
+            act.incr = true;
+            counter = Some(n);
+        }
+        None => {}
     }
-    Ok(RawRule { rule, jeq })
+    if act.ret && jeq.is_none() {
+        // Without a jump the scan stops anyway: nothing to return from.
+        act.ret = false;
+    }
+    Ok(RawRule { rule, act, jeq, counter })
 }
 
 /// One match key's value (`val` without its negation, `raw` as written).
@@ -1335,33 +1664,53 @@ mod tests {
 
     #[test]
     fn index_equals_scan() {
-        // A map mixing indexed groups, filters and negations; the index must give the same
-        // first match as the ordered scan for every record.
+        // A map mixing indexed groups, filters (with and without guards) and negations; the
+        // index must give the same first match as the ordered scan for every record.
         let mut text = String::new();
-        for i in 0..200u32 {
-            match i % 5 {
-                0 => text += &format!("id={} ip=10.0.{}.0/24 in={}\n", i + 1, i % 7, i % 11),
-                1 => text += &format!("id={} in={}\n", i + 1, i % 13),
-                2 => text += &format!("id={} out=-{}\n", i + 1, i % 3),
-                3 => text += &format!("id={} filter='dst port {}'\n", i + 1, i % 17),
-                _ => text += &format!("id={} src_port={} ip_proto=17\n", i + 1, i % 19),
-            }
+        for i in 0..300u32 {
+            text += &match i % 10 {
+                0 => format!("id={} ip=10.0.{}.0/24 in={}\n", i + 1, i % 4, i % 11),
+                1 => format!("id={} in={}\n", i + 1, i % 13),
+                2 => format!("id={} out=-{}\n", i + 1, i % 3),
+                3 => format!("id={} filter='dst port {}'\n", i + 1, i % 12),
+                4 => format!("id={} filter='src net 1.1.{}.0/24 or dst host 2.2.2.{}'\n", i + 1, i % 3, i % 5),
+                5 => format!("id={} filter='udp and (port {} or portrange 40-{})'\n", i + 1, i % 23, 40 + i % 9),
+                6 => format!("id={} filter='not src port {}' in={}\n", i + 1, i % 5, i % 14),
+                7 => format!("id={} filter='vlan {} and ether src 00:00:00:00:00:0{}'\n", i + 1, 1 + i % 3, i % 3),
+                8 => format!("id={} filter='net 2.2.0.0/16 and udp and src port {}' jeq=next\n", i + 1, i % 20),
+                _ => format!("id={} src_port={} ip_proto=17\n", i + 1, i % 19),
+            };
         }
-        let scan = parse_map(&text).unwrap();
+        let scan = parse_map_with(&text, "m", &MapOptions { index: false, ..MapOptions::default() }).unwrap();
         let ix = parse_map_with(&text, "m", &MapOptions { index: true, ..MapOptions::default() }).unwrap();
-        for a in 0..8u8 {
-            for inp in 0..14u32 {
-                for p in 0..20u16 {
+        let mut hit_rules = std::collections::HashSet::new();
+        for (a, inp, p, v) in (0..4u8).flat_map(|a| {
+            (0..14u32).flat_map(move |inp| (0..48u16).flat_map(move |p| (0..4u16).map(move |v| (a, inp, p, v))))
+        }) {
+            {
+                {
                     let mut r = rec(&format!("10.0.{a}.9"), inp, u32::from(p % 4));
-                    r.src_ip = Addr::V4([1, 1, 1, 1]);
-                    r.dst_ip = Addr::V4([2, 2, 2, 2]);
-                    r.proto = 17;
-                    r.src_port = p;
-                    r.dst_port = p;
-                    assert_eq!(scan.eval_one(&r), ix.eval_one(&r));
+                    r.src_ip = Addr::V4([1, 1, (p % 4) as u8, 1]);
+                    r.dst_ip = Addr::V4([2, 2, 2, (p % 6) as u8]);
+                    r.proto = if p < 24 { 6 } else { 17 };
+                    r.src_port = p % 24;
+                    r.dst_port = (p % 24) / 2;
+                    r.vlan = v;
+                    r.vlan_depth = u8::from(v != 0);
+                    r.src_mac = [0, 0, 0, 0, 0, (p % 4) as u8];
+                    assert_eq!(all(&scan, &r), all(&ix, &r), "{r:?}");
+                    // From every position (what jumps do), so every rule is compared.
+                    for from in 0..=scan.len() {
+                        let hit = scan.first(&r, from);
+                        assert_eq!(hit, ix.first(&r, from), "from {from}: {r:?}");
+                        hit_rules.extend(hit.map(|(p, _)| p));
+                    }
                 }
             }
         }
+        // The records reach most rules, so the comparison covers them.
+        let missed: Vec<usize> = (0..scan.len()).filter(|p| !hit_rules.contains(p)).collect();
+        assert!(hit_rules.len() > 250, "{} rules ever matched; never: {missed:?}", hit_rules.len());
     }
 
     #[test]

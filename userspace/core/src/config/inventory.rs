@@ -273,7 +273,7 @@ static GROUPS: &[Group] = &[
     imp(
         Networks,
         Global,
-        "hash index over the pre_tag_map rules' exact-match keys; rules with filter or negation stay in the ordered scan (pmacct disables the whole index on a negation)",
+        "hash index over the pre_tag_map rules' exact-match keys and the field values their filters need; it gives the ordered scan's result, so xacct turns it on by default (pmacct: off, and disabled by any negation); `false` forces the scan",
         &["maps_index"],
     ),
     // ---------------------------------------------------------------- capture

@@ -433,7 +433,7 @@ impl Default for GlobalConfig {
             core_proc_name: "default".to_string(),
             plugin_exit_any: false,
             maps_refresh: true,
-            maps_index: false,
+            maps_index: true,
             maps_entries: None,
             maps_row_len: None,
             pre_tag_map: None,
