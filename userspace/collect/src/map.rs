@@ -87,6 +87,9 @@ pub fn record_from_flow(h: &NetflowHeader, r: &FlowRecord, renormalize: bool, ti
         nexthop: tag_addr(r.next_hop),
         bgp_nexthop: tag_addr(r.bgp_next_hop),
         cvlan: r.cvlan,
+        // pmacct's IPFIX tags (a pre_tag_map, if any, overrides them).
+        tag: r.tag,
+        tag2: r.tag2,
         sample_type: if src_ip.to_ip().is_some_and(|a| a.is_ipv6()) {
             SampleType::FlowV6.code()
         } else {

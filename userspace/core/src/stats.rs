@@ -182,6 +182,51 @@ pub struct PluginStats {
     pub degraded: std::sync::atomic::AtomicBool,
     /// Set by a worker whose shard of this plugin is half full: the plugin harvests early.
     pub harvest_wanted: std::sync::atomic::AtomicBool,
+    /// Export plugins (nfprobe).
+    pub export: ExportStats,
+}
+
+/// What an export plugin (nfprobe) sent and why flows left its cache.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Flow records sent, and datagrams carrying them (templates included).
+    pub flows_exported: AtomicU64,
+    pub datagrams_sent: AtomicU64,
+    /// Datagrams the socket refused (the flows in them are counted lost here, not exported).
+    pub send_errors: AtomicU64,
+    pub flows_lost: AtomicU64,
+    /// Flows the version cannot carry (IPv6 in NetFlow v5), counted and not sent.
+    pub flows_unexportable: AtomicU64,
+    /// Flows in the cache now.
+    pub flows_cached: AtomicU64,
+    /// Flows leaving the cache: idle (the protocol's timeout), active (maxlife), the cache
+    /// full (nfprobe_maxflows: oldest first), the daemon stopping, nfprobe_dont_cache.
+    pub expired_idle: AtomicU64,
+    pub expired_active: AtomicU64,
+    pub expired_maxflows: AtomicU64,
+    pub expired_shutdown: AtomicU64,
+    pub expired_uncached: AtomicU64,
+}
+
+impl ExportStats {
+    fn counters(&self) -> Vec<(String, u64)> {
+        [
+            ("flows_exported", &self.flows_exported),
+            ("datagrams_sent", &self.datagrams_sent),
+            ("send_errors", &self.send_errors),
+            ("flows_lost", &self.flows_lost),
+            ("flows_unexportable", &self.flows_unexportable),
+            ("flows_cached", &self.flows_cached),
+            ("expired_idle", &self.expired_idle),
+            ("expired_active", &self.expired_active),
+            ("expired_maxflows", &self.expired_maxflows),
+            ("expired_shutdown", &self.expired_shutdown),
+            ("expired_uncached", &self.expired_uncached),
+        ]
+        .into_iter()
+        .map(|(k, c)| (k.to_string(), c.load(Relaxed)))
+        .collect()
+    }
 }
 
 impl PluginStats {
@@ -221,9 +266,10 @@ impl PluginStats {
         self.overflow_distinct.lock().map_or(0, |h| h.estimate())
     }
 
-    /// `(name, value)` lines for `xacct -t` and the SIGUSR1 log; SQL counters only for SQL
-    /// plugins.
-    pub fn counters(&self, sql: bool) -> Vec<(String, u64)> {
+    /// `(name, value)` lines for `xacct -t` and the SIGUSR1 log; SQL and export counters
+    /// only for plugins of those kinds.
+    pub fn counters(&self, kind: crate::config::PluginKind) -> Vec<(String, u64)> {
+        let sql = kind.is_sql();
         let mut v = vec![
             ("accounted".to_string(), self.accounted.load(Relaxed)),
             ("filtered".to_string(), self.filtered.load(Relaxed)),
@@ -270,6 +316,9 @@ impl PluginStats {
                     v.push((format!("write_latency_{name}_us"), h.map_or(0, |h| h.value_at_quantile(q))));
                 }
             }
+        }
+        if kind == crate::config::PluginKind::Nfprobe {
+            v.extend(self.export.counters());
         }
         v
     }

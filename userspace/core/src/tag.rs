@@ -886,6 +886,7 @@ pub struct TagMap {
     acts: Vec<Act>,
     /// The `N++` counters, one per such rule.
     counters: Vec<AtomicU64>,
+    reads_as: bool,
     index: Option<Index>,
     fields: Vec<Field>,
 }
@@ -917,6 +918,12 @@ impl TagMap {
 
     pub fn uses(&self, f: Field) -> bool {
         self.fields.contains(&f)
+    }
+
+    /// Whether a rule reads `src_as` or `dst_as` (which depend on a plugin's networks_file).
+    #[inline]
+    pub fn reads_as(&self) -> bool {
+        self.reads_as
     }
 
     /// Source line of each rule, in map order (for diagnostics and tests).
@@ -1165,7 +1172,8 @@ pub fn parse_map_with(text: &str, file: &str, opts: &MapOptions) -> Result<TagMa
     fields.sort();
     fields.dedup();
     let index = opts.index.then(|| Index::build(&rules, &acts));
-    Ok(TagMap { file: file.to_string(), rules, acts, counters, index, fields })
+    let reads_as = fields.contains(&Field::SrcAs) || fields.contains(&Field::DstAs);
+    Ok(TagMap { file: file.to_string(), rules, acts, counters, reads_as, index, fields })
 }
 
 fn parse_rule(line: &str, lineno: usize, opts: &MapOptions) -> Result<RawRule, String> {

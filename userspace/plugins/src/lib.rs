@@ -1,6 +1,7 @@
 //! Plugins: each runs on its own thread, owns its merged table and, at its refresh, pulls the
 //! workers' shards through [`Harvest`]. memory serves the table to the `xacct` client over a
-//! Unix socket; print writes formatted/CSV/JSON output.
+//! Unix socket; print writes formatted/CSV/JSON output; nfprobe exports flows as NetFlow
+//! v5/v9 or IPFIX.
 
 use std::sync::Arc;
 use xacct_core::aggregate::{Projector, Table};
@@ -8,6 +9,7 @@ use xacct_core::config::{PluginConfig, PluginKind};
 use xacct_core::stats::{PluginStats, SourceStats};
 
 pub mod memory;
+pub mod nfprobe;
 pub mod print;
 
 /// Provided by the daemon. Collecting swaps every worker's shard of this plugin for an empty

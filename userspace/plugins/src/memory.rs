@@ -348,7 +348,7 @@ impl Server {
                 .map(|(name, kind, st)| imt::PluginStatus {
                     name: name.clone(),
                     kind: kind.name().to_string(),
-                    counters: st.counters(kind.is_sql()),
+                    counters: st.counters(*kind),
                 })
                 .collect(),
         }

@@ -665,6 +665,7 @@ pub fn run(config: Config) -> Result<()> {
             let res = match kind {
                 PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
                 PluginKind::Print => xacct_plugins::print::run_print(ctx),
+                PluginKind::Nfprobe => xacct_plugins::nfprobe::run_nfprobe(ctx),
                 PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
             };
             let _ = tx.send(Event::PluginDone { name: thread_name, failed: res.is_err() });
@@ -898,7 +899,7 @@ fn log_stats(sources: &[(String, Arc<SourceStats>)], plugins: &[(String, PluginK
         }
     }
     for (name, kind, st) in plugins {
-        let counters: String = st.counters(kind.is_sql()).iter().map(|(k, v)| format!(" {k} {v}")).collect();
+        let counters: String = st.counters(*kind).iter().map(|(k, v)| format!(" {k} {v}")).collect();
         tracing::info!("plugin {name}/{}:{counters}", kind.name());
     }
 }

@@ -384,21 +384,25 @@ impl Worker {
                 taken |= account_one(spec, pend, counts, r, &mut k1, &mut k2);
                 continue;
             }
-            let mut base = *r;
+            // A copy only when this plugin's nets must be resolved before the map reads ASes.
+            let mut resolved;
+            let mut base = r;
             if let Some(m) = &spec.tag_map {
                 // AS keys read what this plugin's networks_file says, so the result is the
                 // plugin's own; any other map's result is shared by the plugins using it.
-                let per_plugin = m.uses(xacct_core::tag::Field::SrcAs) || m.uses(xacct_core::tag::Field::DstAs);
+                let per_plugin = m.reads_as();
                 if per_plugin {
                     if let Some(n) = &spec.nets {
-                        n.resolve(&mut base, r.methods.unwrap_or(spec.capture_methods));
+                        resolved = *r;
+                        n.resolve(&mut resolved, r.methods.unwrap_or(spec.capture_methods));
+                        base = &resolved;
                     }
                 }
                 let ptr = Arc::as_ptr(m);
                 if per_plugin || cached != Some(ptr) {
                     self.tags.clear();
                     let tags = &mut self.tags;
-                    m.eval(&base, |t| tags.push(t));
+                    m.eval(base, |t| tags.push(t));
                     cached = (!per_plugin).then_some(ptr);
                 }
             } else {
@@ -406,7 +410,7 @@ impl Worker {
                 self.tags.push(Tags { tag: r.tag, tag2: r.tag2, label: r.label });
             }
             for t in &self.tags {
-                let mut q = base;
+                let mut q = *base;
                 t.apply(&mut q);
                 if !spec.tag_filters.takes(&q) {
                     counts.1 += 1;

@@ -152,7 +152,7 @@ const RPKI: &str = "RPKI/ROA validation needs the BGP daemon, which xacct does n
 const KAFKA: &str = "kafka plugin: not built";
 const AMQP: &str = "amqp plugin: not built";
 const AVRO: &str = "Avro output (kafka and amqp plugins): not built";
-const NFPROBE: &str = "nfprobe plugin: not built yet (export)";
+const NFPROBE: &str = "not an nfprobe key pmacct has";
 const SFPROBE: &str = "sfprobe plugin: not built yet (export)";
 const TEE: &str = "tee plugin: not built yet (replication)";
 const CLASSIFY: &str = "classification: not built yet";
@@ -654,28 +654,35 @@ static GROUPS: &[Group] = &[
         ],
     ),
     // ---------------------------------------------------------------- export plugins
-    refuse(
+    imp(
         Export,
-        NFPROBE,
+        Only(PluginKind::Nfprobe),
+        NOT_XACCT,
         &[
             "nfprobe_timeouts",
-            "nfprobe_hoplimit",
             "nfprobe_maxflows",
             "nfprobe_receiver",
-            "nfprobe_dtls",
-            "nfprobe_dtls_verify_cert",
-            "nfprobe_source_ip",
             "nfprobe_version",
             "nfprobe_engine",
-            "nfprobe_peer_as",
-            "nfprobe_ipprec",
             "nfprobe_direction",
             "nfprobe_ifindex",
             "nfprobe_ifindex_override",
             "nfprobe_dont_cache",
-            "nfprobe_tstamp_usec",
         ],
     ),
+    imp(
+        Export,
+        Only(PluginKind::Nfprobe),
+        "the export socket's source address, hop limit and IP precedence",
+        &["nfprobe_source_ip", "nfprobe_hoplimit", "nfprobe_ipprec"],
+    ),
+    imp(
+        Export,
+        Only(PluginKind::Nfprobe),
+        "accepted: timestamps go out in milliseconds from second-resolution time bins; AS fields are what networks_file gives",
+        &["nfprobe_tstamp_usec", "nfprobe_peer_as"],
+    ),
+    refuse(Export, "DTLS transport for nfprobe: not built", &["nfprobe_dtls", "nfprobe_dtls_verify_cert"]),
     refuse(
         Export,
         SFPROBE,

@@ -16,6 +16,7 @@
 
 mod capture;
 mod collect;
+pub mod export;
 pub mod inventory;
 mod parse;
 mod plugin;
@@ -128,6 +129,7 @@ pub enum PluginKind {
     Pgsql,
     Mysql,
     Sqlite3,
+    Nfprobe,
 }
 
 impl PluginKind {
@@ -138,6 +140,7 @@ impl PluginKind {
             PluginKind::Pgsql => "pgsql",
             PluginKind::Mysql => "mysql",
             PluginKind::Sqlite3 => "sqlite3",
+            PluginKind::Nfprobe => "nfprobe",
         }
     }
 
@@ -214,6 +217,8 @@ pub struct PluginConfig {
     pub post_tag2: Option<u64>,
     /// SQL plugins: every `sql_*` key.
     pub sql: Option<Box<sql::SqlConfig>>,
+    /// The nfprobe plugin's keys (None for other kinds).
+    pub nfprobe: Option<Box<export::NfprobeConfig>>,
     /// Where this plugin was declared (for messages).
     pub origin: Origin,
 }
@@ -250,6 +255,10 @@ impl PluginConfig {
 
     /// The plugin's time bins: `print_history` or `sql_history`.
     pub fn history(&self) -> Option<History> {
+        if self.kind == PluginKind::Nfprobe {
+            // Second bins: the probe's flow cache learns each flow's first and last second.
+            return History::parse("1s", None).ok();
+        }
         self.print_history.or_else(|| self.sql.as_ref().and_then(|s| s.history))
     }
 }

@@ -34,6 +34,7 @@ pub(super) struct Pending {
     pub sql_multi_values: Option<Origin>,
     pub sql_table: Option<Origin>,
     pub print_latest_file: Option<Origin>,
+    pub nfprobe_engine: Option<(String, Origin)>,
 }
 
 pub(super) fn bad(d: &Directive, why: impl Into<String>) -> ConfigError {
@@ -148,7 +149,6 @@ pub(super) fn parse_line(raw: &str, file: &str, line: usize) -> Result<Option<Di
 /// Plugin types pmacct has that xacct does not, with why.
 fn refused_plugin(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "nfprobe" => "nfprobe plugin: not built yet (export)",
         "sfprobe" => "sfprobe plugin: not built yet (export)",
         "tee" => "tee plugin: not built yet (replication)",
         "kafka" => "kafka plugin: not built",
@@ -182,6 +182,7 @@ fn parse_plugins(d: &Directive) -> Result<Vec<(String, PluginKind)>, ConfigError
             "pgsql" => PluginKind::Pgsql,
             "mysql" => PluginKind::Mysql,
             "sqlite3" => PluginKind::Sqlite3,
+            "nfprobe" => PluginKind::Nfprobe,
             k => {
                 return Err(match refused_plugin(k) {
                     Some(why) => refused(&d.origin, why),
@@ -404,6 +405,7 @@ pub(super) fn plugin_defaults(name: &str, kind: PluginKind, origin: &Origin, agg
         post_tag: None,
         post_tag2: None,
         sql: kind.is_sql().then(|| Box::new(super::sql::SqlConfig::new(name, kind == PluginKind::Sqlite3))),
+        nfprobe: (kind == PluginKind::Nfprobe).then(Box::default),
         origin: origin.clone(),
     }
 }

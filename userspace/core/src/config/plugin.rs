@@ -124,6 +124,11 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
         }
         "post_tag" => p.post_tag = Some(parse_tag(d)?),
         "post_tag2" => p.post_tag2 = Some(parse_tag(d)?),
+        k if k.starts_with("nfprobe_") => {
+            if let Some(n) = p.nfprobe.as_deref_mut() {
+                super::export::apply_nfprobe(n, pend, d)?;
+            }
+        }
         k if k.starts_with("sql_") => {
             let kind = p.kind;
             let s =
@@ -183,6 +188,9 @@ pub(super) fn finish_plugin(
     }
     if let Some(s) = p.sql.as_deref_mut() {
         super::sql::finish_sql(s, &pend, &p.aggregate, &p.origin)?;
+    }
+    if let Some(n) = p.nfprobe.as_deref_mut() {
+        super::export::finish_nfprobe(n, &pend, &mut p.aggregate, &p.origin)?;
     }
     if let (Some(path), Some(o)) = (&p.networks_file, &pend.networks_file) {
         if !loaded.contains(path) {

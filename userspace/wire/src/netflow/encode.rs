@@ -211,9 +211,14 @@ fn encode_field(out: &mut Vec<u8>, f: &TemplateField, r: &FlowRecord) {
             out.resize(out.len() + len, 0)
         }
     };
-    if f.enterprise.is_some() {
-        out.resize(out.len() + len, 0);
-        return;
+    match f.enterprise {
+        Some(super::templates::PMACCT_PEN) if f.ie == 1 => return int(out, r.tag),
+        Some(super::templates::PMACCT_PEN) if f.ie == 2 => return int(out, r.tag2),
+        Some(_) => {
+            out.resize(out.len() + len, 0);
+            return;
+        }
+        None => {}
     }
     match f.ie {
         1 | 85 => int(out, r.bytes),
@@ -242,9 +247,10 @@ fn encode_field(out: &mut Vec<u8>, f: &TemplateField, r: &FlowRecord) {
         38 => int(out, r.engine_type.into()),
         39 => int(out, r.engine_id.into()),
         48 | 302 => int(out, r.sampler_id.into()),
-        56 => mac(out, r.src_mac),
-        80 => mac(out, r.dst_mac),
-        58 => int(out, r.vlan.into()),
+        56 | 81 => mac(out, r.src_mac),
+        80 | 57 => mac(out, r.dst_mac),
+        58 | 59 => int(out, r.vlan.into()),
+        60 => int(out, if r.src_addr.is_ipv6() { 6 } else { 4 }),
         61 => int(out, r.direction.unwrap_or(0).into()),
         150 => int(out, r.start_ms / 1000),
         151 => int(out, r.end_ms / 1000),

@@ -426,6 +426,8 @@ fn apply(kind: Kind, v: &[u8], r: &mut FlowRecord, s: &mut Scratch) {
         Kind::Vlan => r.vlan = (n & 0x0fff) as u16,
         Kind::Dot1qVlan => s.dot1q_vlan = (n & 0x0fff) as u16,
         Kind::Direction => r.direction = Some(n as u8),
+        Kind::Tag => r.tag = n,
+        Kind::Tag2 => r.tag2 = n,
         Kind::SamplingInterval => r.sampling_interval = n as u32,
         Kind::SamplingAlgorithm => r.sampling_algorithm = n as u8,
         Kind::SamplerId => r.sampler_id = n as u32,

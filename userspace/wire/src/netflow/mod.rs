@@ -37,7 +37,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub use encode::{encode_v5, MessageBuilder};
 pub use fixed::decode_fixed;
-pub use templates::{DomainState, Limits, TemplateCache, TemplateField, TemplateState};
+pub use templates::{DomainState, Limits, TemplateCache, TemplateField, TemplateState, PMACCT_PEN};
 
 /// The version number IPFIX messages carry in their header.
 pub const VERSION_IPFIX: u16 = 10;
@@ -86,6 +86,9 @@ pub struct FlowRecord {
     pub sampler_id: u32,
     /// IE 61 flowDirection: 0 ingress, 1 egress; `None` when not exported.
     pub direction: Option<u8>,
+    /// pmacct's tag and tag2 (IPFIX enterprise 43874 elements 1 and 2), 0 when absent.
+    pub tag: u64,
+    pub tag2: u64,
 }
 
 impl Default for FlowRecord {
@@ -124,6 +127,8 @@ impl Default for FlowRecord {
             sampling_algorithm: 0,
             sampler_id: 0,
             direction: None,
+            tag: 0,
+            tag2: 0,
         }
     }
 }

@@ -87,11 +87,24 @@ pub(crate) enum Kind {
     SystemInitMs,
     EngineType,
     EngineId,
+    Tag,
+    Tag2,
 }
 
+/// pmacct's IPFIX private enterprise number (tag, tag2, label, …).
+pub const PMACCT_PEN: u32 = 43874;
+
 fn kind_of(ie: u16, enterprise: Option<u32>) -> Kind {
-    if enterprise.is_some() {
-        return Kind::Skip;
+    match enterprise {
+        Some(PMACCT_PEN) => {
+            return match ie {
+                1 => Kind::Tag,
+                2 => Kind::Tag2,
+                _ => Kind::Skip,
+            }
+        }
+        Some(_) => return Kind::Skip,
+        None => {}
     }
     match ie {
         1 => Kind::Bytes,

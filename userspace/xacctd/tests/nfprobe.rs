@@ -1,0 +1,180 @@
+//! The nfprobe plugin end to end: xacctd reads a pcap with an nfprobe plugin (and a memory
+//! plugin as the reference), exports NetFlow v5, v9 or IPFIX to a collector, and the
+//! collector's table must equal the probe's own, flow for flow: xacctd's collector, and
+//! Debian's nfacctd 1.7.7 where installed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{client, counter, free_udp_port, query_csv, query_stable, start_collector, xacct_bin, Daemon};
+
+const AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
+
+/// key columns → (packets, bytes), from `xacct -s -O csv`-shaped text (or nfacctd's print
+/// CSV, whose columns are named the same).
+fn totals(csv: &str, keep: impl Fn(&BTreeMap<String, String>) -> bool) -> BTreeMap<String, (u64, u64)> {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines.next().unwrap_or_default().split(',').map(|h| h.trim().to_string()).collect();
+    let mut out = BTreeMap::new();
+    for l in lines {
+        let row: BTreeMap<String, String> =
+            header.iter().cloned().zip(l.split(',').map(|v| v.trim().to_string())).collect();
+        if !keep(&row) {
+            continue;
+        }
+        let key = ["SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL"]
+            .iter()
+            .map(|c| row.get(*c).cloned().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let n = |c: &str| row.get(c).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let e = out.entry(key).or_insert((0, 0));
+        e.0 += n("PACKETS");
+        e.1 += n("BYTES");
+    }
+    out
+}
+
+fn v4_only(row: &BTreeMap<String, String>) -> bool {
+    !row.get("SRC_IP").is_some_and(|a| a.contains(':'))
+}
+
+/// Runs the probe over `pcap` with `nfprobe` lines for plugin `n`; returns the probe's own
+/// table (its memory plugin) and its final log, after a SIGTERM that flushes the cache.
+fn run_probe(dir: &Path, tag: &str, pcap: &Path, nfprobe: &str) -> (String, String) {
+    let conf = dir.join(format!("{tag}.conf"));
+    let pipe = dir.join(format!("{tag}.pipe"));
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: nfprobe[n], memory[m]\n\
+             aggregate[m]: {AGG}\nimt_path[m]: {}\n{nfprobe}",
+            pcap.display(),
+            pipe.display()
+        ),
+    )
+    .expect("write conf");
+    let d = Daemon::start(&conf, &dir.join(format!("{tag}.log")));
+    let t = Instant::now();
+    while !pipe.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no {}", pipe.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let table = query_stable(|| query_csv(&pipe));
+    let log = d.terminate();
+    (table, log)
+}
+
+fn wait_packets(pipe: &Path, want: u64) -> String {
+    let t = Instant::now();
+    loop {
+        let csv = query_csv(pipe);
+        let have: u64 = totals(&csv, |_| true).values().map(|v| v.0).sum();
+        if have >= want {
+            return csv;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "collector has {have} of {want} packets:\n{csv}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn round_trip(version: u16) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(20_000, 1_500, 41)).expect("pcap");
+    let port = free_udp_port();
+    let (collector, cpipe) =
+        start_collector(dir.path(), "col", &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n"), AGG);
+    let (probe_table, log) = run_probe(
+        dir.path(),
+        "probe",
+        &pcap,
+        &format!("nfprobe_receiver[n]: 127.0.0.1:{port}\nnfprobe_version[n]: {version}\n"),
+    );
+    let keep = |row: &BTreeMap<String, String>| version != 5 || v4_only(row);
+    let want = totals(&probe_table, keep);
+    assert!(want.len() > 500, "{} flows", want.len());
+    let packets: u64 = want.values().map(|v| v.0).sum();
+    let got = totals(&wait_packets(&cpipe, packets), |_| true);
+    assert_eq!(got, want, "collector table != probe table (v{version})");
+    // The exporter's counters say what went out and why.
+    assert_eq!(counter(&log, "send_errors"), Some(0), "{log}");
+    assert!(counter(&log, "flows_exported").is_some_and(|n| n >= want.len() as u64), "{log}");
+    assert!(counter(&log, "expired_shutdown").is_some_and(|n| n > 0), "{log}");
+    if version == 5 {
+        assert!(counter(&log, "flows_unexportable").is_some_and(|n| n > 0), "IPv6 flows: {log}");
+    }
+    let status = client(&xacct_bin(), &cpipe, &["-t"]);
+    assert_eq!(counter(&status, "datagrams_malformed").unwrap_or(0), 0, "{status}");
+    drop(collector);
+}
+
+#[test]
+fn netflow_v5_round_trip() {
+    round_trip(5);
+}
+
+#[test]
+fn netflow_v9_round_trip() {
+    round_trip(9);
+}
+
+#[test]
+fn ipfix_round_trip() {
+    round_trip(10);
+}
+
+/// nfacctd 1.7.7 reads what the probe sends: its print table equals the probe's own.
+#[test]
+fn nfacctd_reads_the_export() {
+    if Command::new("nfacctd").arg("-V").output().is_err() {
+        support::skip("nfacctd is not installed (cargo xtask setup)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(10_000, 800, 43)).expect("pcap");
+    for version in [5u16, 9, 10] {
+        let port = free_udp_port();
+        let out = dir.path().join(format!("nfacctd{version}.csv"));
+        let conf = dir.path().join(format!("nfacctd{version}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print[p]\naggregate[p]: {AGG}\n\
+                 print_output[p]: csv\nprint_output_file[p]: {}\nprint_output_file_append[p]: true\n\
+                 print_refresh_time[p]: 1\n",
+                out.display()
+            ),
+        )
+        .expect("conf");
+        let mut cmd = Command::new("nfacctd");
+        cmd.arg("-f").arg(&conf);
+        let nfacctd = Daemon::spawn(cmd, &dir.path().join(format!("nfacctd{version}.log")));
+        std::thread::sleep(Duration::from_millis(500));
+        let (probe_table, _) = run_probe(
+            dir.path(),
+            &format!("probe{version}"),
+            &pcap,
+            &format!("nfprobe_receiver[n]: 127.0.0.1:{port}\nnfprobe_version[n]: {version}\n"),
+        );
+        let keep = |row: &BTreeMap<String, String>| version != 5 || v4_only(row);
+        let want = totals(&probe_table, keep);
+        let packets: u64 = want.values().map(|v| v.0).sum();
+        // nfacctd's print plugin appends what it got each second.
+        let t = Instant::now();
+        let got = loop {
+            let csv = std::fs::read_to_string(&out).unwrap_or_default();
+            let got = totals(&csv, |_| true);
+            if got.values().map(|v| v.0).sum::<u64>() >= packets || t.elapsed() > Duration::from_secs(15) {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(got, want, "nfacctd's table != probe table (v{version})");
+        drop(nfacctd);
+    }
+}
