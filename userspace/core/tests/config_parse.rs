@@ -601,3 +601,50 @@ fn tagging_keys() {
     let e = err("plugins: memory[a]\nmaps_index[a]: true\n");
     assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
 }
+
+#[test]
+fn nfprobe_keys() {
+    use xacct_core::config::export::{FromTag, ProbeDirection};
+    let c = parse(
+        "interface: eth0\nplugins: nfprobe[x], nfprobe[y]\nnfprobe_receiver[x]: [::1]:9995\nnfprobe_version[x]: 5\n\
+         nfprobe_engine[x]: 3:7\nnfprobe_timeouts[x]: tcp=10m:udp=30:maxlife=2h\nnfprobe_maxflows[x]: 100\n\
+         nfprobe_direction[x]: tag2\nnfprobe_ifindex[x]: 12\nnfprobe_engine[y]: 77\naggregate[y]: src_host,dst_host\n",
+    )
+    .unwrap();
+    let x = c.plugin("x").unwrap();
+    assert_eq!(x.kind, PluginKind::Nfprobe);
+    let n = x.nfprobe.as_deref().unwrap();
+    assert_eq!(n.receiver, "[::1]:9995".parse().unwrap());
+    assert_eq!((n.version, n.engine_type, n.engine_id, n.maxflows), (5, 3, 7, 100));
+    assert_eq!((n.timeouts.tcp, n.timeouts.udp, n.timeouts.maxlife, n.timeouts.tcp_fin), (600, 30, 7200, 300));
+    assert_eq!(n.direction, Some(FromTag::Tag2));
+    assert_eq!(n.ifindex, Some(FromTag::Fixed(12)));
+    // pmacct's default aggregate, and TCP flags whenever ports are exported.
+    for p in [Primitive::SrcHost, Primitive::DstHost, Primitive::SrcPort, Primitive::DstPort, Primitive::Proto] {
+        assert!(x.aggregate.has(p), "{p}");
+    }
+    assert!(x.aggregate.has(Primitive::Tos) && x.aggregate.has(Primitive::TcpFlags));
+    assert!(x.history().is_some(), "per-second bins feed the flow cache");
+    let y = c.plugin("y").unwrap().nfprobe.as_deref().unwrap().clone();
+    assert_eq!((y.version, y.engine_id, y.receiver), (10, 77, "127.0.0.1:2100".parse().unwrap()));
+    assert_eq!(c.plugin("y").unwrap().aggregate.to_string(), "src_host,dst_host");
+    let _ = ProbeDirection::In;
+
+    // Bad values name the line and key.
+    for (text, line, needle) in [
+        ("plugins: nfprobe[x]\nnfprobe_version[x]: 7\n", 2, "5, 9 or 10"),
+        ("plugins: nfprobe[x]\nnfprobe_timeouts[x]: tcp=1:bogus=2\n", 2, "unknown timeout"),
+        ("plugins: nfprobe[x]\nnfprobe_timeouts[x]: general=0\n", 2, "general=0"),
+        ("plugins: nfprobe[x]\nnfprobe_receiver[x]: 127.0.0.1\n", 2, "host:port"),
+        ("plugins: nfprobe[x]\nnfprobe_version[x]: 5\nnfprobe_engine[x]: 300\n", 3, "engine_type:engine_id"),
+        ("plugins: nfprobe[x]\nnfprobe_engine[x]: 1:2\n", 2, "one source id"),
+        ("plugins: nfprobe[x]\nnfprobe_direction: in\n", 2, "for one plugin"),
+        ("plugins: nfprobe[x]\naggregate[x]: sum_host\n", 2, "sum_"),
+        ("plugins: nfprobe[x]\nnfprobe_dtls[x]: true\n", 2, "DTLS"),
+    ] {
+        let text = format!("interface: eth0\n{text}");
+        let e = err(&text).to_string();
+        assert!(e.contains(&format!("/etc/x.conf:{}", line + 1)), "{text}: {e}");
+        assert!(e.contains(needle), "{text}: {e}");
+    }
+}

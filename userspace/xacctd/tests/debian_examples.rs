@@ -3,8 +3,8 @@
 //! file, paths go to a temporary directory, database credentials and name become this test's),
 //! and traffic checked where it lands: the memory tables with `xacct`, MariaDB (strict mode) in
 //! a database of this test's own with the table pmacct's `pmacct-create-db_v1.mysql` creates,
-//! SQLite with pmacct's `pmacct-create-table_v1.sqlite3`. The probe examples need plugins xacct
-//! does not build and must say so.
+//! SQLite with pmacct's `pmacct-create-table_v1.sqlite3`, NetFlow v9 decoded by the test. The
+//! sFlow probe example needs a plugin xacct does not build yet and must say so.
 
 mod sqlsupport;
 mod support;
@@ -265,12 +265,49 @@ fn mysql_examples_nfacctd_sql_and_pmacctd_sql() {
     assert!(hosts.iter().all(|h| h[0].starts_with("10.0.0.") || h[0].starts_with("192.168.1.")), "{hosts:?}");
 }
 
+/// probe_netflow: pmacctd as a NetFlow v9 probe. Its receiver becomes a socket of this test,
+/// which decodes what arrives: the pcap's four flows, every packet and byte.
 #[test]
-fn probe_examples_fail_naming_the_plugin_xacct_does_not_build() {
-    for (name, line, why) in [
-        ("probe_netflow.conf.example", "plugins: nfprobe", "nfprobe plugin: not built yet (export)"),
-        ("probe_sflow.conf.example", "plugins: sfprobe", "sfprobe plugin: not built yet (export)"),
-    ] {
+fn probe_netflow_example_exports_netflow_v9() {
+    let Some(text) = example("probe_netflow.conf.example") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    rx.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let port = rx.local_addr().expect("addr").port();
+    let conf = subst(&text, "daemonize: true", "daemonize: false");
+    let conf = subst(&conf, "pcap_interface: eth0", &format!("pcap_savefile: {}", pcap(dir, 20).display()));
+    let conf = subst(&conf, "nfprobe_receiver: 192.168.1.1:2100", &format!("nfprobe_receiver: 127.0.0.1:{port}"));
+    let path = write(dir, "probe_netflow.conf", &conf);
+    Daemon::start(&path, &dir.join("probe.log")).wait_exit(Duration::from_secs(30));
+    let mut dec = xacct_wire::netflow::Decoder::default();
+    let mut flows = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 65536];
+    while flows.values().map(|(p, _)| p).sum::<u64>() < 80 {
+        let n = rx.recv(&mut buf).expect("an export datagram");
+        let h = dec
+            .decode(
+                "127.0.0.1".parse().expect("ip"),
+                buf.get(..n).unwrap_or_default(),
+                &mut |_h: &xacct_wire::netflow::NetflowHeader, r: &xacct_wire::netflow::FlowRecord| {
+                    let e = flows.entry((r.src_addr, r.dst_addr, r.src_port, r.dst_port, r.proto)).or_insert((0, 0));
+                    e.0 += r.packets;
+                    e.1 += r.bytes;
+                },
+            )
+            .expect("decodes");
+        assert_eq!(h.header.version, 9);
+    }
+    assert_eq!(flows.len(), 4, "{flows:?}");
+    // 20 packets of 38 bytes (IP length) per flow.
+    assert!(flows.values().all(|v| *v == (20, 760)), "{flows:?}");
+}
+
+#[test]
+fn probe_sflow_example_fails_naming_the_plugin_xacct_does_not_build() {
+    for (name, line, why) in
+        [("probe_sflow.conf.example", "plugins: sfprobe", "sfprobe plugin: not built yet (export)")]
+    {
         let Some(text) = example(name) else { return };
         let n = text.lines().position(|l| l == line).expect("plugins line") + 1;
         // Unchanged: the package's own file.
