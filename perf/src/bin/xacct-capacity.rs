@@ -71,6 +71,7 @@ fn main() -> Result<()> {
             post_tag2: None,
             stats: Arc::new(PluginStats::default()),
             shard_limit: usize::MAX,
+            accounts: true,
         };
         let specs = Arc::new(vec![spec]);
         let start = Instant::now();

@@ -89,6 +89,7 @@ fn decode_and_aggregate(dgrams: &[Vec<u8>], passes: usize, agg: &Aggregate) -> (
         post_tag2: None,
         stats: Arc::new(PluginStats::default()),
         shard_limit: usize::MAX,
+        accounts: true,
     };
     let sources = Arc::new(vec![Arc::new(SourceStats::default())]);
     let mut w = Worker::new(Arc::new(vec![spec]), sources, Sampling::default());

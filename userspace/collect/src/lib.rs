@@ -110,8 +110,18 @@ const IDLE: Duration = Duration::from_millis(50);
 /// How often per-exporter counters are published while datagrams keep arriving.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
+/// Where a collector hands a copy of every datagram its allow list takes (a tee plugin's
+/// queue). A full queue drops the copy and counts it (`tee_queue_dropped` of the plugin):
+/// replication never stalls collection.
+#[derive(Debug, Clone)]
+pub struct Tap {
+    pub tx: crossbeam_channel::Sender<xacct_core::tee::Datagram>,
+    pub stats: Arc<xacct_core::stats::PluginStats>,
+}
+
 /// A bound collector socket and its decoding state.
 pub struct Collector {
+    taps: Vec<Tap>,
     fd: OwnedFd,
     addr: SocketAddr,
     describe: String,
@@ -195,6 +205,7 @@ impl Collector {
         let rcvbuf = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
         let describe = format!("{} collector udp {addr} (receive buffer {rcvbuf} bytes)", cfg.protocol.name());
         Ok(Collector {
+            taps: Vec::new(),
             fd,
             addr,
             describe,
@@ -205,6 +216,10 @@ impl Collector {
     }
 
     /// Takes datagrams only from the senders `allow` lists.
+    pub fn add_tap(&mut self, tap: Tap) {
+        self.taps.push(tap);
+    }
+
     pub fn set_allow(&mut self, allow: Arc<Allow>) {
         self.dec.set_allow(allow);
     }
@@ -250,7 +265,7 @@ impl Collector {
         stats: &SourceStats,
     ) -> Result<SourceEnd, CollectError> {
         let mut bufs: Vec<Vec<u8>> = (0..BATCH_DATAGRAMS).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
-        let mut got: Vec<(usize, Option<IpAddr>)> = Vec::with_capacity(BATCH_DATAGRAMS);
+        let mut got: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH_DATAGRAMS);
         let mut batch = sink.empty(LinkType::Ethernet, id);
         let mut last_publish = Instant::now();
         let mut overflow = 0u32;
@@ -284,7 +299,7 @@ impl Collector {
                                     }
                                 }
                             }
-                            let src = m.address.as_ref().and_then(sockaddr_ip);
+                            let src = m.address.as_ref().and_then(sockaddr_of);
                             got.push((m.bytes, src));
                         }
                     })
@@ -306,9 +321,18 @@ impl Collector {
             // The kernel's counter is cumulative for the socket.
             stats.kernel_dropped.store(overflow as u64, Relaxed);
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-            for (i, &(len, src)) in got.iter().enumerate() {
-                let (Some(buf), Some(src)) = (bufs.get(i), src) else { continue };
+            for (i, &(len, from)) in got.iter().enumerate() {
+                let (Some(buf), Some(from)) = (bufs.get(i), from) else { continue };
+                let src = from.ip();
                 let dgram = buf.get(..len).unwrap_or(&[]);
+                if !self.taps.is_empty() && self.dec.allows(src) {
+                    for t in &self.taps {
+                        let d = xacct_core::tee::Datagram { src: from, data: dgram.to_vec() };
+                        if t.tx.try_send(d).is_err() {
+                            t.stats.export.tee_queue_dropped.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
                 let mut out = Out { batch: &mut batch, sink, id, stats, gone: false };
                 self.dec.datagram(src, dgram, now, &mut |r| out.push(r));
                 if out.gone {
@@ -397,6 +421,12 @@ impl DatagramDecoder {
             totals.push(("datagrams_not_allowed", self.not_allowed));
         }
         (rows, totals)
+    }
+
+    /// Whether the allow list (if any) takes datagrams from `src` (not counted: `datagram`
+    /// counts the refusals).
+    pub fn allows(&mut self, src: IpAddr) -> bool {
+        self.allow.as_mut().is_none_or(|a| a.allows(src))
     }
 
     /// Takes datagrams only from the senders `allow` lists (`*_allow_file`).
@@ -500,13 +530,13 @@ impl AllowSeen {
     }
 }
 
-/// The IP of a received datagram's sender, IPv4-mapped addresses as IPv4 (a dual-stack socket
-/// reports IPv4 exporters that way; templates and counters must key on the plain address).
-fn sockaddr_ip(a: &SockaddrStorage) -> Option<IpAddr> {
+/// A received datagram's sender, IPv4-mapped addresses as IPv4 (a dual-stack socket reports
+/// IPv4 exporters that way; templates and counters must key on the plain address).
+fn sockaddr_of(a: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = a.as_sockaddr_in() {
-        return Some(IpAddr::V4(v4.ip()));
+        return Some(SocketAddr::new(IpAddr::V4(v4.ip()), v4.port()));
     }
-    a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()).to_canonical())
+    a.as_sockaddr_in6().map(|v6| SocketAddr::new(IpAddr::V6(v6.ip()).to_canonical(), v6.port()))
 }
 
 /// Where decoded records go: the batch being filled, sent on when full.
@@ -562,8 +592,8 @@ mod tests {
     #[test]
     fn mapped_v4_senders_are_plain_v4() {
         let a: SocketAddr = "[::ffff:10.1.2.3]:999".parse().unwrap();
-        assert_eq!(sockaddr_ip(&SockaddrStorage::from(a)), Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(sockaddr_of(&SockaddrStorage::from(a)), Some("10.1.2.3:999".parse().unwrap()));
         let b: SocketAddr = "[2001:db8::1]:999".parse().unwrap();
-        assert_eq!(sockaddr_ip(&SockaddrStorage::from(b)), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(sockaddr_of(&SockaddrStorage::from(b)), Some("[2001:db8::1]:999".parse().unwrap()));
     }
 }

@@ -22,6 +22,7 @@ pub mod record;
 pub mod shard;
 pub mod stats;
 pub mod tag;
+pub mod tee;
 
 /// The SQL plugins' configuration, under its older path.
 pub use config::sql as sqlconf;

@@ -206,9 +206,34 @@ pub struct ExportStats {
     pub expired_maxflows: AtomicU64,
     pub expired_shutdown: AtomicU64,
     pub expired_uncached: AtomicU64,
+    /// tee: datagrams the collectors handed over, and those its full queue dropped.
+    pub tee_received: AtomicU64,
+    pub tee_queue_dropped: AtomicU64,
+    /// tee: datagrams no pool took (their tag matched no pool's filter).
+    pub tee_unmatched: AtomicU64,
+    /// tee: per receiver (`<pool id>/<address>`), copies sent and send errors.
+    pub tee_receivers: std::sync::Mutex<Vec<(String, u64, u64)>>,
 }
 
 impl ExportStats {
+    fn tee_counters(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = [
+            ("tee_received", &self.tee_received),
+            ("tee_queue_dropped", &self.tee_queue_dropped),
+            ("tee_unmatched", &self.tee_unmatched),
+        ]
+        .into_iter()
+        .map(|(k, c)| (k.to_string(), c.load(Relaxed)))
+        .collect();
+        if let Ok(r) = self.tee_receivers.lock() {
+            for (name, sent, errors) in r.iter() {
+                v.push((format!("tee_sent[{name}]"), *sent));
+                v.push((format!("tee_send_errors[{name}]"), *errors));
+            }
+        }
+        v
+    }
+
     fn counters(&self) -> Vec<(String, u64)> {
         [
             ("flows_exported", &self.flows_exported),
@@ -319,6 +344,9 @@ impl PluginStats {
         }
         if kind == crate::config::PluginKind::Nfprobe {
             v.extend(self.export.counters());
+        }
+        if kind == crate::config::PluginKind::Tee {
+            v.extend(self.export.tee_counters());
         }
         v
     }

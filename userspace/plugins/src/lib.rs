@@ -1,7 +1,7 @@
 //! Plugins: each runs on its own thread, owns its merged table and, at its refresh, pulls the
 //! workers' shards through [`Harvest`]. memory serves the table to the `xacct` client over a
 //! Unix socket; print writes formatted/CSV/JSON output; nfprobe exports flows as NetFlow
-//! v5/v9 or IPFIX.
+//! v5/v9 or IPFIX; tee replicates the collectors' datagrams.
 
 use std::sync::Arc;
 use xacct_core::aggregate::{Projector, Table};
@@ -11,6 +11,7 @@ use xacct_core::stats::{PluginStats, SourceStats};
 pub mod memory;
 pub mod nfprobe;
 pub mod print;
+pub mod tee;
 
 /// Provided by the daemon. Collecting swaps every worker's shard of this plugin for an empty
 /// one between batches, so no record is lost or counted twice across a refresh.
@@ -44,6 +45,11 @@ pub struct PluginContext {
     /// Receives (or disconnects) when the daemon stops: the plugin does a final harvest and
     /// flush, then returns.
     pub shutdown: crossbeam_channel::Receiver<()>,
+    /// The plugin's pre_tag_map (its own or the global one), for plugins that tag outside
+    /// the workers (tee).
+    pub tag_map: Option<Arc<xacct_core::tag::TagMap>>,
+    /// tee: the datagrams the collectors take.
+    pub datagrams: Option<crossbeam_channel::Receiver<xacct_core::tee::Datagram>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -54,6 +54,8 @@ fn start(aggregate: &str) -> Running {
         sources: vec![("eth0".into(), src)],
         peers: vec![],
         shutdown,
+        tag_map: None,
+        datagrams: None,
     };
     let thread = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));
     let t0 = Instant::now();

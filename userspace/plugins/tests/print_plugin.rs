@@ -60,6 +60,8 @@ fn writes_csv_file_each_refresh_and_flushes_at_shutdown() {
         sources: vec![],
         peers: vec![],
         shutdown,
+        tag_map: None,
+        datagrams: None,
     };
     add(&pending, &proj, [10, 0, 0, 1], 100);
     add(&pending, &proj, [10, 0, 0, 1], 160);
@@ -125,6 +127,8 @@ fn run_once(config: PluginConfig, entries: &[([u8; 4], i64, u64)]) {
         sources: vec![],
         peers: vec![],
         shutdown,
+        tag_map: None,
+        datagrams: None,
     };
     let th = std::thread::spawn(move || xacct_plugins::print::run_print(ctx));
     stop.send(()).unwrap();
@@ -267,6 +271,8 @@ fn startup_delay_shifts_the_refreshes() {
         sources: vec![],
         peers: vec![],
         shutdown,
+        tag_map: None,
+        datagrams: None,
     };
     let t0 = Instant::now();
     let th = std::thread::spawn(move || xacct_plugins::print::run_print(ctx));

@@ -66,6 +66,8 @@ fn pmacct_style_flags() {
         sources: vec![],
         peers: vec![],
         shutdown,
+        tag_map: None,
+        datagrams: None,
     };
     let th = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));
     let t0 = Instant::now();

@@ -85,6 +85,9 @@ impl Drop for PidFile {
     }
 }
 
+/// Datagrams a tee plugin's queue holds; beyond, the collectors drop copies and count them.
+const TEE_QUEUE: usize = 65_536;
+
 /// Map files loaded once each, however many plugins name them.
 type Maps<T> = HashMap<PathBuf, Arc<T>>;
 
@@ -125,6 +128,7 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget])
             post_tag2: p.post_tag2,
             stats: stats.clone(),
             shard_limit: budget.shard_entries,
+            accounts: p.kind != PluginKind::Tee,
         });
     }
     Ok(specs)
@@ -643,7 +647,18 @@ pub fn run(config: Config) -> Result<()> {
         source_names.iter().cloned().zip(source_stats.iter().cloned()).collect();
     let peers: Vec<(String, PluginKind, Arc<PluginStats>)> =
         config.plugins.iter().zip(&plugin_stats).map(|(p, s)| (p.name.clone(), p.kind, s.clone())).collect();
+    let mut sources = sources;
     for (i, p) in config.plugins.iter().enumerate() {
+        // A tee plugin gets the collectors' datagrams, not the workers' records.
+        let datagrams = (p.kind == PluginKind::Tee).then(|| {
+            let (tx, rx) = bounded(TEE_QUEUE);
+            for s in sources.iter_mut() {
+                if let AnySource::Collect(c) = s {
+                    c.add_tap(xacct_collect::Tap { tx: tx.clone(), stats: plugin_stats[i].clone() });
+                }
+            }
+            rx
+        });
         let ctx = PluginContext {
             config: p.clone(),
             projector: specs[i].projector.clone(),
@@ -652,6 +667,8 @@ pub fn run(config: Config) -> Result<()> {
             sources: named_sources.clone(),
             peers: peers.clone(),
             shutdown: shutdown_rx.clone(),
+            tag_map: specs[i].tag_map.clone(),
+            datagrams,
         };
         let kind = p.kind;
         let name = format!("{}/{}", p.name, kind.name());
@@ -666,6 +683,7 @@ pub fn run(config: Config) -> Result<()> {
                 PluginKind::Memory => xacct_plugins::memory::run_memory(ctx),
                 PluginKind::Print => xacct_plugins::print::run_print(ctx),
                 PluginKind::Nfprobe => xacct_plugins::nfprobe::run_nfprobe(ctx),
+                PluginKind::Tee => xacct_plugins::tee::run_tee(ctx),
                 PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
             };
             let _ = tx.send(Event::PluginDone { name: thread_name, failed: res.is_err() });

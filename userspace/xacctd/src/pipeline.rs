@@ -49,6 +49,9 @@ pub struct PluginSpec {
     /// New keys a worker's shard of this plugin admits between two harvests (the budget's
     /// share); the rest go to the overflow entry.
     pub shard_limit: usize,
+    /// Whether the workers account records for this plugin (a tee plugin takes datagrams
+    /// from the collectors instead).
+    pub accounts: bool,
 }
 
 impl PluginSpec {
@@ -380,6 +383,9 @@ impl Worker {
         // Which map `self.tags` holds the emissions of, for this record.
         let mut cached: Option<*const TagMap> = None;
         for ((spec, pend), counts) in self.specs.iter().zip(self.pending.iter_mut()).zip(self.local.iter_mut()) {
+            if !spec.accounts {
+                continue;
+            }
             if !spec.tags_record() {
                 taken |= account_one(spec, pend, counts, r, &mut k1, &mut k2);
                 continue;

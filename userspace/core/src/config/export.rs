@@ -295,6 +295,61 @@ pub(super) fn finish_nfprobe(
     Ok(())
 }
 
+/// A tee plugin's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TeeConfig {
+    /// `tee_receivers`: the pools map (required), and the line that named it.
+    pub receivers: Option<(std::path::PathBuf, Origin)>,
+    /// `tee_transparent`: datagrams leave with the exporter's source address and port (raw
+    /// socket, needs CAP_NET_RAW).
+    pub transparent: bool,
+    /// `tee_source_ip`: the local address datagrams leave from (non-transparent mode).
+    pub source_ip: Option<IpAddr>,
+    pub max_pools: Option<usize>,
+    pub max_receivers: Option<usize>,
+    /// `tee_pipe_size`: the send socket's buffer, bytes.
+    pub pipe_size: Option<usize>,
+    pub ipprec: u8,
+}
+
+pub(super) fn apply_tee(t: &mut TeeConfig, d: &Directive) -> Result<(), ConfigError> {
+    let v = d.value.as_str();
+    let count = |max: usize| {
+        v.parse::<usize>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| bad(d, format!("expected 1 to {max}")))
+    };
+    match d.key.as_str() {
+        "tee_receivers" => t.receivers = Some((std::path::PathBuf::from(v), d.origin.clone())),
+        "tee_transparent" => t.transparent = parse_bool(d)?,
+        "tee_source_ip" => t.source_ip = Some(super::parse::parse_ip(d)?),
+        "tee_max_receiver_pools" => t.max_pools = Some(count(1 << 16)?),
+        "tee_max_receivers" => t.max_receivers = Some(count(1 << 16)?),
+        "tee_pipe_size" => t.pipe_size = Some(count(1 << 30)?),
+        "tee_ipprec" => t.ipprec = v.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| bad(d, "expected 0 to 7"))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A tee plugin needs a collector to replicate from and a receivers map that loads.
+pub(super) fn finish_tee(t: &TeeConfig, g: &super::GlobalConfig, origin: &Origin) -> Result<(), ConfigError> {
+    if g.modes.netflow.is_none() && g.modes.sflow.is_none() {
+        return Err(bad_at(
+            origin,
+            "tee",
+            "tee replicates NetFlow/IPFIX or sFlow datagrams: it needs nfacctd or sfacctd mode",
+        ));
+    }
+    let (path, o) =
+        t.receivers.as_ref().ok_or_else(|| bad_at(origin, "tee", "tee needs tee_receivers (the pools map)"))?;
+    crate::tee::load(
+        path,
+        t.max_pools.unwrap_or(crate::tee::MAX_POOLS),
+        t.max_receivers.unwrap_or(crate::tee::MAX_RECEIVERS),
+    )
+    .map_err(|e| bad_at(o, &path.display().to_string(), e.to_string()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,7 +154,7 @@ const AMQP: &str = "amqp plugin: not built";
 const AVRO: &str = "Avro output (kafka and amqp plugins): not built";
 const NFPROBE: &str = "not an nfprobe key pmacct has";
 const SFPROBE: &str = "sfprobe plugin: not built yet (export)";
-const TEE: &str = "tee plugin: not built yet (replication)";
+const TEE: &str = "not a tee key pmacct has";
 const CLASSIFY: &str = "classification: not built yet";
 const UACCTD: &str = "uacctd (NFLOG capture) is not built: xacctd captures with XDP, AF_XDP or libpcap";
 const GEOIP: &str = "GeoIP primitives: not built";
@@ -699,20 +699,21 @@ static GROUPS: &[Group] = &[
             "sfprobe_source_ip",
         ],
     ),
-    refuse(
+    imp(
         Export,
-        TEE,
+        Only(PluginKind::Tee),
+        NOT_XACCT,
         &[
-            "tee_ipprec",
             "tee_receivers",
-            "tee_pipe_size",
-            "tee_source_ip",
             "tee_transparent",
+            "tee_source_ip",
             "tee_max_receiver_pools",
             "tee_max_receivers",
-            "tee_kafka_config_file",
+            "tee_pipe_size",
+            "tee_ipprec",
         ],
     ),
+    refuse(Export, "replication to Kafka: not built", &["tee_kafka_config_file"]),
     // ---------------------------------------------------------------- messaging
     refuse(
         Messaging,

@@ -130,6 +130,7 @@ pub enum PluginKind {
     Mysql,
     Sqlite3,
     Nfprobe,
+    Tee,
 }
 
 impl PluginKind {
@@ -141,6 +142,7 @@ impl PluginKind {
             PluginKind::Mysql => "mysql",
             PluginKind::Sqlite3 => "sqlite3",
             PluginKind::Nfprobe => "nfprobe",
+            PluginKind::Tee => "tee",
         }
     }
 
@@ -219,6 +221,8 @@ pub struct PluginConfig {
     pub sql: Option<Box<sql::SqlConfig>>,
     /// The nfprobe plugin's keys (None for other kinds).
     pub nfprobe: Option<Box<export::NfprobeConfig>>,
+    /// The tee plugin's keys (None for other kinds).
+    pub tee: Option<Box<export::TeeConfig>>,
     /// Where this plugin was declared (for messages).
     pub origin: Origin,
 }
