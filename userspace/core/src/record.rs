@@ -64,6 +64,25 @@ impl fmt::Display for Addr {
     }
 }
 
+/// A packet an sfprobe plugin sampled: its leading bytes and what a flow sample says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketSample {
+    /// The frame's first bytes (at most the plugin's header size).
+    pub header: Vec<u8>,
+    /// The frame's length on the wire.
+    pub frame_len: u32,
+    pub in_iface: u32,
+    pub out_iface: u32,
+    pub tag: u64,
+    pub tag2: u64,
+    /// Packets the sampler had seen, this one included, when it took the sample.
+    pub pool: u64,
+    /// Samples lost before this one (queue full).
+    pub drops: u64,
+    /// The sampling rate (1 in N) the sample was taken at.
+    pub rate: u32,
+}
+
 /// A MAC address.
 pub type Mac = [u8; 6];
 

@@ -211,6 +211,15 @@ pub struct ExportStats {
     pub tee_queue_dropped: AtomicU64,
     /// tee: datagrams no pool took (their tag matched no pool's filter).
     pub tee_unmatched: AtomicU64,
+    /// sfprobe: packets the sampler saw (the sample pool), their bytes by kind of destination,
+    /// samples taken and samples a full queue dropped.
+    pub sf_pool: AtomicU64,
+    pub sf_octets: AtomicU64,
+    pub sf_ucast: AtomicU64,
+    pub sf_mcast: AtomicU64,
+    pub sf_bcast: AtomicU64,
+    pub sf_samples: AtomicU64,
+    pub sf_dropped: AtomicU64,
     /// tee: per receiver (`<pool id>/<address>`), copies sent and send errors.
     pub tee_receivers: std::sync::Mutex<Vec<(String, u64, u64)>>,
 }
@@ -347,6 +356,18 @@ impl PluginStats {
         }
         if kind == crate::config::PluginKind::Tee {
             v.extend(self.export.tee_counters());
+        }
+        if kind == crate::config::PluginKind::Sfprobe {
+            let e = &self.export;
+            for (k, c) in [
+                ("sample_pool", &e.sf_pool),
+                ("samples_taken", &e.sf_samples),
+                ("samples_dropped", &e.sf_dropped),
+                ("datagrams_sent", &e.datagrams_sent),
+                ("send_errors", &e.send_errors),
+            ] {
+                v.push((k.to_string(), c.load(Relaxed)));
+            }
         }
         v
     }

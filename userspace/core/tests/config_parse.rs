@@ -648,3 +648,32 @@ fn nfprobe_keys() {
         assert!(e.contains(needle), "{text}: {e}");
     }
 }
+
+#[test]
+fn sfprobe_and_tee_keys() {
+    let c = parse(
+        "interface: eth0\nplugins: sfprobe[s]\nsfprobe_receiver[s]: 192.0.2.1:6343\nsfprobe_agentip[s]: 192.0.2.9\n\
+         sfprobe_agentsubid[s]: 1402\nsfprobe_ifspeed[s]: 1000000000\nsfprobe_ifindex[s]: tag\nsfprobe_direction[s]: out\n",
+    )
+    .unwrap();
+    let s = c.plugin("s").unwrap().sfprobe.as_deref().unwrap().clone();
+    assert_eq!((s.agent_subid, s.ifspeed), (1402, 1_000_000_000));
+    assert_eq!(s.agent_ip, "192.0.2.9".parse::<std::net::IpAddr>().unwrap());
+    for (text, line, needle) in [
+        ("plugins: sfprobe[s]\nsfprobe_agentip[s]: ::1\n", 1, "address family"),
+        ("plugins: sfprobe[s]\nsfprobe_ipprec[s]: 9\n", 2, "0 to 7"),
+        ("plugins: sfprobe[s]\nsfprobe_direction: in\n", 2, "for one plugin"),
+    ] {
+        let text = format!("interface: eth0\n{text}");
+        let e = err(&text).to_string();
+        assert!(e.contains(&format!("/etc/x.conf:{}", line + 1)), "{text}: {e}");
+        assert!(e.contains(needle), "{text}: {e}");
+    }
+    // sfprobe samples packets; tee replicates datagrams.
+    assert!(err("nfacctd_port: 2100\nplugins: sfprobe[s]\n").to_string().contains("pmacctd mode"));
+    assert!(err("interface: eth0\nplugins: tee[t]\ntee_receivers: /nonexistent\n")
+        .to_string()
+        .contains("nfacctd or sfacctd"));
+    let e = err("nfacctd_port: 2100\nplugins: tee[t]\ntee_receivers: /nonexistent\n").to_string();
+    assert!(e.contains("/etc/x.conf:3") && e.contains("/nonexistent"), "{e}");
+}

@@ -1,7 +1,8 @@
 //! Plugins: each runs on its own thread, owns its merged table and, at its refresh, pulls the
 //! workers' shards through [`Harvest`]. memory serves the table to the `xacct` client over a
 //! Unix socket; print writes formatted/CSV/JSON output; nfprobe exports flows as NetFlow
-//! v5/v9 or IPFIX; tee replicates the collectors' datagrams.
+//! v5/v9 or IPFIX; sfprobe sends sFlow v5 samples; tee replicates the collectors'
+//! datagrams.
 
 use std::sync::Arc;
 use xacct_core::aggregate::{Projector, Table};
@@ -11,6 +12,7 @@ use xacct_core::stats::{PluginStats, SourceStats};
 pub mod memory;
 pub mod nfprobe;
 pub mod print;
+pub mod sfprobe;
 pub mod tee;
 
 /// Provided by the daemon. Collecting swaps every worker's shard of this plugin for an empty
@@ -50,6 +52,8 @@ pub struct PluginContext {
     pub tag_map: Option<Arc<xacct_core::tag::TagMap>>,
     /// tee: the datagrams the collectors take.
     pub datagrams: Option<crossbeam_channel::Receiver<xacct_core::tee::Datagram>>,
+    /// sfprobe: the packets the workers' samplers took.
+    pub samples: Option<crossbeam_channel::Receiver<xacct_core::record::PacketSample>>,
 }
 
 #[derive(Debug, thiserror::Error)]

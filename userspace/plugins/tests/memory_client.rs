@@ -56,6 +56,7 @@ fn start(aggregate: &str) -> Running {
         shutdown,
         tag_map: None,
         datagrams: None,
+        samples: None,
     };
     let thread = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));
     let t0 = Instant::now();

@@ -62,6 +62,7 @@ fn writes_csv_file_each_refresh_and_flushes_at_shutdown() {
         shutdown,
         tag_map: None,
         datagrams: None,
+        samples: None,
     };
     add(&pending, &proj, [10, 0, 0, 1], 100);
     add(&pending, &proj, [10, 0, 0, 1], 160);
@@ -129,6 +130,7 @@ fn run_once(config: PluginConfig, entries: &[([u8; 4], i64, u64)]) {
         shutdown,
         tag_map: None,
         datagrams: None,
+        samples: None,
     };
     let th = std::thread::spawn(move || xacct_plugins::print::run_print(ctx));
     stop.send(()).unwrap();
@@ -273,6 +275,7 @@ fn startup_delay_shifts_the_refreshes() {
         shutdown,
         tag_map: None,
         datagrams: None,
+        samples: None,
     };
     let t0 = Instant::now();
     let th = std::thread::spawn(move || xacct_plugins::print::run_print(ctx));

@@ -68,6 +68,7 @@ fn pmacct_style_flags() {
         shutdown,
         tag_map: None,
         datagrams: None,
+        samples: None,
     };
     let th = std::thread::spawn(move || xacct_plugins::memory::run_memory(ctx));
     let t0 = Instant::now();

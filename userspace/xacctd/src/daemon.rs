@@ -4,7 +4,7 @@
 //! senders → workers drain every queued batch → plugins are told to stop and do their last
 //! harvest → workers exit when the last harvest handle is dropped.
 
-use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, ShardHarvest, Worker};
+use crate::pipeline::{CaptureStamp, Ctl, PluginSpec, Sampling, SflowTap, ShardHarvest, Worker};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Sender};
 use std::collections::HashMap;
@@ -87,12 +87,20 @@ impl Drop for PidFile {
 
 /// Datagrams a tee plugin's queue holds; beyond, the collectors drop copies and count them.
 const TEE_QUEUE: usize = 65_536;
+/// Packet samples an sfprobe plugin's queue holds; beyond, they are dropped and counted (the
+/// `drops` of the next flow sample).
+const SFPROBE_QUEUE: usize = 65_536;
 
 /// Map files loaded once each, however many plugins name them.
 type Maps<T> = HashMap<PathBuf, Arc<T>>;
 
 /// The worker-side specs of every plugin (filters, projections, maps).
-fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget]) -> Result<Vec<PluginSpec>> {
+fn plugin_specs(
+    config: &Config,
+    stats: &[Arc<PluginStats>],
+    budgets: &[Budget],
+    taps: &[Option<SflowTap>],
+) -> Result<Vec<PluginSpec>> {
     let (nets, ports) = load_maps(config)?;
     let opts = config.global.tag_map_options();
     let load_tags = |path: &std::path::Path| -> Result<Arc<TagMap>> {
@@ -102,7 +110,7 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget])
     };
     let global_map = config.global.pre_tag_map.as_ref().map(|(path, _)| load_tags(path)).transpose()?;
     let mut specs = Vec::new();
-    for ((p, stats), budget) in config.plugins.iter().zip(stats).zip(budgets) {
+    for (((p, stats), budget), tap) in config.plugins.iter().zip(stats).zip(budgets).zip(taps) {
         let tag_map = match &p.pre_tag_map {
             Some(path) => Some(load_tags(path).with_context(|| format!("plugin {}", p.name))?),
             None => global_map.clone(),
@@ -128,7 +136,8 @@ fn plugin_specs(config: &Config, stats: &[Arc<PluginStats>], budgets: &[Budget])
             post_tag2: p.post_tag2,
             stats: stats.clone(),
             shard_limit: budget.shard_entries,
-            accounts: p.kind != PluginKind::Tee,
+            accounts: !matches!(p.kind, PluginKind::Tee | PluginKind::Sfprobe),
+            sflow: tap.clone(),
         });
     }
     Ok(specs)
@@ -598,7 +607,22 @@ pub fn run(config: Config) -> Result<()> {
     // source + two workers that keep preempting it (measured with perf/capacity.sh).
     let nworkers = g.workers.unwrap_or(cores.len().saturating_sub(sources.len()).max(1));
     let budgets = plugin_budgets(&config, nworkers);
-    let specs = Arc::new(plugin_specs(&config, &plugin_stats, &budgets)?);
+    // sfprobe plugins: a queue from the workers' samplers (the taps survive map reloads).
+    let mut sample_rxs: Vec<Option<crossbeam_channel::Receiver<xacct_core::record::PacketSample>>> = Vec::new();
+    let taps: Vec<Option<SflowTap>> = config
+        .plugins
+        .iter()
+        .map(|p| {
+            if p.kind != PluginKind::Sfprobe {
+                sample_rxs.push(None);
+                return None;
+            }
+            let (tx, rx) = bounded(SFPROBE_QUEUE);
+            sample_rxs.push(Some(rx));
+            Some(SflowTap { tx, rate: g.sampling_rate.max(1) as u32, header_len: g.snaplen.min(256) as usize })
+        })
+        .collect();
+    let specs = Arc::new(plugin_specs(&config, &plugin_stats, &budgets, &taps)?);
     for (p, b) in config.plugins.iter().zip(&budgets) {
         tracing::info!(
             "plugin {}/{}: aggregate {}; memory budget: {}",
@@ -669,6 +693,7 @@ pub fn run(config: Config) -> Result<()> {
             shutdown: shutdown_rx.clone(),
             tag_map: specs[i].tag_map.clone(),
             datagrams,
+            samples: sample_rxs.get_mut(i).and_then(Option::take),
         };
         let kind = p.kind;
         let name = format!("{}/{}", p.name, kind.name());
@@ -684,6 +709,7 @@ pub fn run(config: Config) -> Result<()> {
                 PluginKind::Print => xacct_plugins::print::run_print(ctx),
                 PluginKind::Nfprobe => xacct_plugins::nfprobe::run_nfprobe(ctx),
                 PluginKind::Tee => xacct_plugins::tee::run_tee(ctx),
+                PluginKind::Sfprobe => xacct_plugins::sfprobe::run_sfprobe(ctx),
                 PluginKind::Pgsql | PluginKind::Mysql | PluginKind::Sqlite3 => xacct_sql::plugin::run_sql(ctx),
             };
             let _ = tx.send(Event::PluginDone { name: thread_name, failed: res.is_err() });
@@ -741,7 +767,7 @@ pub fn run(config: Config) -> Result<()> {
             }
             Event::Signal(s) if s == signal_hook::consts::SIGUSR1 => log_stats(&named_sources, &peers),
             Event::Signal(s) if s == signal_hook::consts::SIGUSR2 => {
-                reload_maps(&config, &plugin_stats, &budgets, &ctl_txs, &allows)
+                reload_maps(&config, &plugin_stats, &budgets, &taps, &ctl_txs, &allows)
             }
             Event::PluginDone { name, failed } => {
                 live_plugins -= 1;
@@ -821,6 +847,7 @@ fn reload_maps(
     config: &Config,
     stats: &[Arc<PluginStats>],
     budgets: &[Budget],
+    taps: &[Option<SflowTap>],
     workers: &[Sender<Ctl>],
     allows: &[Arc<xacct_collect::Allow>],
 ) {
@@ -846,7 +873,7 @@ fn reload_maps(
     if !maps {
         return;
     }
-    match plugin_specs(config, stats, budgets) {
+    match plugin_specs(config, stats, budgets, taps) {
         Ok(specs) => {
             let specs = Arc::new(specs);
             for w in workers {

@@ -50,8 +50,19 @@ pub struct PluginSpec {
     /// share); the rest go to the overflow entry.
     pub shard_limit: usize,
     /// Whether the workers account records for this plugin (a tee plugin takes datagrams
-    /// from the collectors instead).
+    /// from the collectors instead, an sfprobe plugin sampled packets).
     pub accounts: bool,
+    /// sfprobe: where sampled packets go.
+    pub sflow: Option<SflowTap>,
+}
+
+/// An sfprobe plugin's sampler, run by every worker on the packets that pass the plugin's
+/// filters: random 1-in-`rate`, samples of the frame's first `header_len` bytes.
+#[derive(Clone)]
+pub struct SflowTap {
+    pub tx: crossbeam_channel::Sender<xacct_core::record::PacketSample>,
+    pub rate: u32,
+    pub header_len: usize,
 }
 
 impl PluginSpec {
@@ -123,6 +134,10 @@ pub struct Worker {
     sampling: Sampling,
     stamp: CaptureStamp,
     skip: u32,
+    /// xorshift state for the sfprobe samplers.
+    rng: u64,
+    /// Whether any plugin samples packets (sfprobe).
+    sflow: bool,
     frags: Arc<Shared>,
     orphans: Vec<Record>,
     /// Per-plugin (accounted, filtered) since the last batch: folded into the shared atomics
@@ -176,6 +191,7 @@ impl Worker {
         let pending =
             shards.iter().map(|s| Pending { stride: s.stride(), keys: Vec::new(), counters: Vec::new() }).collect();
         let local = vec![(0, 0); specs.len()];
+        let sflow = specs.iter().any(|s| s.sflow.is_some());
         Worker {
             specs,
             shards,
@@ -187,6 +203,8 @@ impl Worker {
             sampling,
             stamp: CaptureStamp::default(),
             skip: 0,
+            rng: seed(),
+            sflow,
             frags,
             orphans: Vec::new(),
             local,
@@ -197,6 +215,58 @@ impl Worker {
     /// Sets what packet capture adds to its records.
     pub fn set_capture_stamp(&mut self, stamp: CaptureStamp) {
         self.stamp = stamp;
+    }
+
+    /// Offers an IP packet to every sfprobe plugin: each counts it in its sample pool and its
+    /// interface counters if its filters take it, and samples one in its rate.
+    fn sample_packet(&mut self, r: &Record, frame: &[u8], wire_len: u32) {
+        for spec in self.specs.iter() {
+            let Some(tap) = &spec.sflow else { continue };
+            if spec.filter.as_ref().is_some_and(|f| !f.matches(r)) {
+                continue;
+            }
+            let mut q = *r;
+            if let Some(m) = &spec.tag_map {
+                m.eval_one(r).apply(&mut q);
+            }
+            if !spec.tag_filters.takes(&q) {
+                continue;
+            }
+            let e = &spec.stats.export;
+            let pool = e.sf_pool.fetch_add(1, Relaxed) + 1;
+            e.sf_octets.fetch_add(u64::from(wire_len), Relaxed);
+            let kind = if r.dst_mac == [0xff; 6] {
+                &e.sf_bcast
+            } else if r.dst_mac[0] & 1 != 0 {
+                &e.sf_mcast
+            } else {
+                &e.sf_ucast
+            };
+            kind.fetch_add(1, Relaxed);
+            // xorshift64: a random 1-in-N choice, as sFlow wants (a systematic one would beat
+            // with periodic traffic).
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            if tap.rate > 1 && self.rng % u64::from(tap.rate) != 0 {
+                continue;
+            }
+            let sample = xacct_core::record::PacketSample {
+                header: frame.get(..frame.len().min(tap.header_len)).unwrap_or(frame).to_vec(),
+                frame_len: wire_len,
+                in_iface: q.in_iface,
+                out_iface: q.out_iface,
+                tag: q.tag,
+                tag2: q.tag2,
+                pool,
+                drops: e.sf_dropped.load(Relaxed),
+                rate: tap.rate,
+            };
+            match tap.tx.try_send(sample) {
+                Ok(()) => e.sf_samples.fetch_add(1, Relaxed),
+                Err(_) => e.sf_dropped.fetch_add(1, Relaxed),
+            };
+        }
     }
 
     /// Decodes and accounts every frame of `batch`.
@@ -214,6 +284,14 @@ impl Worker {
                     continue;
                 }
             };
+            if self.sflow && !matches!(p.l3, xacct_wire::L3::None) {
+                // sfprobe samples before the daemon's own sampling: its rate is its own.
+                let mut r = Record::from_packet(&p, m.ts);
+                if stamping {
+                    stamp.apply(&mut r, now);
+                }
+                self.sample_packet(&r, data, m.wire_len);
+            }
             if self.sampling.rate > 1 {
                 // Systematic 1-in-N sampling per worker: deterministic, so tests and replays
                 // give repeatable numbers.
@@ -678,6 +756,15 @@ impl Worker {
     pub fn shard_bytes(&self, plugin: usize) -> usize {
         self.shards.get(plugin).map_or(0, |s| s.allocated_bytes())
     }
+}
+
+/// A seed for a worker's sampler: the clock's nanoseconds mixed with the thread.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::RandomState::default().build_hasher();
+    std::thread::current().id().hash(&mut h);
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()).hash(&mut h);
+    h.finish() | 1
 }
 
 fn unix_now() -> u64 {

@@ -3,8 +3,8 @@
 //! file, paths go to a temporary directory, database credentials and name become this test's),
 //! and traffic checked where it lands: the memory tables with `xacct`, MariaDB (strict mode) in
 //! a database of this test's own with the table pmacct's `pmacct-create-db_v1.mysql` creates,
-//! SQLite with pmacct's `pmacct-create-table_v1.sqlite3`, NetFlow v9 decoded by the test. The
-//! sFlow probe example needs a plugin xacct does not build yet and must say so.
+//! SQLite with pmacct's `pmacct-create-table_v1.sqlite3`, NetFlow v9 and sFlow v5 decoded by
+//! the test.
 
 mod sqlsupport;
 mod support;
@@ -303,18 +303,38 @@ fn probe_netflow_example_exports_netflow_v9() {
     assert!(flows.values().all(|v| *v == (20, 760)), "{flows:?}");
 }
 
+/// probe_sflow: pmacctd as an sFlow agent sampling one packet in 20. Its receiver becomes a
+/// socket of this test: flow samples at rate 20 from sub-agent 1402, as many as the probe
+/// says it took, and the counter sample sent at shutdown.
 #[test]
-fn probe_sflow_example_fails_naming_the_plugin_xacct_does_not_build() {
-    for (name, line, why) in
-        [("probe_sflow.conf.example", "plugins: sfprobe", "sfprobe plugin: not built yet (export)")]
-    {
-        let Some(text) = example(name) else { return };
-        let n = text.lines().position(|l| l == line).expect("plugins line") + 1;
-        // Unchanged: the package's own file.
-        let path = Path::new(EXAMPLES).join(name);
-        let out = Command::new(support::xacctd_bin()).arg("-f").arg(&path).output().expect("run xacctd");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert_eq!(err.trim(), format!("xacctd: configuration error: {}:{n}: plugins: refused: {why}", path.display()));
+fn probe_sflow_example_exports_sflow() {
+    let Some(text) = example("probe_sflow.conf.example") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    rx.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+    let port = rx.local_addr().expect("addr").port();
+    let conf = subst(&text, "daemonize: true", "daemonize: false");
+    let conf = subst(&conf, "pcap_interface: eth0", &format!("pcap_savefile: {}", pcap(dir, 500).display()));
+    let conf = subst(&conf, "sfprobe_receiver: 192.168.1.1:6343", &format!("sfprobe_receiver: 127.0.0.1:{port}"));
+    let path = write(dir, "probe_sflow.conf", &conf);
+    let log = Daemon::start(&path, &dir.join("probe.log")).wait_exit(Duration::from_secs(30));
+    let (mut flows, mut counters) = (0u64, 0u32);
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = rx.recv(&mut buf) {
+        let (d, c) = xacct_wire::sflow::decode_datagram(buf.get(..n).unwrap_or_default(), |s| {
+            assert_eq!(s.sampling_rate, 20);
+            flows += 1;
+        })
+        .expect("decodes");
+        assert_eq!(d.sub_agent_id, 1402);
+        counters += c.counter_samples;
+        if counters > 0 {
+            break;
+        }
     }
+    assert_eq!(counters, 1, "the counter sample at shutdown");
+    // 2000 packets at 1 in 20: about 100 samples.
+    assert!((40..=200).contains(&flows), "{flows} samples");
+    assert_eq!(support::counter(&log, "samples_taken"), Some(flows), "{log}");
 }

@@ -295,6 +295,107 @@ pub(super) fn finish_nfprobe(
     Ok(())
 }
 
+/// An sfprobe plugin's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SfprobeConfig {
+    /// `sfprobe_receiver`, default 127.0.0.1:6343.
+    pub receiver: SocketAddr,
+    /// `sfprobe_agentip`: the agent address in the datagrams (default 127.0.0.1).
+    pub agent_ip: IpAddr,
+    /// `sfprobe_agentsubid` (pmacct's code default 0; CONFIG-KEYS says 1402).
+    pub agent_subid: u32,
+    /// `sfprobe_ifspeed`, bits per second, for counter samples.
+    pub ifspeed: u64,
+    pub source_ip: Option<IpAddr>,
+    pub ipprec: u8,
+    pub direction: Option<FromTag<ProbeDirection>>,
+    pub ifindex: Option<FromTag<u32>>,
+    pub ifindex_override: bool,
+    pub peer_as: bool,
+}
+
+impl Default for SfprobeConfig {
+    fn default() -> Self {
+        SfprobeConfig {
+            receiver: SocketAddr::from(([127, 0, 0, 1], 6343)),
+            agent_ip: IpAddr::from([127, 0, 0, 1]),
+            agent_subid: 0,
+            ifspeed: 100_000_000,
+            source_ip: None,
+            ipprec: 0,
+            direction: None,
+            ifindex: None,
+            ifindex_override: false,
+            peer_as: false,
+        }
+    }
+}
+
+pub(super) fn apply_sfprobe(s: &mut SfprobeConfig, d: &Directive) -> Result<(), ConfigError> {
+    let v = d.value.as_str();
+    let plugin_only = || {
+        if d.scope.is_none() {
+            Err(bad(d, format!("{} must be set for one plugin (key[name]: value)", d.key)))
+        } else {
+            Ok(())
+        }
+    };
+    match d.key.as_str() {
+        "sfprobe_receiver" => s.receiver = parse_receiver(v).map_err(|e| bad(d, e))?,
+        "sfprobe_agentip" => s.agent_ip = super::parse::parse_ip(d)?,
+        "sfprobe_agentsubid" => {
+            s.agent_subid = v.parse().map_err(|_| bad(d, "expected a number from 0 to 4294967295"))?
+        }
+        "sfprobe_ifspeed" => s.ifspeed = v.parse().map_err(|_| bad(d, "expected bits per second"))?,
+        "sfprobe_source_ip" => s.source_ip = Some(super::parse::parse_ip(d)?),
+        "sfprobe_ipprec" => {
+            s.ipprec = v.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| bad(d, "expected 0 to 7"))?
+        }
+        "sfprobe_direction" => {
+            plugin_only()?;
+            s.direction = Some(
+                from_tag(v, |x| match x {
+                    "in" => Some(ProbeDirection::In),
+                    "out" => Some(ProbeDirection::Out),
+                    _ => None,
+                })
+                .ok_or_else(|| bad(d, "expected in, out, tag or tag2"))?,
+            );
+        }
+        "sfprobe_ifindex" => {
+            plugin_only()?;
+            s.ifindex = Some(
+                from_tag(v, |x| x.parse::<u32>().ok().filter(|i| *i >= 1))
+                    .ok_or_else(|| bad(d, "expected tag, tag2 or an interface index from 1 to 4294967295"))?,
+            );
+        }
+        "sfprobe_ifindex_override" => s.ifindex_override = parse_bool(d)?,
+        "sfprobe_peer_as" => s.peer_as = parse_bool(d)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An sfprobe samples packets: it needs packet capture, and an agent address of the
+/// receiver's family (pmacct's rule).
+pub(super) fn finish_sfprobe(s: &SfprobeConfig, g: &super::GlobalConfig, origin: &Origin) -> Result<(), ConfigError> {
+    if g.modes.capture.is_none() {
+        return Err(bad_at(
+            origin,
+            "sfprobe",
+            "sfprobe samples captured packets: it needs pmacctd mode (an interface or a pcap file)",
+        ));
+    }
+    if s.agent_ip.is_ipv4() != s.receiver.is_ipv4() {
+        return Err(bad_at(
+            origin,
+            &s.agent_ip.to_string(),
+            "sfprobe_agentip must be of the receiver's address family",
+        ));
+    }
+    Ok(())
+}
+
 /// A tee plugin's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TeeConfig {

@@ -153,7 +153,7 @@ const KAFKA: &str = "kafka plugin: not built";
 const AMQP: &str = "amqp plugin: not built";
 const AVRO: &str = "Avro output (kafka and amqp plugins): not built";
 const NFPROBE: &str = "not an nfprobe key pmacct has";
-const SFPROBE: &str = "sfprobe plugin: not built yet (export)";
+const SFPROBE: &str = "not an sfprobe key pmacct has";
 const TEE: &str = "not a tee key pmacct has";
 const CLASSIFY: &str = "classification: not built yet";
 const UACCTD: &str = "uacctd (NFLOG capture) is not built: xacctd captures with XDP, AF_XDP or libpcap";
@@ -683,11 +683,11 @@ static GROUPS: &[Group] = &[
         &["nfprobe_tstamp_usec", "nfprobe_peer_as"],
     ),
     refuse(Export, "DTLS transport for nfprobe: not built", &["nfprobe_dtls", "nfprobe_dtls_verify_cert"]),
-    refuse(
+    imp(
         Export,
-        SFPROBE,
+        Only(PluginKind::Sfprobe),
+        NOT_XACCT,
         &[
-            "sfprobe_peer_as",
             "sfprobe_ipprec",
             "sfprobe_direction",
             "sfprobe_ifindex",
@@ -698,6 +698,12 @@ static GROUPS: &[Group] = &[
             "sfprobe_ifspeed",
             "sfprobe_source_ip",
         ],
+    ),
+    imp(
+        Export,
+        Only(PluginKind::Sfprobe),
+        "accepted: AS fields are what networks_file gives",
+        &["sfprobe_peer_as"],
     ),
     imp(
         Export,

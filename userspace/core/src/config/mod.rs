@@ -131,6 +131,7 @@ pub enum PluginKind {
     Sqlite3,
     Nfprobe,
     Tee,
+    Sfprobe,
 }
 
 impl PluginKind {
@@ -143,6 +144,7 @@ impl PluginKind {
             PluginKind::Sqlite3 => "sqlite3",
             PluginKind::Nfprobe => "nfprobe",
             PluginKind::Tee => "tee",
+            PluginKind::Sfprobe => "sfprobe",
         }
     }
 
@@ -223,6 +225,8 @@ pub struct PluginConfig {
     pub nfprobe: Option<Box<export::NfprobeConfig>>,
     /// The tee plugin's keys (None for other kinds).
     pub tee: Option<Box<export::TeeConfig>>,
+    /// The sfprobe plugin's keys (None for other kinds).
+    pub sfprobe: Option<Box<export::SfprobeConfig>>,
     /// Where this plugin was declared (for messages).
     pub origin: Origin,
 }

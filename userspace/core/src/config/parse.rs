@@ -149,7 +149,6 @@ pub(super) fn parse_line(raw: &str, file: &str, line: usize) -> Result<Option<Di
 /// Plugin types pmacct has that xacct does not, with why.
 fn refused_plugin(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "sfprobe" => "sfprobe plugin: not built yet (export)",
         "kafka" => "kafka plugin: not built",
         "amqp" => "amqp plugin: not built",
         "mongodb" => "mongodb plugin: not built (pmacct 1.7 dropped it too)",
@@ -183,6 +182,7 @@ fn parse_plugins(d: &Directive) -> Result<Vec<(String, PluginKind)>, ConfigError
             "sqlite3" => PluginKind::Sqlite3,
             "nfprobe" => PluginKind::Nfprobe,
             "tee" => PluginKind::Tee,
+            "sfprobe" => PluginKind::Sfprobe,
             k => {
                 return Err(match refused_plugin(k) {
                     Some(why) => refused(&d.origin, why),
@@ -407,6 +407,7 @@ pub(super) fn plugin_defaults(name: &str, kind: PluginKind, origin: &Origin, agg
         sql: kind.is_sql().then(|| Box::new(super::sql::SqlConfig::new(name, kind == PluginKind::Sqlite3))),
         nfprobe: (kind == PluginKind::Nfprobe).then(Box::default),
         tee: (kind == PluginKind::Tee).then(Box::default),
+        sfprobe: (kind == PluginKind::Sfprobe).then(Box::default),
         origin: origin.clone(),
     }
 }

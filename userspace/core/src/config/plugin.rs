@@ -124,6 +124,11 @@ pub(super) fn apply_plugin(p: &mut PluginConfig, pend: &mut Pending, d: &Directi
         }
         "post_tag" => p.post_tag = Some(parse_tag(d)?),
         "post_tag2" => p.post_tag2 = Some(parse_tag(d)?),
+        k if k.starts_with("sfprobe_") => {
+            if let Some(s) = p.sfprobe.as_deref_mut() {
+                super::export::apply_sfprobe(s, d)?;
+            }
+        }
         k if k.starts_with("tee_") => {
             if let Some(t) = p.tee.as_deref_mut() {
                 super::export::apply_tee(t, d)?;
@@ -199,6 +204,9 @@ pub(super) fn finish_plugin(
     }
     if let Some(t) = p.tee.as_deref() {
         super::export::finish_tee(t, g, &p.origin)?;
+    }
+    if let Some(s) = p.sfprobe.as_deref() {
+        super::export::finish_sfprobe(s, g, &p.origin)?;
     }
     if let (Some(path), Some(o)) = (&p.networks_file, &pend.networks_file) {
         if !loaded.contains(path) {
