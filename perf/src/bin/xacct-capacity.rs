@@ -72,6 +72,7 @@ fn main() -> Result<()> {
             stats: Arc::new(PluginStats::default()),
             shard_limit: usize::MAX,
             accounts: true,
+            sflow: None,
         };
         let specs = Arc::new(vec![spec]);
         let start = Instant::now();

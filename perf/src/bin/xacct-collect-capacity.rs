@@ -90,6 +90,7 @@ fn decode_and_aggregate(dgrams: &[Vec<u8>], passes: usize, agg: &Aggregate) -> (
         stats: Arc::new(PluginStats::default()),
         shard_limit: usize::MAX,
         accounts: true,
+        sflow: None,
     };
     let sources = Arc::new(vec![Arc::new(SourceStats::default())]);
     let mut w = Worker::new(Arc::new(vec![spec]), sources, Sampling::default());
