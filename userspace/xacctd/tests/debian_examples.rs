@@ -11,7 +11,6 @@ mod support;
 
 use sqlsupport::{Db, Kind};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 use support::{client, free_udp_port, send_udp, skip, sorted_rows, spec, xacct_bin, Daemon};
 use xacct_perf::traffic::{build, write_pcap, Frame, L3, L4};
