@@ -36,6 +36,9 @@ const V5_MAX: usize = 30;
 /// Largest v9/IPFIX datagram payload (a 1500-byte MTU less IPv6 and UDP headers).
 const MAX_DATAGRAM: usize = 1400;
 
+/// The flowSamplerID records and sampling options carry.
+const SAMPLER_ID: u8 = 1;
+
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
 
@@ -265,6 +268,7 @@ impl Probe {
             end_ms: end_ms.max(0) as u64,
             tag: f.rec.tag,
             tag2: f.rec.tag2,
+            sampler_id: if self.cfg.sampling_rate > 1 { u32::from(SAMPLER_ID) } else { 0 },
             ..FlowRecord::default()
         };
         let dir = self.direction(f);
@@ -336,6 +340,9 @@ impl Probe {
         if has(Primitive::Vlan) {
             t.push(if out { tf(59, 2) } else { tf(58, 2) });
         }
+        if self.cfg.sampling_rate > 1 {
+            t.push(tf(48, 1));
+        }
         if self.tags {
             let pen = Some(xacct_wire::netflow::PMACCT_PEN);
             if has(Primitive::Tag) {
@@ -350,6 +357,28 @@ impl Probe {
 
     fn template_id(&self, v6: bool, out: bool) -> u16 {
         (if v6 { 2048 } else { 1024 }) + u16::from(out) + self.index
+    }
+
+    /// pmacct's sampling options template id.
+    fn sampling_template_id(&self) -> u16 {
+        4096 + self.index
+    }
+
+    /// The sampling options template (scope: the observation domain / source id) and its one
+    /// record: sampler 1, deterministic 1-in-N (the daemon's sampling is systematic), N.
+    fn sampling_options(&self, m: &mut MessageBuilder) -> usize {
+        let scope = if self.cfg.version == 9 { tf(1, 4) } else { tf(149, 4) };
+        let options = [tf(48, 1), tf(49, 1), tf(50, 4)];
+        let id = self.sampling_template_id();
+        m.options_template(id, &[scope], &options);
+        let mut rec = Vec::with_capacity(10);
+        rec.extend_from_slice(&self.cfg.engine_id.to_be_bytes());
+        rec.extend_from_slice(&[SAMPLER_ID, 1]);
+        rec.extend_from_slice(&self.cfg.sampling_rate.to_be_bytes());
+        let pad = (4 - (4 + rec.len()) % 4) % 4;
+        m.data_raw(id, 1, &rec, pad);
+        // Template set (header, id, counts, four fields) and the data set.
+        4 + 8 + 4 * 4 + 4 + rec.len() + pad
     }
 
     fn header(&self, now_ms: i64) -> NetflowHeader {
@@ -404,6 +433,11 @@ impl Probe {
                 let mut h = self.header(now_ms);
                 h.sequence = self.records_sent as u32;
                 h.engine_id = self.cfg.engine_id as u8;
+                if self.cfg.sampling_rate > 1 {
+                    // Mode 01: packet interval; the interval in the low 14 bits.
+                    h.sampling_mode = 1;
+                    h.sampling_interval = self.cfg.sampling_rate.min(0x3fff) as u16;
+                }
                 let d = encode_v5(&h, chunk);
                 self.send(&d, chunk.len() as u64, st);
                 self.records_sent += chunk.len() as u64;
@@ -436,6 +470,9 @@ impl Probe {
                         let t = self.template(tv6, tout);
                         room = room.saturating_sub(8 + 4 * t.len() + if self.tags { 8 } else { 0 });
                         m.template(self.template_id(tv6, tout), &t);
+                    }
+                    if self.cfg.sampling_rate > 1 {
+                        room = room.saturating_sub(self.sampling_options(&mut m));
                     }
                 }
                 let n = (room / per_record).clamp(1, rest.len());

@@ -178,3 +178,36 @@ fn nfacctd_reads_the_export() {
         drop(nfacctd);
     }
 }
+
+/// With `sampling_rate: 10` the probe tells collectors (v5 header; v9/IPFIX sampling options
+/// and flowSamplerID): xacctd's collector with `nfacctd_renormalize` gives ten times the
+/// probe's (sampled) table.
+#[test]
+fn sampling_rate_is_announced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(20_000, 1_000, 47)).expect("pcap");
+    for version in [5u16, 9, 10] {
+        let port = free_udp_port();
+        let (collector, cpipe) = start_collector(
+            dir.path(),
+            &format!("col{version}"),
+            &format!("nfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_renormalize: true\n"),
+            AGG,
+        );
+        let (probe_table, _) = run_probe(
+            dir.path(),
+            &format!("probe{version}"),
+            &pcap,
+            &format!("sampling_rate: 10\nnfprobe_receiver[n]: 127.0.0.1:{port}\nnfprobe_version[n]: {version}\n"),
+        );
+        let keep = |row: &BTreeMap<String, String>| version != 5 || v4_only(row);
+        let want: BTreeMap<String, (u64, u64)> =
+            totals(&probe_table, keep).into_iter().map(|(k, (p, b))| (k, (p * 10, b * 10))).collect();
+        let packets: u64 = want.values().map(|v| v.0).sum();
+        assert!(packets > 10_000, "{packets}");
+        let got = totals(&wait_packets(&cpipe, packets), |_| true);
+        assert_eq!(got, want, "renormalised collector table != 10 x probe table (v{version})");
+        drop(collector);
+    }
+}

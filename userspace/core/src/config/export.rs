@@ -80,6 +80,9 @@ pub struct NfprobeConfig {
     pub tstamp_usec: bool,
     /// `nfprobe_peer_as`: ASes are the peers' (accepted; AS fields come from networks_file).
     pub peer_as: bool,
+    /// The daemon's `sampling_rate`, announced to collectors (v5 header, v9/IPFIX sampling
+    /// options).
+    pub sampling_rate: u32,
 }
 
 impl Default for NfprobeConfig {
@@ -100,6 +103,7 @@ impl Default for NfprobeConfig {
             dont_cache: false,
             tstamp_usec: false,
             peer_as: false,
+            sampling_rate: 1,
         }
     }
 }
@@ -259,6 +263,7 @@ pub(super) fn apply_nfprobe(n: &mut NfprobeConfig, pend: &mut Pending, d: &Direc
 /// aggregate's primitives.
 pub(super) fn finish_nfprobe(
     n: &mut NfprobeConfig,
+    g: &super::GlobalConfig,
     pend: &Pending,
     aggregate: &mut Aggregate,
     origin: &Origin,
@@ -278,6 +283,7 @@ pub(super) fn finish_nfprobe(
                 .map_err(|_| bad_at(o, v, "nfprobe_version 9 and 10 take one source id (0 to 4294967295)"))?;
         }
     }
+    n.sampling_rate = g.sampling_rate.max(1);
     let agg_origin = pend.aggregate.as_ref().unwrap_or(origin);
     if pend.aggregate.is_none() {
         *aggregate = Aggregate::parse(NFPROBE_DEFAULT_AGGREGATE)

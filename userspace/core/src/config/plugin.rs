@@ -200,7 +200,7 @@ pub(super) fn finish_plugin(
         super::sql::finish_sql(s, &pend, &p.aggregate, &p.origin)?;
     }
     if let Some(n) = p.nfprobe.as_deref_mut() {
-        super::export::finish_nfprobe(n, &pend, &mut p.aggregate, &p.origin)?;
+        super::export::finish_nfprobe(n, g, &pend, &mut p.aggregate, &p.origin)?;
     }
     if let Some(t) = p.tee.as_deref() {
         super::export::finish_tee(t, g, &p.origin)?;
