@@ -73,6 +73,7 @@ fn main() -> Result<()> {
             shard_limit: usize::MAX,
             accounts: true,
             sflow: None,
+            spans: false,
         };
         let specs = Arc::new(vec![spec]);
         let start = Instant::now();

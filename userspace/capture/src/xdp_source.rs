@@ -170,6 +170,7 @@ fn record_of(k: &FlowKey, v: &FlowValue, clock: &Clock) -> Record {
         packets: v.packets,
         bytes: v.bytes,
         ts: clock.wall_of(v.last_seen_ns),
+        first_ts: clock.wall_of(v.first_seen_ns),
         ..Record::default()
     }
 }

@@ -159,6 +159,9 @@ pub struct Record {
     pub flows: u64,
     /// Time the record describes (packet timestamp / flow end), seconds since the epoch.
     pub ts: i64,
+    /// For records that span time (the XDP program's pre-aggregates): the first packet's
+    /// second; 0 when the record is one moment (`ts`).
+    pub first_ts: i64,
 }
 
 impl Record {

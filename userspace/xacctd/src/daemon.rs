@@ -138,6 +138,7 @@ fn plugin_specs(
             shard_limit: budget.shard_entries,
             accounts: !matches!(p.kind, PluginKind::Tee | PluginKind::Sfprobe),
             sflow: tap.clone(),
+            spans: p.kind == PluginKind::Nfprobe,
         });
     }
     Ok(specs)

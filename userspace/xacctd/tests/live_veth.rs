@@ -669,3 +669,82 @@ fn xdp_flood_with_full_kernel_tables_and_a_full_plugin_table_keeps_totals_exact(
         assert_eq!(over, FLOOD as u64 - (rows.len() as u64 - 1), "{status}");
     });
 }
+
+/// A mirror-port probe: XDP pre-aggregation with `xdp_action: drop` and an nfprobe plugin. No
+/// frame goes up to userspace, yet the IPFIX export decodes to every packet sent, each flow
+/// with its TCP flags and the seconds of its first and last packet (kept by the kernel).
+#[test]
+fn xdp_drop_probe_exports_flows_without_frames_in_userspace() {
+    in_own_namespace(|| {
+        if let Err(why) = setup_namespace() {
+            skip(&format!("live_veth needs root: {why}"));
+            return;
+        }
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("receiver");
+        rx.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let port = rx.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("xacctd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "pcap_interface: {RX}\ncapture_method: xdp\nxdp_action: drop\nplugins: nfprobe[n]\n\
+                 nfprobe_receiver[n]: 127.0.0.1:{port}\nnfprobe_version[n]: 10\n"
+            ),
+        )
+        .expect("write config");
+        let mut daemon = Daemon::start(&conf, &dir.path().join("xacctd.log"));
+        daemon.wait_log(&format!("capturing from XDP {RX}"), Duration::from_secs(20));
+        let mut tx = pcap::Capture::from_device(TX).and_then(|c| c.open()).expect("open the sending end");
+        let frame = |sport: u16, flags: u8| {
+            build(&spec(
+                vec![],
+                L3::V4 { src: [10, 9, 0, 1], dst: [10, 9, 0, 2], tos: 0 },
+                L4::Tcp { sport, dport: 80, flags },
+                100,
+            ))
+        };
+        // Flow 1: SYN now, ACKs, FIN 2.5 seconds later; flow 2: ten ACKs at once.
+        tx.sendpacket(frame(1111, 0x02).as_slice()).expect("send");
+        for _ in 0..10 {
+            tx.sendpacket(frame(2222, 0x10).as_slice()).expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(2500));
+        for _ in 0..4 {
+            tx.sendpacket(frame(1111, 0x10).as_slice()).expect("send");
+        }
+        tx.sendpacket(frame(1111, 0x11).as_slice()).expect("send");
+        std::thread::sleep(Duration::from_millis(1500));
+        let line = xdp_counters(daemon);
+        let n = |name: &str| counter(&line, name).unwrap_or_else(|| panic!("no {name} in {line}"));
+        assert_eq!(n("xdp_redirected"), 0, "nothing goes up to userspace: {line}");
+        let mut flows: BTreeMap<u16, xacct_wire::netflow::FlowRecord> = BTreeMap::new();
+        let mut dec = xacct_wire::netflow::Decoder::default();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = rx.recv(&mut buf) {
+            dec.decode(
+                "127.0.0.1".parse().expect("ip"),
+                buf.get(..n).unwrap_or_default(),
+                &mut |_h: &xacct_wire::netflow::NetflowHeader, r: &xacct_wire::netflow::FlowRecord| {
+                    if r.dst_port == 80 {
+                        let e = flows.entry(r.src_port).or_insert(*r);
+                        if e != r {
+                            e.packets += r.packets;
+                            e.bytes += r.bytes;
+                            e.tcp_flags |= r.tcp_flags;
+                            e.start_ms = e.start_ms.min(r.start_ms);
+                            e.end_ms = e.end_ms.max(r.end_ms);
+                        }
+                    }
+                },
+            )
+            .expect("decodes");
+        }
+        let (a, b) = (flows.get(&1111).expect("flow 1"), flows.get(&2222).expect("flow 2"));
+        assert_eq!((a.packets, a.tcp_flags, b.packets, b.tcp_flags), (6, 0x13, 10, 0x10), "{flows:?}");
+        // The kernel's first and last packet times, at second resolution.
+        let span = a.end_ms - a.start_ms;
+        assert!((2000..=4000).contains(&span), "flow 1 lasted {span} ms: {a:?}");
+        assert!(b.end_ms - b.start_ms <= 1000, "{b:?}");
+    });
+}
