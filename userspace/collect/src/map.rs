@@ -146,6 +146,11 @@ pub fn record_from_sample(s: &SflowSample, renormalize: bool, now: i64) -> Optio
     // (`engine_id`/`source_id`), and the direction from which port is the data source.
     r.exporter = tag_addr(s.agent);
     r.agent_id = s.sub_agent_id;
+    // pmacct's EX_TAG (a pre_tag_map, if any, overrides it).
+    if let Some((t1, t2)) = s.tags {
+        r.tag = t1;
+        r.tag2 = t2;
+    }
     r.engine_id = s.source_id_index;
     r.direction =
         u8::from(s.output_format == IF_FORMAT_IFINDEX && s.output == s.source_id_index && s.input != s.source_id_index);
@@ -183,6 +188,7 @@ mod tests {
             switch: None,
             router: None,
             gateway: None,
+            tags: None,
         }
     }
 

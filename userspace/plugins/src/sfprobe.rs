@@ -8,7 +8,9 @@
 //! As in pmacct: data source class 0, index 1 (or `sfprobe_ifindex`), agent
 //! `sfprobe_agentip` with `sfprobe_agentsubid`, ifType 6, full duplex, status up, speed
 //! `sfprobe_ifspeed`; input/output ifIndex from the packet, else from `sfprobe_direction` /
-//! `sfprobe_ifindex`, unknown as 0x3FFFFFFF.
+//! `sfprobe_ifindex`, unknown as 0x3FFFFFFF. With `tag` or `tag2` in the aggregate, every
+//! sample carries pmacct's EX_TAG enterprise record (43874, format 2: two 64-bit tags), which
+//! sfacctd and xacctd's collector read back.
 
 use crate::{PluginContext, PluginError};
 use std::net::{SocketAddr, UdpSocket};
@@ -31,6 +33,8 @@ const IF_UNKNOWN: u32 = 0x3fff_ffff;
 struct Agent {
     cfg: SfprobeConfig,
     socket: UdpSocket,
+    /// Whether samples carry pmacct's EX_TAG record (the aggregate has tag or tag2).
+    tags: bool,
     started: Instant,
     datagram_seq: u32,
     flow_seq: u32,
@@ -119,12 +123,15 @@ impl Agent {
             input,
             output,
             header_protocol: 1,
-            frame_length: s.frame_len,
-            stripped: 0,
+            // As pmacct's sfprobe: the frame as on the wire with its 4-byte FCS, which the
+            // capture did not keep (so "stripped").
+            frame_length: s.frame_len + 4,
+            stripped: 4,
             header: &s.header,
             switch: None,
             router: None,
             gateway: None,
+            tags: self.tags.then_some((s.tag, s.tag2)),
         };
         self.flow_seq = self.flow_seq.wrapping_add(1);
         self.builder().flow_sample(&spec);
@@ -186,8 +193,18 @@ pub fn run_sfprobe(mut ctx: PluginContext) -> Result<(), PluginError> {
         what: format!("export socket to {receiver}"),
         source: e,
     })?;
-    let mut agent =
-        Agent { cfg, socket, started: Instant::now(), datagram_seq: 1, flow_seq: 1, counter_seq: 1, pending: None };
+    let tags =
+        ctx.config.aggregate.has(xacct_core::Primitive::Tag) || ctx.config.aggregate.has(xacct_core::Primitive::Tag2);
+    let mut agent = Agent {
+        cfg,
+        socket,
+        tags,
+        started: Instant::now(),
+        datagram_seq: 1,
+        flow_seq: 1,
+        counter_seq: 1,
+        pending: None,
+    };
     tracing::info!("plugin {name}: sfprobe sending sFlow v5 to {receiver}");
     let st = &ctx.stats.export;
     let mut next_counters = Instant::now() + COUNTER_EVERY;

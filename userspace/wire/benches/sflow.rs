@@ -35,6 +35,7 @@ fn datagram() -> Vec<u8> {
             switch: Some(ExtSwitch { src_vlan: 10, src_priority: 0, dst_vlan: 10, dst_priority: 0 }),
             router: None,
             gateway: None,
+            tags: None,
         });
     }
     b.finish()

@@ -231,10 +231,11 @@ fn encoder_round_trip() {
             dst_peer_as: 4,
             dst_as: 5,
         }),
+        tags: Some((7, u64::MAX - 1)),
     };
     b.flow_sample(&spec);
     b.counter_sample(1, 0, 17, &IfCounters { if_index: 17, in_octets: 1 << 40, ..IfCounters::default() });
-    b.flow_sample(&FlowSampleSpec { sequence: 10, switch: None, router: None, gateway: None, ..spec });
+    b.flow_sample(&FlowSampleSpec { sequence: 10, switch: None, router: None, gateway: None, tags: None, ..spec });
     let buf = b.finish();
     let (dg, counts, s) = decode_all(&buf).unwrap();
     assert_eq!(
@@ -249,7 +250,9 @@ fn encoder_round_trip() {
     assert_eq!(a.switch, spec.switch);
     assert_eq!(a.router, spec.router);
     assert_eq!(a.gateway, spec.gateway);
-    assert_eq!((s[1].sequence, s[1].switch, s[1].gateway), (10, None, None));
+    // pmacct's EX_TAG enterprise record.
+    assert_eq!(a.tags, Some((7, u64::MAX - 1)));
+    assert_eq!((s[1].sequence, s[1].switch, s[1].gateway, s[1].tags), (10, None, None, None));
 }
 
 /// Datagrams pmacctd's sfprobe plugin sent for a mixed pcap, and the table Debian's sfacctd

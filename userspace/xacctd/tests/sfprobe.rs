@@ -210,3 +210,52 @@ fn sfacctd_reads_the_samples() {
     assert_same(&got, &want);
     drop(sfacctd);
 }
+
+/// Tags travel in pmacct's EX_TAG record: the collector's table by tag equals the probe's.
+#[test]
+fn tags_travel_in_ex_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pcap, _, _) = pcap(dir.path(), 500, 59);
+    let map = dir.path().join("pretag.map");
+    std::fs::write(&map, "set_tag=100 filter='tcp'\nset_tag=200 filter='udp'\nset_tag=300\n").expect("map");
+    let port = free_udp_port();
+    let (collector, cpipe) =
+        start_collector(dir.path(), "col", &format!("sfacctd_ip: 127.0.0.1\nsfacctd_port: {port}\n"), "tag");
+    let conf = dir.path().join("probe.conf");
+    let pipe = dir.path().join("probe.pipe");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\npre_tag_map: {}\n\
+             plugins: sfprobe[s], memory[m]\naggregate[s]: tag\nsfprobe_receiver[s]: 127.0.0.1:{port}\n\
+             aggregate[m]: tag\nimt_path[m]: {}\n",
+            pcap.display(),
+            map.display(),
+            pipe.display()
+        ),
+    )
+    .expect("conf");
+    let d = Daemon::start(&conf, &dir.path().join("probe.log"));
+    let t = Instant::now();
+    while !pipe.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no {}", pipe.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Tag and packets: sFlow counts frame bytes (FCS included), the probe's own table IP bytes.
+    let tag_packets = |csv: &str| -> Vec<String> {
+        support::sorted_rows(csv).iter().map(|r| r.rsplitn(2, ',').nth(1).unwrap_or_default().to_string()).collect()
+    };
+    let want = tag_packets(&query_stable(|| query_csv(&pipe)));
+    d.terminate();
+    assert_eq!(want.len(), 3, "{want:?}");
+    let t = Instant::now();
+    loop {
+        let got = tag_packets(&query_csv(&cpipe));
+        if got == want {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "collector {got:?} != probe {want:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(collector);
+}

@@ -28,6 +28,8 @@ pub struct FlowSampleSpec<'a> {
     pub switch: Option<ExtSwitch>,
     pub router: Option<ExtRouter>,
     pub gateway: Option<ExtGateway>,
+    /// pmacct's EX_TAG record: tag and tag2.
+    pub tags: Option<(u64, u64)>,
 }
 
 impl<'a> FlowSampleSpec<'a> {
@@ -52,6 +54,7 @@ impl<'a> FlowSampleSpec<'a> {
             switch: None,
             router: None,
             gateway: None,
+            tags: None,
         }
     }
 }
@@ -152,8 +155,11 @@ impl DatagramBuilder {
             put(b, s.drops);
             put(b, s.input & 0x3fff_ffff);
             put(b, s.output & 0x3fff_ffff);
-            let records =
-                1 + u32::from(s.switch.is_some()) + u32::from(s.router.is_some()) + u32::from(s.gateway.is_some());
+            let records = 1
+                + u32::from(s.switch.is_some())
+                + u32::from(s.router.is_some())
+                + u32::from(s.gateway.is_some())
+                + u32::from(s.tags.is_some());
             put(b, records);
             with_len(b, 1, |b| {
                 put(b, s.header_protocol);
@@ -201,6 +207,12 @@ impl DatagramBuilder {
                     }
                     put(b, 0); // communities
                     put(b, 100); // local preference
+                });
+            }
+            if let Some((t1, t2)) = s.tags {
+                with_len(b, super::PMACCT_EX_TAG, |b| {
+                    b.extend_from_slice(&t1.to_be_bytes());
+                    b.extend_from_slice(&t2.to_be_bytes());
                 });
             }
         });

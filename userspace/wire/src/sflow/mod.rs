@@ -224,7 +224,13 @@ pub struct SflowSample {
     pub switch: Option<ExtSwitch>,
     pub router: Option<ExtRouter>,
     pub gateway: Option<ExtGateway>,
+    /// pmacct's EX_TAG record (enterprise 43874, format 2): tag and tag2.
+    pub tags: Option<(u64, u64)>,
 }
+
+/// pmacct's enterprise number and its EX_TAG flow record format, as `(enterprise << 12) |
+/// format` on the wire.
+pub const PMACCT_EX_TAG: u32 = (43874 << 12) | 2;
 
 impl SflowSample {
     fn new(agent: IpAddr, sub_agent_id: u32) -> Self {
@@ -251,6 +257,7 @@ impl SflowSample {
             switch: None,
             router: None,
             gateway: None,
+            tags: None,
         }
     }
 }
@@ -413,6 +420,13 @@ fn v5_sample(
                     1001 => s.switch = Some(ext_switch(&mut r)?),
                     1002 => s.router = Some(ext_router(&mut r)?),
                     1003 => s.gateway = Some(ext_gateway(&mut r, 5)?),
+                    PMACCT_EX_TAG => {
+                        let (t1, t2) = (
+                            u64::from(r.u32()?) << 32 | u64::from(r.u32()?),
+                            u64::from(r.u32()?) << 32 | u64::from(r.u32()?),
+                        );
+                        s.tags = Some((t1, t2));
+                    }
                     _ => counts.unknown_records += 1,
                 }
             }
