@@ -211,6 +211,8 @@ pub struct ExportStats {
     pub tee_queue_dropped: AtomicU64,
     /// tee: datagrams no pool took (their tag matched no pool's filter).
     pub tee_unmatched: AtomicU64,
+    /// tee: bumped by SIGUSR2; the plugin re-reads tee_receivers and its pre_tag_map.
+    pub tee_reload: AtomicU64,
     /// sfprobe: packets the sampler saw (the sample pool), their bytes by kind of destination,
     /// samples taken and samples a full queue dropped.
     pub sf_pool: AtomicU64,

@@ -233,6 +233,53 @@ impl Tee {
         }
     }
 
+    /// SIGUSR2: the receivers map and the tag map again; either failing keeps the old one
+    /// (counted in `maps_reload_failed`). Counters of receivers still there carry over.
+    fn reload(&mut self, path: &std::path::Path, cfg: &TeeConfig, stats: &xacct_core::stats::PluginStats) {
+        let pools = xacct_core::tee::load(
+            path,
+            cfg.max_pools.unwrap_or(xacct_core::tee::MAX_POOLS),
+            cfg.max_receivers.unwrap_or(xacct_core::tee::MAX_RECEIVERS),
+        );
+        let map = match &self.map {
+            Some(m) => TagMap::load(std::path::Path::new(m.file()), &xacct_core::tag::MapOptions::default())
+                .map(|m| Some(Arc::new(m))),
+            None => Ok(None),
+        };
+        match (pools, map) {
+            (Ok(pools), Ok(map)) => {
+                let old: Vec<(u32, SocketAddr, (u64, u64))> = self
+                    .pools
+                    .iter()
+                    .zip(&self.counts)
+                    .flat_map(|(p, c)| p.receivers.iter().zip(c).map(move |(r, c)| (p.id, *r, *c)))
+                    .collect();
+                self.counts = pools
+                    .iter()
+                    .map(|p| {
+                        p.receivers
+                            .iter()
+                            .map(|r| old.iter().find(|(id, a, _)| *id == p.id && a == r).map_or((0, 0), |x| x.2))
+                            .collect()
+                    })
+                    .collect();
+                self.rr = vec![0; pools.len()];
+                self.pools = pools;
+                self.map = map;
+                stats.maps_reloaded.fetch_add(1, Relaxed);
+                tracing::info!("tee: {} reloaded: {} pool(s)", path.display(), self.pools.len());
+            }
+            (Err(e), _) => {
+                stats.maps_reload_failed.fetch_add(1, Relaxed);
+                tracing::error!("tee: receivers not reloaded, keeping the old ones: {e}");
+            }
+            (_, Err(e)) => {
+                stats.maps_reload_failed.fetch_add(1, Relaxed);
+                tracing::error!("tee: pre_tag_map not reloaded, keeping the old one: {e}");
+            }
+        }
+    }
+
     fn publish(&self, st: &ExportStats) {
         let rows = self
             .pools
@@ -273,7 +320,13 @@ pub fn run_tee(mut ctx: PluginContext) -> Result<(), PluginError> {
     };
     let st = &ctx.stats.export;
     let mut published = Instant::now();
+    let mut generation = st.tee_reload.load(Relaxed);
     loop {
+        let now = st.tee_reload.load(Relaxed);
+        if now != generation {
+            generation = now;
+            tee.reload(&path, &cfg, &ctx.stats);
+        }
         crossbeam_channel::select! {
             recv(rx) -> d => match d {
                 Ok(d) => tee.handle(&d, st),

@@ -856,7 +856,7 @@ fn reload_maps(
         || config
             .plugins
             .iter()
-            .any(|p| p.networks_file.is_some() || p.ports_file.is_some() || p.pre_tag_map.is_some());
+            .any(|p| p.networks_file.is_some() || p.ports_file.is_some() || p.pre_tag_map.is_some() || p.tee.is_some());
     if !maps && allows.is_empty() {
         tracing::info!("SIGUSR2: no maps configured");
         return;
@@ -873,6 +873,12 @@ fn reload_maps(
     }
     if !maps {
         return;
+    }
+    // tee plugins re-read their receivers (and map) on their own thread.
+    for (p, s) in config.plugins.iter().zip(stats) {
+        if p.kind == PluginKind::Tee {
+            s.export.tee_reload.fetch_add(1, Relaxed);
+        }
     }
     match plugin_specs(config, stats, budgets, taps) {
         Ok(specs) => {

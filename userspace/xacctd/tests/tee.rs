@@ -176,3 +176,51 @@ fn debian_tee_receivers_example_loads() {
     assert_eq!(pools.iter().map(|p| p.receivers.len()).sum::<usize>(), 10);
     assert_eq!(pools.last().map(|p| p.balance), Some(xacct_core::tee::Balance::RoundRobin));
 }
+
+/// SIGUSR2 re-reads tee_receivers: datagrams after the reload go to the new pools only; a
+/// broken map is refused and the old pools stay.
+#[test]
+fn sigusr2_reloads_the_receivers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (a, pa) = receiver();
+    let (b, pb) = receiver();
+    let map = d.join("tee_receivers.lst");
+    std::fs::write(&map, format!("id=1 ip=127.0.0.1:{pa}\n")).expect("map");
+    let listen = free_udp_port();
+    let conf = d.join("tee.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {listen}\nplugins: tee[t]\ntee_receivers[t]: {}\n",
+            map.display()
+        ),
+    )
+    .expect("conf");
+    let mut daemon = Daemon::start(&conf, &d.join("tee.log"));
+    daemon.wait_log("listening:", Duration::from_secs(20));
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
+    let sent = datagrams(10);
+    let send = |range: std::ops::Range<usize>| {
+        for dg in &sent[range] {
+            sender.send_to(dg, ("127.0.0.1", listen)).expect("send");
+        }
+    };
+    send(0..4);
+    assert_eq!(drain(&a).len(), 4);
+    std::fs::write(&map, format!("id=1 ip=127.0.0.1:{pb}\n")).expect("map");
+    support::signal(daemon.pid(), nix::sys::signal::Signal::SIGUSR2);
+    daemon.wait_log("reloaded: 1 pool(s)", Duration::from_secs(10));
+    send(4..7);
+    let got: Vec<Vec<u8>> = drain(&b).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, sent[4..7].to_vec());
+    assert!(drain(&a).is_empty());
+    // A bad map is refused; the pools stay.
+    std::fs::write(&map, "id=1 ip=nowhere\n").expect("map");
+    support::signal(daemon.pid(), nix::sys::signal::Signal::SIGUSR2);
+    daemon.wait_log("receivers not reloaded", Duration::from_secs(10));
+    send(7..10);
+    assert_eq!(drain(&b).len(), 3);
+    let log = daemon.terminate();
+    assert!(counter(&log, "maps_reload_failed").is_some_and(|n| n >= 1), "{log}");
+}
