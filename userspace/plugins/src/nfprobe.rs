@@ -80,6 +80,8 @@ struct Probe {
     records_sent: u64,
     tags: bool,
     started_ms: i64,
+    /// The data time of the next expiry scan (every `expint` of data time).
+    next_scan: Option<i64>,
 }
 
 fn ip(a: Addr) -> IpAddr {
@@ -108,6 +110,7 @@ impl Probe {
             records_sent: 0,
             tags,
             started_ms: chrono::Utc::now().timestamp_millis(),
+            next_scan: None,
         })
     }
 
@@ -123,6 +126,9 @@ impl Probe {
     fn absorb(&mut self, table: &Table, st: &ExportStats) {
         let mut out = Vec::new();
         let mut span = None::<(i64, i64)>;
+        // The harvest's entries in time order, so that expiry scans run on the data's clock
+        // between them, as they would have live (a replayed pcap arrives in one harvest).
+        let mut seen: Vec<(Box<[u64]>, Flow)> = Vec::with_capacity(table.len());
         table.for_each(|key, c| {
             let (rec, bin) = self.bins.unpack(key);
             span = Some(span.map_or((bin, bin), |(a, b)| (a.min(bin), b.max(bin))));
@@ -134,7 +140,7 @@ impl Probe {
                 k1 = self.flows_key.overflow_of(&k1);
             }
             let key: &[u64] = k1.get(..self.flows_key.words()).unwrap_or(&[]);
-            let seen = Flow {
+            let flow = Flow {
                 rec,
                 first: bin,
                 last: bin,
@@ -143,24 +149,35 @@ impl Probe {
                 flows: c.flows,
                 tcp_flags: c.tcp_flags,
             };
+            seen.push((key.into(), flow));
+        });
+        seen.sort_by_key(|(_, f)| f.first);
+        let expint = self.cfg.timeouts.expint.max(1) as i64;
+        for (key, flow) in seen {
             if self.cfg.dont_cache {
-                out.push((seen, Why::Uncached));
-                return;
+                out.push((flow, Why::Uncached));
+                continue;
             }
-            match self.cache.get_mut(key) {
+            let bin = flow.first;
+            let next = *self.next_scan.get_or_insert(bin + expint);
+            if bin >= next {
+                out.extend(self.expire(bin, false));
+                self.next_scan = Some(bin + expint);
+            }
+            match self.cache.get_mut(&key) {
                 Some(f) => {
                     f.first = f.first.min(bin);
                     f.last = f.last.max(bin);
-                    f.packets += seen.packets;
-                    f.bytes += seen.bytes;
-                    f.flows += seen.flows;
-                    f.tcp_flags |= seen.tcp_flags;
+                    f.packets += flow.packets;
+                    f.bytes += flow.bytes;
+                    f.flows += flow.flows;
+                    f.tcp_flags |= flow.tcp_flags;
                 }
                 None => {
-                    self.cache.insert(key.into(), seen);
+                    self.cache.insert(key, flow);
                 }
             }
-        });
+        }
         if let Some((earliest, l)) = span {
             // Uptime counts from the probe's start, or from the first second of data when the
             // data is older (a pcap being replayed).

@@ -211,3 +211,83 @@ fn sampling_rate_is_announced() {
         drop(collector);
     }
 }
+
+/// Timeouts on the data's clock: a pcap (replayed in far less than its 100 seconds) whose
+/// flows pause longer than their idle timeout, end with FIN or RST and go on, or outlive
+/// maxlife, gives one record per flow lifetime, as it would have live.
+#[test]
+fn timeouts_split_flows_by_the_data_s_clock() {
+    use xacct_perf::traffic::{build, Frame, FrameSpec, L3, L4};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = 1_700_000_000i64;
+    let frame = |t: i64, l4: L4| Frame {
+        ts_sec: t0 + t,
+        ts_usec: 0,
+        data: build(&FrameSpec {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            vlans: vec![],
+            l3: L3::V4 { src: [10, 1, 1, 1], dst: [10, 2, 2, 2], tos: 0 },
+            l4,
+            payload: 20,
+        }),
+    };
+    let udp = |sport| L4::Udp { sport, dport: 53 };
+    let tcp = |sport, flags| L4::Tcp { sport, dport: 80, flags };
+    let mut frames = vec![
+        // UDP, idle 30 s: 3 packets, a 98 s pause, 2 packets.
+        frame(0, udp(1000)),
+        frame(1, udp(1000)),
+        frame(2, udp(1000)),
+        frame(100, udp(1000)),
+        frame(101, udp(1000)),
+        // TCP ended by FIN (tcp.fin 10 s), then one late packet.
+        frame(0, tcp(2000, 0x02)),
+        frame(1, tcp(2000, 0x10)),
+        frame(2, tcp(2000, 0x11)),
+        frame(50, tcp(2000, 0x10)),
+        // TCP reset (tcp.rst 5 s), then one late packet.
+        frame(0, tcp(3000, 0x02)),
+        frame(1, tcp(3000, 0x04)),
+        frame(20, tcp(3000, 0x10)),
+    ];
+    // UDP every 5 s for 100 s: never idle, but maxlife is 40 s.
+    frames.extend((0..20).map(|i| frame(5 * i, udp(4000))));
+    frames.sort_by_key(|f| f.ts_sec);
+    let pcap = dir.path().join("timeouts.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &frames).expect("pcap");
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    rx.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let port = rx.local_addr().expect("addr").port();
+    run_probe(
+        dir.path(),
+        "probe",
+        &pcap,
+        &format!(
+            "nfprobe_receiver[n]: 127.0.0.1:{port}\nnfprobe_version[n]: 10\n\
+             nfprobe_timeouts[n]: udp=30:tcp.fin=10:tcp.rst=5:maxlife=40:expint=5\n"
+        ),
+    );
+    let mut dec = xacct_wire::netflow::Decoder::default();
+    let mut records: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = rx.recv(&mut buf) {
+        dec.decode(
+            "127.0.0.1".parse().expect("ip"),
+            buf.get(..n).unwrap_or_default(),
+            &mut |_h: &xacct_wire::netflow::NetflowHeader, r: &xacct_wire::netflow::FlowRecord| {
+                records.entry(r.src_port).or_default().push(r.packets)
+            },
+        )
+        .expect("decodes");
+    }
+    for v in records.values_mut() {
+        v.sort();
+    }
+    assert_eq!(records.get(&1000), Some(&vec![2, 3]), "{records:?}");
+    assert_eq!(records.get(&2000), Some(&vec![1, 3]), "{records:?}");
+    assert_eq!(records.get(&3000), Some(&vec![1, 2]), "{records:?}");
+    let long = records.get(&4000).cloned().unwrap_or_default();
+    assert_eq!(long.iter().sum::<u64>(), 20, "{records:?}");
+    assert_eq!(long.len(), 3, "100 s of a flow with maxlife 40 s: {records:?}");
+}

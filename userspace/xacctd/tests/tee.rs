@@ -224,3 +224,67 @@ fn sigusr2_reloads_the_receivers() {
     let log = daemon.terminate();
     assert!(counter(&log, "maps_reload_failed").is_some_and(|n| n >= 1), "{log}");
 }
+
+/// nfacctd 1.7.7 behind xacctd's tee gets the same table as nfacctd fed directly.
+#[test]
+fn nfacctd_behind_the_tee_sees_what_it_would_see_directly() {
+    if std::process::Command::new("nfacctd").arg("-V").output().is_err() {
+        support::skip("nfacctd is not installed (cargo xtask setup)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let nfacctd = |tag: &str, port: u16| {
+        let out = d.join(format!("{tag}.csv"));
+        let conf = d.join(format!("{tag}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print[p]\n\
+                 aggregate[p]: src_host,dst_host,src_port,dst_port,proto\nprint_output[p]: csv\n\
+                 print_output_file[p]: {}\nprint_output_file_append[p]: true\nprint_refresh_time[p]: 1\n",
+                out.display()
+            ),
+        )
+        .expect("conf");
+        let mut cmd = std::process::Command::new("nfacctd");
+        cmd.arg("-f").arg(&conf);
+        (Daemon::spawn(cmd, &d.join(format!("{tag}.log"))), out)
+    };
+    let (direct_port, behind_port, tee_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let (direct, direct_out) = nfacctd("direct", direct_port);
+    let (behind, behind_out) = nfacctd("behind", behind_port);
+    let map = d.join("r.lst");
+    std::fs::write(&map, format!("id=1 ip=127.0.0.1:{behind_port}\n")).expect("map");
+    let conf = d.join("tee.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {tee_port}\nplugins: tee[t]\ntee_receivers[t]: {}\n",
+            map.display()
+        ),
+    )
+    .expect("conf");
+    let mut tee = Daemon::start(&conf, &d.join("tee.log"));
+    tee.wait_log("listening:", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
+    let sent = datagrams(50);
+    for dg in &sent {
+        sender.send_to(dg, ("127.0.0.1", direct_port)).expect("send");
+        sender.send_to(dg, ("127.0.0.1", tee_port)).expect("send");
+    }
+    let rows = |p: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_to_string(p).unwrap_or_default().lines().skip(1).map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let t = std::time::Instant::now();
+    while rows(&direct_out).len() < 50 || rows(&behind_out).len() < 50 {
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?} / {:?}", rows(&direct_out), rows(&behind_out));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(rows(&behind_out), rows(&direct_out));
+    drop((direct, behind, tee));
+}
