@@ -291,3 +291,38 @@ fn timeouts_split_flows_by_the_data_s_clock() {
     assert_eq!(long.iter().sum::<u64>(), 20, "{records:?}");
     assert_eq!(long.len(), 3, "100 s of a flow with maxlife 40 s: {records:?}");
 }
+
+/// tshark dissects every exported datagram (v5, v9, IPFIX) as NetFlow/IPFIX with no malformed
+/// field or expert error.
+#[test]
+fn tshark_decodes_every_datagram() {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        support::skip("tshark is not installed (cargo xtask setup)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("mixed.pcap");
+    xacct_perf::traffic::write_pcap(&pcap, &xacct_perf::traffic::mixed(5_000, 400, 61)).expect("pcap");
+    for version in [5u16, 9, 10] {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("receiver");
+        rx.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let port = rx.local_addr().expect("addr").port();
+        run_probe(
+            dir.path(),
+            &format!("probe{version}"),
+            &pcap,
+            &format!("nfprobe_receiver[n]: 127.0.0.1:{port}\nnfprobe_version[n]: {version}\naggregate[n]: src_host,dst_host,src_port,dst_port,proto,tos,src_mac,dst_mac,vlan,tag\n"),
+        );
+        let mut dgrams = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = rx.recv(&mut buf) {
+            dgrams.push(buf.get(..n).unwrap_or_default().to_vec());
+        }
+        assert!(dgrams.len() > 5, "v{version}: {} datagrams", dgrams.len());
+        let out = dir.path().join(format!("export{version}.pcap"));
+        support::udp_pcap(&out, 2055, &dgrams);
+        let (dissected, bad) = support::tshark_check(&out, 2055, "cflow");
+        assert_eq!(dissected, dgrams.len(), "v{version}");
+        assert!(bad.is_empty(), "v{version}: tshark flags {} frames, e.g. {:?}", bad.len(), bad.first());
+    }
+}

@@ -323,3 +323,56 @@ pub fn wait_counter(pipe: &Path, name: &str, want: u64) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Writes UDP payloads as a pcap of Ethernet/IPv4/UDP frames to `port` (for tshark, which
+/// dissects what it reads from a file), one second apart.
+pub fn udp_pcap(path: &Path, port: u16, payloads: &[Vec<u8>]) {
+    let frames: Vec<xacct_perf::traffic::Frame> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut f = Vec::with_capacity(42 + p.len());
+            f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+            let total = (20 + 8 + p.len()) as u16;
+            f.extend_from_slice(&[0x45, 0]);
+            f.extend_from_slice(&total.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17]);
+            let mut ip = [0x45u8, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+            ip[2..4].copy_from_slice(&total.to_be_bytes());
+            let sum = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
+            let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+            f.extend_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+            f.extend_from_slice(&40000u16.to_be_bytes());
+            f.extend_from_slice(&port.to_be_bytes());
+            f.extend_from_slice(&((8 + p.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+            f.extend_from_slice(p);
+            xacct_perf::traffic::Frame { ts_sec: 1_700_000_000 + i as i64, ts_usec: 0, data: f }
+        })
+        .collect();
+    xacct_perf::traffic::write_pcap(path, &frames).expect("write pcap");
+}
+
+/// tshark's verdict on a pcap of `proto` (cflow, sflow) datagrams to `port`: how many frames
+/// it dissected as `proto`, and every frame it marked malformed or with an expert error (warnings
+/// come from the sampled packets themselves, e.g. a TCP reset).
+pub fn tshark_check(pcap: &Path, port: u16, proto: &str) -> (usize, Vec<String>) {
+    let run = |filter: &str, fields: &[&str]| {
+        let mut cmd = Command::new("tshark");
+        cmd.args(["-n", "-r"]).arg(pcap).args(["-d", &format!("udp.port=={port},{proto}"), "-Y", filter]);
+        if !fields.is_empty() {
+            cmd.args(["-T", "fields"]);
+            for f in fields {
+                cmd.args(["-e", f]);
+            }
+        }
+        let out = cmd.output().expect("run tshark");
+        assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    (
+        run(proto, &[]).len(),
+        run("_ws.malformed || _ws.expert.severity >= error", &["frame.number", "_ws.expert.message", "_ws.malformed"]),
+    )
+}
