@@ -73,7 +73,6 @@ fn main() -> Result<()> {
             shard_limit: usize::MAX,
             accounts: true,
             sflow: None,
-            spans: false,
         };
         let specs = Arc::new(vec![spec]);
         let start = Instant::now();

@@ -91,7 +91,6 @@ fn decode_and_aggregate(dgrams: &[Vec<u8>], passes: usize, agg: &Aggregate) -> (
         shard_limit: usize::MAX,
         accounts: true,
         sflow: None,
-        spans: false,
     };
     let sources = Arc::new(vec![Arc::new(SourceStats::default())]);
     let mut w = Worker::new(Arc::new(vec![spec]), sources, Sampling::default());

@@ -239,12 +239,19 @@ impl fmt::Display for Aggregate {
 }
 
 /// Counters kept per table entry. `tcp_flags` is OR-ed, as pmacct does until the entry is
-/// flushed.
+/// flushed. Tables that keep time (exporters' flow keys) also keep the entry's last second
+/// and how many seconds before it the first one was; both fit where padding was, so an
+/// entry is no larger for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
+    /// Unix second of the latest record (0: not kept).
+    pub last: u32,
+    /// Seconds from the first record to `last` (saturates at 18 hours, far beyond any time
+    /// an entry stays in a shard or a harvest).
+    pub span: u16,
     pub tcp_flags: u8,
 }
 
@@ -255,6 +262,21 @@ impl Counters {
         self.bytes += o.bytes;
         self.flows += o.flows;
         self.tcp_flags |= o.tcp_flags;
+        if o.last != 0 {
+            if self.last == 0 {
+                (self.last, self.span) = (o.last, o.span);
+            } else {
+                let first = self.first().min(o.first());
+                self.last = self.last.max(o.last);
+                self.span = (self.last - first).min(u32::from(u16::MAX)) as u16;
+            }
+        }
+    }
+
+    /// Unix second of the earliest record (0: not kept).
+    #[inline]
+    pub fn first(&self) -> u32 {
+        self.last.saturating_sub(u32::from(self.span))
     }
 
     #[inline]
@@ -264,7 +286,17 @@ impl Counters {
             bytes: r.bytes,
             flows: r.flows,
             tcp_flags: if with_flags { r.tcp_flags } else { 0 },
+            ..Counters::default()
         }
+    }
+
+    /// [`Counters::of`] with the record's time: its second, and for a record spanning time
+    /// (an XDP pre-aggregate) its first second too.
+    #[inline]
+    pub fn timed(r: &Record, with_flags: bool) -> Counters {
+        let last = r.ts.clamp(1, i64::from(u32::MAX)) as u32;
+        let first = if r.first_ts > 0 { r.first_ts.clamp(1, i64::from(last)) as u32 } else { last };
+        Counters { last, span: (last - first).min(u32::from(u16::MAX)) as u16, ..Counters::of(r, with_flags) }
     }
 }
 
@@ -367,6 +399,7 @@ pub struct Projector {
     fields: Vec<(Field, usize)>,
     words: usize,
     with_flags: bool,
+    with_times: bool,
     /// Byte offsets of the overflow marker and of the time bin (if any) in the key.
     overflow_at: usize,
     bin_at: Option<usize>,
@@ -435,6 +468,7 @@ impl Projector {
             fields,
             words,
             with_flags: aggregate.has(Primitive::TcpFlags),
+            with_times: false,
             overflow_at,
             bin_at,
         }
@@ -471,7 +505,18 @@ impl Projector {
     }
 
     pub fn counters(&self, r: &Record) -> Counters {
-        Counters::of(r, self.with_flags)
+        if self.with_times {
+            Counters::timed(r, self.with_flags)
+        } else {
+            Counters::of(r, self.with_flags)
+        }
+    }
+
+    /// The same layout whose counters also keep each entry's first and last second (for
+    /// exporters).
+    pub fn with_times(mut self) -> Projector {
+        self.with_times = true;
+        self
     }
 
     /// Packs `r` (with time bin `bin`, ignored unless the layout has one) into `out`; returns

@@ -443,7 +443,7 @@ pub fn decode_entry(buf: &[u8], key: &mut [u64]) -> Option<Counters> {
     }
     let (packets, bytes, flows) = (next()?, next()?, next()?);
     let tcp_flags = *buf.get(key.len() * 8 + 24)?;
-    Some(Counters { packets, bytes, flows, tcp_flags })
+    Some(Counters { packets, bytes, flows, tcp_flags, ..Counters::default() })
 }
 
 /// A connected exchange: the server's answer and, for tables, the stream of entries.
@@ -565,7 +565,11 @@ mod tests {
         proj.pack(&r, 0, &mut k, &mut k2);
         let mut stream = Vec::new();
         for _ in 0..2 {
-            encode_entry(&mut stream, &k[..proj.words()], &Counters { packets: 1, bytes: 60, flows: 0, tcp_flags: 0 });
+            encode_entry(
+                &mut stream,
+                &k[..proj.words()],
+                &Counters { packets: 1, bytes: 60, flows: 0, tcp_flags: 0, ..Counters::default() },
+            );
         }
         let resp = Response::Table { aggregate: agg.to_string(), with_bin: false, entries: 2, labels: Vec::new() };
         let opts = crate::format::FormatOptions { format: crate::config::OutputFormat::Csv, ..Default::default() };
@@ -583,7 +587,7 @@ mod tests {
 
     #[test]
     fn entry_roundtrip() {
-        let c = Counters { packets: 3, bytes: u64::MAX, flows: 1, tcp_flags: 0x12 };
+        let c = Counters { packets: 3, bytes: u64::MAX, flows: 1, tcp_flags: 0x12, ..Counters::default() };
         let mut buf = Vec::new();
         encode_entry(&mut buf, &[7, 8], &c);
         assert_eq!(buf.len(), entry_size(2));

@@ -251,7 +251,7 @@ mod tests {
     use super::*;
 
     fn c(p: u64) -> Counters {
-        Counters { packets: p, bytes: p * 10, flows: 0, tcp_flags: p as u8 }
+        Counters { packets: p, bytes: p * 10, flows: 0, tcp_flags: p as u8, ..Counters::default() }
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn big_rows() -> Vec<(Record, Counters)> {
         dst_ip: v4(192, 168, 1, 2),
         ..Record::default()
     };
-    let c = |p, b, f| Counters { packets: p, bytes: b, flows: 0, tcp_flags: f };
+    let c = |p, b, f| Counters { packets: p, bytes: b, flows: 0, tcp_flags: f, ..Counters::default() };
     vec![
         (Record { proto: 47, ..base }, c(1, 44, 0)),
         (
@@ -193,7 +193,7 @@ fn empty_table_formatted() {
 
 #[test]
 fn sums() {
-    let c = Counters { packets: 8, bytes: 440, flows: 0, tcp_flags: 0 };
+    let c = Counters { packets: 8, bytes: 440, flows: 0, tcp_flags: 0, ..Counters::default() };
     let host = [(Record { src_ip: v4(10, 0, 0, 1), ..Record::default() }, c)];
     assert_eq!(
         render("sum_host", opts(OutputFormat::Formatted), &host, true),
@@ -236,7 +236,7 @@ fn nets_masks_ases() {
             dst_mask: 8,
             ..Record::default()
         },
-        Counters { packets: 1, bytes: 78, flows: 0, tcp_flags: 0 },
+        Counters { packets: 1, bytes: 78, flows: 0, tcp_flags: 0, ..Counters::default() },
     )];
     let agg = "src_net,dst_net,src_mask,dst_mask,src_as,dst_as";
     assert_eq!(
@@ -262,7 +262,7 @@ SRC_AS      DST_AS      SRC_NET                                        DST_NET  
             dst_net: v4(10, 0, 0, 0),
             ..Record::default()
         },
-        Counters { packets: 1, bytes: 78, flows: 0, tcp_flags: 0 },
+        Counters { packets: 1, bytes: 78, flows: 0, tcp_flags: 0, ..Counters::default() },
     )];
     assert_eq!(
         render("src_host,src_net,dst_net,dst_host", opts(OutputFormat::Csv), &hn, false),
@@ -272,7 +272,10 @@ SRC_AS      DST_AS      SRC_NET                                        DST_NET  
 
 #[test]
 fn tags_and_interfaces() {
-    let rows = [(Record { tag: 7, ..Record::default() }, Counters { packets: 9, bytes: 500, flows: 0, tcp_flags: 0 })];
+    let rows = [(
+        Record { tag: 7, ..Record::default() },
+        Counters { packets: 9, bytes: 500, flows: 0, tcp_flags: 0, ..Counters::default() },
+    )];
     let agg = "tag,tag2,in_iface,out_iface";
     assert_eq!(
         render(agg, opts(OutputFormat::Formatted), &rows, true),
@@ -295,7 +298,7 @@ For a total of: 1 entries
 fn print_plugin_json_with_history() {
     let rows = [(
         Record { src_ip: v4(10, 0, 0, 1), dst_ip: v4(192, 168, 1, 2), dst_port: 80, proto: 6, ..Record::default() },
-        Counters { packets: 8, bytes: 520, flows: 0, tcp_flags: 0 },
+        Counters { packets: 8, bytes: 520, flows: 0, tcp_flags: 0, ..Counters::default() },
     )];
     let agg = Aggregate::parse("src_host,dst_host,proto,dst_port").unwrap();
     let o = FormatOptions {

@@ -1,15 +1,16 @@
 //! The nfprobe plugin: a NetFlow v5/v9 and IPFIX exporter fed by the workers like any other
-//! plugin. Workers aggregate the plugin's records per key and per second (a one-second time
-//! bin in the key), so whatever the capture path (libpcap, AF_XDP, XDP pre-aggregates) the
-//! plugin sees each flow's seconds with their packets, bytes and OR-ed TCP flags. Its flow
-//! cache folds those into flows, expires them with pmacct's rules (`nfprobe_timeouts`:
-//! per-protocol idle timeouts, TCP FIN and RST, maxlife, a scan every `expint`;
-//! `nfprobe_maxflows` exports the oldest flows early) and sends them to `nfprobe_receiver`.
+//! plugin. Workers aggregate the plugin's records per flow key, and its entries' counters also
+//! keep their first and last second (`Projector::with_times`), so whatever the capture path
+//! (libpcap, AF_XDP, XDP pre-aggregates with the kernel's first/last-seen times) each harvest
+//! gives the plugin one entry per active flow with packets, bytes, OR-ed TCP flags and times.
+//! Its flow cache folds those into flows, expires them with pmacct's rules
+//! (`nfprobe_timeouts`: per-protocol idle timeouts, TCP FIN and RST, maxlife, a scan every
+//! `expint`; `nfprobe_maxflows` exports the oldest flows early) and sends them to
+//! `nfprobe_receiver`.
 //!
-//! Time is the data's: a flow's first and last switched are the bins of its first and last
-//! seconds, and the clock that expires flows follows the records (advanced by wall time while
-//! no record comes), so a pcap replayed in a second expires its flows as it would have live.
-//! At shutdown every cached flow is exported.
+//! Time is the data's, at second resolution: the clock that expires flows follows the records
+//! (advanced by wall time while no record comes), so a pcap replayed in a second expires its
+//! flows as it would have live. At shutdown every cached flow is exported.
 //!
 //! Templates and field order follow pmacct's nfprobe (compat-wave2.md §2.3): data template
 //! ids 1024/1025 (IPv4 ingress/egress) and 2048/2049 (IPv6) plus the plugin's index among the
@@ -66,8 +67,9 @@ struct Flow {
 /// The flow cache and the export state.
 struct Probe {
     cfg: NfprobeConfig,
-    bins: Projector,
-    flows_key: Projector,
+    /// The plugin's key layout: the flow key and an `expint` window; its counters keep the
+    /// first and last second.
+    keys: Projector,
     cache: HashMap<Box<[u64]>, Flow>,
     socket: UdpSocket,
     /// Index of this plugin among the daemon's nfprobe plugins (template ids).
@@ -80,8 +82,10 @@ struct Probe {
     records_sent: u64,
     tags: bool,
     started_ms: i64,
-    /// The data time of the next expiry scan (every `expint` of data time).
-    next_scan: Option<i64>,
+    /// The window (data time, `expint` long) the last expiry scan ran at.
+    scanned: Option<i64>,
+    /// The flow key: the plugin's key without its time window.
+    flows_key: Projector,
 }
 
 fn ip(a: Addr) -> IpAddr {
@@ -93,14 +97,13 @@ fn tf(ie: u16, len: u16) -> TemplateField {
 }
 
 impl Probe {
-    fn new(cfg: NfprobeConfig, bins: Projector, index: u16) -> std::io::Result<Probe> {
-        let flows_key = Projector::new(bins.aggregate(), false);
+    fn new(cfg: NfprobeConfig, keys: Projector, index: u16) -> std::io::Result<Probe> {
+        let flows_key = Projector::new(keys.aggregate(), false);
         let socket = open_socket(&cfg)?;
-        let tags = cfg.version == 10 && (bins.aggregate().has(Primitive::Tag) || bins.aggregate().has(Primitive::Tag2));
+        let tags = cfg.version == 10 && (keys.aggregate().has(Primitive::Tag) || keys.aggregate().has(Primitive::Tag2));
         Ok(Probe {
             cfg,
-            bins,
-            flows_key,
+            keys,
             cache: HashMap::new(),
             socket,
             index,
@@ -110,7 +113,8 @@ impl Probe {
             records_sent: 0,
             tags,
             started_ms: chrono::Utc::now().timestamp_millis(),
-            next_scan: None,
+            scanned: None,
+            flows_key,
         })
     }
 
@@ -128,46 +132,40 @@ impl Probe {
         let mut span = None::<(i64, i64)>;
         // The harvest's entries in time order, so that expiry scans run on the data's clock
         // between them, as they would have live (a replayed pcap arrives in one harvest).
-        let mut seen: Vec<(Box<[u64]>, Flow)> = Vec::with_capacity(table.len());
+        let mut seen: Vec<(i64, Box<[u64]>, Flow)> = Vec::with_capacity(table.len());
+        let now = self.clock();
         table.for_each(|key, c| {
-            let (rec, bin) = self.bins.unpack(key);
-            span = Some(span.map_or((bin, bin), |(a, b)| (a.min(bin), b.max(bin))));
+            let (rec, window) = self.keys.unpack(key);
             let mut k1: KeyBuf = [0; MAX_KEY_WORDS];
             let mut k2: KeyBuf = [0; MAX_KEY_WORDS];
             self.flows_key.pack(&rec, 0, &mut k1, &mut k2);
-            if self.bins.is_overflow(key) {
+            if self.keys.is_overflow(key) {
                 // Keys the budget refused: one flow with every primitive zero keeps totals.
                 k1 = self.flows_key.overflow_of(&k1);
             }
-            let key: &[u64] = k1.get(..self.flows_key.words()).unwrap_or(&[]);
-            let flow = Flow {
-                rec,
-                first: bin,
-                last: bin,
-                packets: c.packets,
-                bytes: c.bytes,
-                flows: c.flows,
-                tcp_flags: c.tcp_flags,
-            };
-            seen.push((key.into(), flow));
+            let fkey: Box<[u64]> = k1.get(..self.flows_key.words()).unwrap_or(&[]).into();
+            let (first, last) = if c.last == 0 { (now, now) } else { (i64::from(c.first()), i64::from(c.last)) };
+            span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            let flow =
+                Flow { rec, first, last, packets: c.packets, bytes: c.bytes, flows: c.flows, tcp_flags: c.tcp_flags };
+            seen.push((window, fkey, flow));
         });
-        seen.sort_by_key(|(_, f)| f.first);
-        let expint = self.cfg.timeouts.expint.max(1) as i64;
-        for (key, flow) in seen {
+        // Expiry scans run at the start of each `expint` window of data time, before the
+        // window's entries are folded in, as a live probe scans every `expint` seconds.
+        seen.sort_by_key(|(w, _, f)| (*w, f.first));
+        for (window, key, flow) in seen {
             if self.cfg.dont_cache {
                 out.push((flow, Why::Uncached));
                 continue;
             }
-            let bin = flow.first;
-            let next = *self.next_scan.get_or_insert(bin + expint);
-            if bin >= next {
-                out.extend(self.expire(bin, false));
-                self.next_scan = Some(bin + expint);
+            if self.scanned.is_none_or(|s| window > s) {
+                out.extend(self.expire(window, false));
+                self.scanned = Some(window);
             }
             match self.cache.get_mut(&key) {
                 Some(f) => {
-                    f.first = f.first.min(bin);
-                    f.last = f.last.max(bin);
+                    f.first = f.first.min(flow.first);
+                    f.last = f.last.max(flow.last);
                     f.packets += flow.packets;
                     f.bytes += flow.bytes;
                     f.flows += flow.flows;
@@ -309,7 +307,7 @@ impl Probe {
     /// pmacct's template for a family and direction: timestamps, counters and the always
     /// present fields, then one field per aggregated primitive, then (IPFIX) the tags.
     fn template(&self, v6: bool, out: bool) -> Vec<TemplateField> {
-        let a = self.bins.aggregate();
+        let a = self.keys.aggregate();
         let mut t = vec![tf(153, 8), tf(152, 8), tf(1, 8), tf(2, 8), tf(60, 1), tf(10, 4), tf(14, 4), tf(61, 1)];
         let has = |p| a.has(p);
         if has(Primitive::Flows) {
@@ -584,7 +582,7 @@ pub fn run_nfprobe(mut ctx: PluginContext) -> Result<(), PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xacct_core::aggregate::{Aggregate, Counters};
+    use xacct_core::aggregate::{Aggregate, Counters, MAX_KEY_WORDS};
     use xacct_core::config::export::ProbeTimeouts;
     use xacct_wire::netflow::Decoder;
 
@@ -599,7 +597,7 @@ mod tests {
             ..NfprobeConfig::default()
         };
         let agg = Aggregate::parse("src_host,dst_host,src_port,dst_port,proto,tos,tcpflags,tag").expect("aggregate");
-        (Probe::new(cfg, Projector::new(&agg, true), 0).expect("probe"), rx)
+        (Probe::new(cfg, Projector::new(&agg, true).with_times(), 0).expect("probe"), rx)
     }
 
     fn rec(sport: u16, proto: u8, ts: i64) -> Record {
@@ -619,11 +617,12 @@ mod tests {
 
     /// One harvest: the records, binned by second as the workers do.
     fn feed(p: &mut Probe, recs: &[(Record, u8)], st: &ExportStats) {
-        let mut t = Table::with_words(p.bins.words());
+        let mut t = Table::with_words(p.keys.words());
         for (r, flags) in recs {
             let (mut k1, mut k2) = ([0; MAX_KEY_WORDS], [0; MAX_KEY_WORDS]);
-            p.bins.pack(r, r.ts, &mut k1, &mut k2);
-            t.add(&k1, &Counters { packets: r.packets, bytes: r.bytes, flows: 0, tcp_flags: *flags });
+            let window = r.ts - r.ts.rem_euclid(p.cfg.timeouts.expint as i64);
+            p.keys.pack(r, window, &mut k1, &mut k2);
+            t.add(&k1, &Counters { tcp_flags: *flags, ..Counters::timed(r, false) });
         }
         p.absorb(&t, st);
     }

@@ -449,7 +449,7 @@ mod tests {
     use super::*;
 
     fn c(packets: u64, bytes: u64, flows: u64) -> Counters {
-        Counters { packets, bytes, flows, tcp_flags: 0 }
+        Counters { packets, bytes, flows, tcp_flags: 0, ..Counters::default() }
     }
 
     fn run(spec: &str, mt: MatchType, input: &[Counters]) -> (Vec<(usize, Counters)>, Outcome) {

@@ -117,7 +117,11 @@ fn plugin_specs(
         };
         // AS keys in the map need the plugin's networks_file even if its aggregate does not.
         let map_needs_nets = tag_map.as_ref().is_some_and(|m| m.uses(TagField::SrcAs) || m.uses(TagField::DstAs));
-        let projector = Projector::new(&p.aggregate, p.history().is_some());
+        let mut projector = Projector::new(&p.aggregate, p.history().is_some());
+        if p.kind == PluginKind::Nfprobe {
+            // The exporter's entries keep their first and last second.
+            projector = projector.with_times();
+        }
         let filter = match &p.aggregate_filter {
             Some(f) => Some(Filter::parse(f).map_err(|e| anyhow::anyhow!("plugin {}: aggregate_filter: {e}", p.name))?),
             None => None,
@@ -138,7 +142,6 @@ fn plugin_specs(
             shard_limit: budget.shard_entries,
             accounts: !matches!(p.kind, PluginKind::Tee | PluginKind::Sfprobe),
             sflow: tap.clone(),
-            spans: p.kind == PluginKind::Nfprobe,
         });
     }
     Ok(specs)

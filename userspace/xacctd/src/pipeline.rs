@@ -54,9 +54,6 @@ pub struct PluginSpec {
     pub accounts: bool,
     /// sfprobe: where sampled packets go.
     pub sflow: Option<SflowTap>,
-    /// nfprobe: a record spanning seconds (an XDP pre-aggregate) also marks its first second
-    /// with an empty entry, so that the exporter learns when the flow started.
-    pub spans: bool,
 }
 
 /// An sfprobe plugin's sampler, run by every worker on the packets that pass the plugin's
@@ -604,12 +601,6 @@ fn account_one(
     pend.push(k1, c);
     if n == 2 {
         pend.push(k2, c);
-    }
-    if spec.spans && rec.first_ts > 0 {
-        if let Some(first) = spec.history.as_ref().map(|h| h.bin_start(rec.first_ts)).filter(|f| *f < bin) {
-            spec.projector.pack(rec, first, k1, k2);
-            pend.push(k1, Counters { tcp_flags: 0, ..Counters::default() });
-        }
     }
     counts.0 += 1;
     true

@@ -263,9 +263,9 @@ impl PluginConfig {
 
     /// The plugin's time bins: `print_history` or `sql_history`.
     pub fn history(&self) -> Option<History> {
-        if self.kind == PluginKind::Nfprobe {
-            // Second bins: the probe's flow cache learns each flow's first and last second.
-            return History::parse("1s", None).ok();
+        if let Some(n) = &self.nfprobe {
+            // Windows of `expint`: the exporter scans for expired flows at their starts.
+            return History::parse(&format!("{}s", n.timeouts.expint.max(1)), None).ok();
         }
         self.print_history.or_else(|| self.sql.as_ref().and_then(|s| s.history))
     }
