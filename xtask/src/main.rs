@@ -42,6 +42,7 @@ const DEB_PACKAGES: &[&str] = &[
     "libelf-dev",
     "zlib1g-dev",
     "softflowd",
+    "nfdump",
     "sqlite3",
 ];
 
