@@ -151,9 +151,14 @@ impl Probe {
             seen.push((window, fkey, flow));
         });
         // Expiry scans run at the start of each `expint` window of data time, before the
-        // window's entries are folded in, as a live probe scans every `expint` seconds.
-        seen.sort_by_key(|(w, _, f)| (*w, f.first));
-        for (window, key, flow) in seen {
+        // window's entries are folded in, as a live probe scans every `expint` seconds. The
+        // order is sorted as indexes: moving the entries themselves costs more than the rest.
+        let mut order: Vec<(i64, i64, u32)> =
+            seen.iter().enumerate().map(|(i, (w, _, f))| (*w, f.first, i as u32)).collect();
+        order.sort_unstable();
+        let mut seen: Vec<Option<(i64, Box<[u64]>, Flow)>> = seen.into_iter().map(Some).collect();
+        for (_, _, i) in order {
+            let Some((window, key, flow)) = seen.get_mut(i as usize).and_then(Option::take) else { continue };
             if self.cfg.dont_cache {
                 out.push((flow, Why::Uncached));
                 continue;
