@@ -12,7 +12,7 @@
 //! repeated ids (Debian's own example has them) load as separate pools; xacct does the same.
 
 use crate::tag::TagFilter;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,20 +66,6 @@ pub fn load(path: &Path, max_pools: usize, max_receivers: usize) -> Result<Vec<P
     parse(&text, &file, max_pools, max_receivers)
 }
 
-fn receiver(v: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = v.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let (host, port) = v.rsplit_once(':').ok_or_else(|| format!("'{v}' is not host:port"))?;
-    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{host}' has no address"))
-}
-
 /// Parses a receivers map; the first bad line is reported as `file:line: why`.
 pub fn parse(text: &str, file: &str, max_pools: usize, max_receivers: usize) -> Result<Vec<Pool>, TeeMapError> {
     let mut pools: Vec<Pool> = Vec::new();
@@ -105,7 +91,9 @@ pub fn parse(text: &str, file: &str, max_pools: usize, max_receivers: usize) -> 
                 "ip" => {
                     let list = v
                         .split(',')
-                        .map(|r| receiver(r.trim()).map_err(|e| err(format!("ip={v}: {e}"))))
+                        .map(|r| {
+                            crate::config::export::parse_receiver(r.trim()).map_err(|e| err(format!("ip={v}: {e}")))
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     if list.len() > max_receivers {
                         return Err(err(format!(

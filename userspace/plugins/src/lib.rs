@@ -69,6 +69,43 @@ pub enum PluginError {
     Failed { plugin: String, what: String },
 }
 
+/// The UDP socket an exporter sends from: bound to `source` (or any address of the
+/// receiver's family), with the hop limit and IP precedence asked for, connected to
+/// `receiver` so that sends need no address and ICMP errors come back as send errors.
+pub fn export_socket(
+    receiver: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+    hoplimit: Option<u8>,
+    ipprec: u8,
+) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let v6 = receiver.is_ipv6();
+    let s = Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::DGRAM, Some(Protocol::UDP))?;
+    let local = match source {
+        Some(a) => std::net::SocketAddr::new(a, 0),
+        None if v6 => std::net::SocketAddr::from(([0u16; 8], 0)),
+        None => std::net::SocketAddr::from(([0u8; 4], 0)),
+    };
+    s.bind(&local.into())?;
+    if let Some(h) = hoplimit {
+        if v6 {
+            s.set_unicast_hops_v6(u32::from(h))?;
+        } else {
+            s.set_ttl_v4(u32::from(h))?;
+        }
+    }
+    if ipprec > 0 {
+        let tos = u32::from(ipprec) << 5;
+        if v6 {
+            s.set_tclass_v6(tos)?;
+        } else {
+            s.set_tos_v4(tos)?;
+        }
+    }
+    s.connect(&receiver.into())?;
+    Ok(s.into())
+}
+
 /// Gives a file the plugin created the owner `files_uid`/`files_gid` ask for.
 pub fn chown(path: &std::path::Path, cfg: &PluginConfig) -> std::io::Result<()> {
     if cfg.files_uid.is_none() && cfg.files_gid.is_none() {

@@ -19,7 +19,7 @@
 
 use crate::{PluginContext, PluginError};
 use hashbrown::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use xacct_core::aggregate::{KeyBuf, Primitive, Projector, Table, MAX_KEY_WORDS};
@@ -99,7 +99,7 @@ fn tf(ie: u16, len: u16) -> TemplateField {
 impl Probe {
     fn new(cfg: NfprobeConfig, keys: Projector, index: u16) -> std::io::Result<Probe> {
         let flows_key = Projector::new(keys.aggregate(), false);
-        let socket = open_socket(&cfg)?;
+        let socket = crate::export_socket(cfg.receiver, cfg.source_ip, cfg.hoplimit, cfg.ipprec)?;
         let tags = cfg.version == 10 && (keys.aggregate().has(Primitive::Tag) || keys.aggregate().has(Primitive::Tag2));
         Ok(Probe {
             cfg,
@@ -505,35 +505,6 @@ impl Probe {
             }
         }
     }
-}
-
-fn open_socket(cfg: &NfprobeConfig) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let v6 = cfg.receiver.is_ipv6();
-    let s = Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::DGRAM, Some(Protocol::UDP))?;
-    let local: SocketAddr = match cfg.source_ip {
-        Some(a) => SocketAddr::new(a, 0),
-        None if v6 => SocketAddr::from(([0u16; 8], 0)),
-        None => SocketAddr::from(([0u8; 4], 0)),
-    };
-    s.bind(&local.into())?;
-    if let Some(h) = cfg.hoplimit {
-        if v6 {
-            s.set_unicast_hops_v6(u32::from(h))?;
-        } else {
-            s.set_ttl_v4(u32::from(h))?;
-        }
-    }
-    if cfg.ipprec > 0 {
-        let tos = u32::from(cfg.ipprec) << 5;
-        if v6 {
-            s.set_tclass_v6(tos)?;
-        } else {
-            s.set_tos_v4(tos)?;
-        }
-    }
-    s.connect(&cfg.receiver.into())?;
-    Ok(s.into())
 }
 
 pub fn run_nfprobe(mut ctx: PluginContext) -> Result<(), PluginError> {

@@ -13,7 +13,7 @@
 //! sfacctd and xacctd's collector read back.
 
 use crate::{PluginContext, PluginError};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use xacct_core::config::export::{FromTag, ProbeDirection, SfprobeConfig};
@@ -160,35 +160,13 @@ impl Agent {
     }
 }
 
-fn open_socket(cfg: &SfprobeConfig) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let v6 = cfg.receiver.is_ipv6();
-    let s = Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::DGRAM, Some(Protocol::UDP))?;
-    let local: SocketAddr = match cfg.source_ip {
-        Some(a) => SocketAddr::new(a, 0),
-        None if v6 => SocketAddr::from(([0u16; 8], 0)),
-        None => SocketAddr::from(([0u8; 4], 0)),
-    };
-    s.bind(&local.into())?;
-    if cfg.ipprec > 0 {
-        let tos = u32::from(cfg.ipprec) << 5;
-        if v6 {
-            s.set_tclass_v6(tos)?;
-        } else {
-            s.set_tos_v4(tos)?;
-        }
-    }
-    s.connect(&cfg.receiver.into())?;
-    Ok(s.into())
-}
-
 pub fn run_sfprobe(mut ctx: PluginContext) -> Result<(), PluginError> {
     let name = ctx.config.name.clone();
     let failed = |what: String| PluginError::Failed { plugin: name.clone(), what };
     let cfg = ctx.config.sfprobe.as_deref().cloned().ok_or_else(|| failed("no sfprobe settings".into()))?;
     let rx = ctx.samples.take().ok_or_else(|| failed("no sample queue from the workers".into()))?;
     let receiver = cfg.receiver;
-    let socket = open_socket(&cfg).map_err(|e| PluginError::Io {
+    let socket = crate::export_socket(cfg.receiver, cfg.source_ip, None, cfg.ipprec).map_err(|e| PluginError::Io {
         plugin: name.clone(),
         what: format!("export socket to {receiver}"),
         source: e,

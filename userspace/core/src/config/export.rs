@@ -198,16 +198,38 @@ fn from_tag<T>(v: &str, fixed: impl FnOnce(&str) -> Option<T>) -> Option<FromTag
     }
 }
 
+/// `*_direction` and `*_ifindex` (nfprobe and sfprobe share them in pmacct): plugin-scoped.
+fn parse_direction(d: &Directive) -> Result<FromTag<ProbeDirection>, ConfigError> {
+    plugin_only(d)?;
+    from_tag(&d.value, |s| match s {
+        "in" => Some(ProbeDirection::In),
+        "out" => Some(ProbeDirection::Out),
+        _ => None,
+    })
+    .ok_or_else(|| bad(d, "expected in, out, tag or tag2"))
+}
+
+fn parse_ifindex(d: &Directive) -> Result<FromTag<u32>, ConfigError> {
+    plugin_only(d)?;
+    from_tag(&d.value, |s| s.parse::<u32>().ok().filter(|i| *i >= 1))
+        .ok_or_else(|| bad(d, "expected tag, tag2 or an interface index from 1 to 4294967295"))
+}
+
+fn plugin_only(d: &Directive) -> Result<(), ConfigError> {
+    if d.scope.is_none() {
+        Err(bad(d, format!("{} must be set for one plugin (key[name]: value)", d.key)))
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_ipprec(d: &Directive) -> Result<u8, ConfigError> {
+    d.value.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| bad(d, "expected 0 to 7"))
+}
+
 /// One `nfprobe_*` directive. The engine is kept as written until the version is known.
 pub(super) fn apply_nfprobe(n: &mut NfprobeConfig, pend: &mut Pending, d: &Directive) -> Result<(), ConfigError> {
     let v = d.value.as_str();
-    let plugin_only = || {
-        if d.scope.is_none() {
-            Err(bad(d, format!("{} must be set for one plugin (key[name]: value)", d.key)))
-        } else {
-            Ok(())
-        }
-    };
     match d.key.as_str() {
         "nfprobe_receiver" => n.receiver = parse_receiver(v).map_err(|e| bad(d, e))?,
         "nfprobe_version" => {
@@ -229,27 +251,9 @@ pub(super) fn apply_nfprobe(n: &mut NfprobeConfig, pend: &mut Pending, d: &Direc
                 v.parse::<u8>().ok().filter(|h| *h >= 1).ok_or_else(|| bad(d, "expected a hop limit from 1 to 255"))?,
             )
         }
-        "nfprobe_ipprec" => {
-            n.ipprec = v.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| bad(d, "expected 0 to 7"))?
-        }
-        "nfprobe_direction" => {
-            plugin_only()?;
-            n.direction = Some(
-                from_tag(v, |s| match s {
-                    "in" => Some(ProbeDirection::In),
-                    "out" => Some(ProbeDirection::Out),
-                    _ => None,
-                })
-                .ok_or_else(|| bad(d, "expected in, out, tag or tag2"))?,
-            );
-        }
-        "nfprobe_ifindex" => {
-            plugin_only()?;
-            n.ifindex = Some(
-                from_tag(v, |s| s.parse::<u32>().ok().filter(|i| *i >= 1))
-                    .ok_or_else(|| bad(d, "expected tag, tag2 or an interface index from 1 to 4294967295"))?,
-            );
-        }
+        "nfprobe_ipprec" => n.ipprec = parse_ipprec(d)?,
+        "nfprobe_direction" => n.direction = Some(parse_direction(d)?),
+        "nfprobe_ifindex" => n.ifindex = Some(parse_ifindex(d)?),
         "nfprobe_ifindex_override" => n.ifindex_override = parse_bool(d)?,
         "nfprobe_dont_cache" => n.dont_cache = parse_bool(d)?,
         "nfprobe_tstamp_usec" => n.tstamp_usec = parse_bool(d)?,
@@ -339,13 +343,6 @@ impl Default for SfprobeConfig {
 
 pub(super) fn apply_sfprobe(s: &mut SfprobeConfig, d: &Directive) -> Result<(), ConfigError> {
     let v = d.value.as_str();
-    let plugin_only = || {
-        if d.scope.is_none() {
-            Err(bad(d, format!("{} must be set for one plugin (key[name]: value)", d.key)))
-        } else {
-            Ok(())
-        }
-    };
     match d.key.as_str() {
         "sfprobe_receiver" => s.receiver = parse_receiver(v).map_err(|e| bad(d, e))?,
         "sfprobe_agentip" => s.agent_ip = super::parse::parse_ip(d)?,
@@ -354,27 +351,9 @@ pub(super) fn apply_sfprobe(s: &mut SfprobeConfig, d: &Directive) -> Result<(), 
         }
         "sfprobe_ifspeed" => s.ifspeed = v.parse().map_err(|_| bad(d, "expected bits per second"))?,
         "sfprobe_source_ip" => s.source_ip = Some(super::parse::parse_ip(d)?),
-        "sfprobe_ipprec" => {
-            s.ipprec = v.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| bad(d, "expected 0 to 7"))?
-        }
-        "sfprobe_direction" => {
-            plugin_only()?;
-            s.direction = Some(
-                from_tag(v, |x| match x {
-                    "in" => Some(ProbeDirection::In),
-                    "out" => Some(ProbeDirection::Out),
-                    _ => None,
-                })
-                .ok_or_else(|| bad(d, "expected in, out, tag or tag2"))?,
-            );
-        }
-        "sfprobe_ifindex" => {
-            plugin_only()?;
-            s.ifindex = Some(
-                from_tag(v, |x| x.parse::<u32>().ok().filter(|i| *i >= 1))
-                    .ok_or_else(|| bad(d, "expected tag, tag2 or an interface index from 1 to 4294967295"))?,
-            );
-        }
+        "sfprobe_ipprec" => s.ipprec = parse_ipprec(d)?,
+        "sfprobe_direction" => s.direction = Some(parse_direction(d)?),
+        "sfprobe_ifindex" => s.ifindex = Some(parse_ifindex(d)?),
         "sfprobe_ifindex_override" => s.ifindex_override = parse_bool(d)?,
         "sfprobe_peer_as" => s.peer_as = parse_bool(d)?,
         _ => {}
@@ -431,7 +410,7 @@ pub(super) fn apply_tee(t: &mut TeeConfig, d: &Directive) -> Result<(), ConfigEr
         "tee_max_receiver_pools" => t.max_pools = Some(count(1 << 16)?),
         "tee_max_receivers" => t.max_receivers = Some(count(1 << 16)?),
         "tee_pipe_size" => t.pipe_size = Some(count(1 << 30)?),
-        "tee_ipprec" => t.ipprec = v.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| bad(d, "expected 0 to 7"))?,
+        "tee_ipprec" => t.ipprec = parse_ipprec(d)?,
         _ => {}
     }
     Ok(())
