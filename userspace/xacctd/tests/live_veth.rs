@@ -719,26 +719,18 @@ fn xdp_drop_probe_exports_flows_without_frames_in_userspace() {
         let n = |name: &str| counter(&line, name).unwrap_or_else(|| panic!("no {name} in {line}"));
         assert_eq!(n("xdp_redirected"), 0, "nothing goes up to userspace: {line}");
         let mut flows: BTreeMap<u16, xacct_wire::netflow::FlowRecord> = BTreeMap::new();
-        let mut dec = xacct_wire::netflow::Decoder::default();
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = rx.recv(&mut buf) {
-            dec.decode(
-                "127.0.0.1".parse().expect("ip"),
-                buf.get(..n).unwrap_or_default(),
-                &mut |_h: &xacct_wire::netflow::NetflowHeader, r: &xacct_wire::netflow::FlowRecord| {
-                    if r.dst_port == 80 {
-                        let e = flows.entry(r.src_port).or_insert(*r);
-                        if e != r {
-                            e.packets += r.packets;
-                            e.bytes += r.bytes;
-                            e.tcp_flags |= r.tcp_flags;
-                            e.start_ms = e.start_ms.min(r.start_ms);
-                            e.end_ms = e.end_ms.max(r.end_ms);
-                        }
-                    }
-                },
-            )
-            .expect("decodes");
+        for r in support::netflow_records(&rx).into_iter().filter(|r| r.dst_port == 80) {
+            let e = flows.entry(r.src_port).or_insert(xacct_wire::netflow::FlowRecord {
+                packets: 0,
+                bytes: 0,
+                tcp_flags: 0,
+                ..r
+            });
+            e.packets += r.packets;
+            e.bytes += r.bytes;
+            e.tcp_flags |= r.tcp_flags;
+            e.start_ms = e.start_ms.min(r.start_ms);
+            e.end_ms = e.end_ms.max(r.end_ms);
         }
         let (a, b) = (flows.get(&1111).expect("flow 1"), flows.get(&2222).expect("flow 2"));
         assert_eq!((a.packets, a.tcp_flags, b.packets, b.tcp_flags), (6, 0x13, 10, 0x10), "{flows:?}");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{client, counter, free_udp_port, query_csv, query_stable, start_collector, xacct_bin, Daemon};
+use support::{client, counter, free_udp_port, query_csv, start_collector, xacct_bin, Daemon};
 
 const AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
 
@@ -42,30 +42,9 @@ fn v4_only(row: &BTreeMap<String, String>) -> bool {
     !row.get("SRC_IP").is_some_and(|a| a.contains(':'))
 }
 
-/// Runs the probe over `pcap` with `nfprobe` lines for plugin `n`; returns the probe's own
-/// table (its memory plugin) and its final log, after a SIGTERM that flushes the cache.
+/// Runs the probe over `pcap` with `nfprobe` lines for plugin `n` (see `support::run_probe`).
 fn run_probe(dir: &Path, tag: &str, pcap: &Path, nfprobe: &str) -> (String, String) {
-    let conf = dir.join(format!("{tag}.conf"));
-    let pipe = dir.join(format!("{tag}.pipe"));
-    std::fs::write(
-        &conf,
-        format!(
-            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: nfprobe[n], memory[m]\n\
-             aggregate[m]: {AGG}\nimt_path[m]: {}\n{nfprobe}",
-            pcap.display(),
-            pipe.display()
-        ),
-    )
-    .expect("write conf");
-    let d = Daemon::start(&conf, &dir.join(format!("{tag}.log")));
-    let t = Instant::now();
-    while !pipe.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no {}", pipe.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let table = query_stable(|| query_csv(&pipe));
-    let log = d.terminate();
-    (table, log)
+    support::run_probe(dir, tag, pcap, "nfprobe[n]", AGG, nfprobe)
 }
 
 fn wait_packets(pipe: &Path, want: u64) -> String {
@@ -268,18 +247,9 @@ fn timeouts_split_flows_by_the_data_s_clock() {
              nfprobe_timeouts[n]: udp=30:tcp.fin=10:tcp.rst=5:maxlife=40:expint=5\n"
         ),
     );
-    let mut dec = xacct_wire::netflow::Decoder::default();
     let mut records: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
-    let mut buf = [0u8; 65536];
-    while let Ok(n) = rx.recv(&mut buf) {
-        dec.decode(
-            "127.0.0.1".parse().expect("ip"),
-            buf.get(..n).unwrap_or_default(),
-            &mut |_h: &xacct_wire::netflow::NetflowHeader, r: &xacct_wire::netflow::FlowRecord| {
-                records.entry(r.src_port).or_default().push(r.packets)
-            },
-        )
-        .expect("decodes");
+    for r in support::netflow_records(&rx) {
+        records.entry(r.src_port).or_default().push(r.packets);
     }
     for v in records.values_mut() {
         v.sort();

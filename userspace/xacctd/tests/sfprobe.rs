@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{counter, free_udp_port, query_csv, query_stable, start_collector, Daemon};
+use support::{counter, free_udp_port, query_csv, start_collector, Daemon};
 
 const AGG: &str = "src_host,dst_host,src_port,dst_port,proto";
 
@@ -60,28 +60,9 @@ fn totals(csv: &str) -> BTreeMap<String, u64> {
     out
 }
 
-/// Runs the probe over `pcap` with extra config `lines`; the probe's own table and its log.
+/// Runs the probe over `pcap` with extra config `lines` (see `support::run_probe`).
 fn run_probe(dir: &Path, tag: &str, pcap: &Path, lines: &str) -> (String, String) {
-    let conf = dir.join(format!("{tag}.conf"));
-    let pipe = dir.join(format!("{tag}.pipe"));
-    std::fs::write(
-        &conf,
-        format!(
-            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: sfprobe[s], memory[m]\n\
-             aggregate[m]: {AGG}\nimt_path[m]: {}\n{lines}",
-            pcap.display(),
-            pipe.display()
-        ),
-    )
-    .expect("conf");
-    let d = Daemon::start(&conf, &dir.join(format!("{tag}.log")));
-    let t = Instant::now();
-    while !pipe.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no {}", pipe.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let table = query_stable(|| query_csv(&pipe));
-    (table, d.terminate())
+    support::run_probe(dir, tag, pcap, "sfprobe[s]", AGG, lines)
 }
 
 #[test]
@@ -221,32 +202,19 @@ fn tags_travel_in_ex_tag() {
     let port = free_udp_port();
     let (collector, cpipe) =
         start_collector(dir.path(), "col", &format!("sfacctd_ip: 127.0.0.1\nsfacctd_port: {port}\n"), "tag");
-    let conf = dir.path().join("probe.conf");
-    let pipe = dir.path().join("probe.pipe");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\npre_tag_map: {}\n\
-             plugins: sfprobe[s], memory[m]\naggregate[s]: tag\nsfprobe_receiver[s]: 127.0.0.1:{port}\n\
-             aggregate[m]: tag\nimt_path[m]: {}\n",
-            pcap.display(),
-            map.display(),
-            pipe.display()
-        ),
-    )
-    .expect("conf");
-    let d = Daemon::start(&conf, &dir.path().join("probe.log"));
-    let t = Instant::now();
-    while !pipe.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no {}", pipe.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // Tag and packets: sFlow counts frame bytes (FCS included), the probe's own table IP bytes.
     let tag_packets = |csv: &str| -> Vec<String> {
         support::sorted_rows(csv).iter().map(|r| r.rsplitn(2, ',').nth(1).unwrap_or_default().to_string()).collect()
     };
-    let want = tag_packets(&query_stable(|| query_csv(&pipe)));
-    d.terminate();
+    let (table, _) = support::run_probe(
+        dir.path(),
+        "probe",
+        &pcap,
+        "sfprobe[s]",
+        "tag",
+        &format!("pre_tag_map: {}\naggregate[s]: tag\nsfprobe_receiver[s]: 127.0.0.1:{port}\n", map.display()),
+    );
+    let want = tag_packets(&table);
     assert_eq!(want.len(), 3, "{want:?}");
     let t = Instant::now();
     loop {

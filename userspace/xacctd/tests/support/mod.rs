@@ -376,3 +376,46 @@ pub fn tshark_check(pcap: &Path, port: u16, proto: &str) -> (usize, Vec<String>)
         run("_ws.malformed || _ws.expert.severity >= error", &["frame.number", "_ws.expert.message", "_ws.malformed"]),
     )
 }
+
+/// Waits until a memory plugin's socket exists (its thread runs).
+pub fn wait_pipe(pipe: &Path) {
+    let t = Instant::now();
+    while !pipe.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no {}", pipe.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs xacctd over `pcap` with the export plugin `probe` (e.g. `nfprobe[n]`) beside a memory
+/// plugin `m` with `aggregate`, plus config `lines`; returns the memory plugin's table and the
+/// whole log after a SIGTERM, which makes the exporter flush.
+pub fn run_probe(dir: &Path, tag: &str, pcap: &Path, probe: &str, aggregate: &str, lines: &str) -> (String, String) {
+    let conf = dir.join(format!("{tag}.conf"));
+    let pipe = dir.join(format!("{tag}.pipe"));
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: true\nplugins: {probe}, memory[m]\n\
+             aggregate[m]: {aggregate}\nimt_path[m]: {}\n{lines}",
+            pcap.display(),
+            pipe.display()
+        ),
+    )
+    .expect("write conf");
+    let d = Daemon::start(&conf, &dir.join(format!("{tag}.log")));
+    wait_pipe(&pipe);
+    let table = query_stable(|| query_csv(&pipe));
+    (table, d.terminate())
+}
+
+/// Every NetFlow/IPFIX record the socket receives until it stays quiet for its read timeout.
+pub fn netflow_records(rx: &std::net::UdpSocket) -> Vec<xacct_wire::netflow::FlowRecord> {
+    let mut dec = xacct_wire::netflow::Decoder::default();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = rx.recv(&mut buf) {
+        let mut sink = |_h: &xacct_wire::netflow::NetflowHeader, r: &xacct_wire::netflow::FlowRecord| out.push(*r);
+        dec.decode("127.0.0.1".parse().expect("ip"), buf.get(..n).unwrap_or_default(), &mut sink).expect("decodes");
+    }
+    out
+}
